@@ -1,0 +1,367 @@
+"""The agent folder: load and validate it, and write it atomically as recorded versions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from agentmem import config, persona, tooldefs
+from agentmem import lessons as lessons_fmt
+from agentmem.errors import (
+    AgentmemError,
+    Conflict,
+    InvalidAgent,
+    Locked,
+    NotFound,
+    Problem,
+    UsageError,
+)
+from agentmem.fsutil import atomic_delete, atomic_write
+from agentmem.history import TRACKED, History, Version, merge3
+from agentmem.journal import FILE as LOG_FILE
+from agentmem.journal import Cursor, Journal
+from agentmem.lessons import LessonsDoc
+
+STATE_DIR = ".agentmem"
+ARCHIVE = "archive.md"
+MEMORY_FILES = ("persona.md", "lessons.md", "tools.yaml")
+BLANK_PERSONA = """---
+name: {name}
+description: A new agent.
+budgets:
+  persona: 2000
+  lessons: 4000
+---
+# {name}
+
+You are {name}, a helpful assistant. Be direct and precise. When you are corrected, or notice
+a repeated mistake or a stable preference, record it as a lesson with the memory tool.
+"""
+BLANK_ARCHIVE = "# Archive\n\nLessons retired by sleep passes, kept for the record.\n"
+
+
+@dataclass
+class Memory:
+    """A validated snapshot of the agent's memory files."""
+
+    persona: persona.Persona
+    lessons: LessonsDoc
+    tools: list[tooldefs.ToolDef]
+    archive: LessonsDoc | None
+    texts: dict[str, str]
+
+
+def validate(texts: dict[str, str | None]) -> tuple[Memory | None, list[Problem]]:
+    """Parse and validate memory file contents; returns every problem found."""
+    problems: list[Problem] = []
+    missing = [n for n in MEMORY_FILES if texts.get(n) is None]
+    for name in missing:
+        problems.append(Problem(name, None, "file is missing"))
+    if missing:
+        return None, problems
+    p, pp = persona.parse(texts["persona.md"] or "")
+    if p is not None:
+        from agentmem.pins import pinned_spans
+
+        _, pin_problems = pinned_spans(p.body, "persona.md")
+        pp += [Problem(x.file, (x.line or 0) + p.body_line - 1, x.message) for x in pin_problems]
+    lsn, lp = lessons_fmt.parse(texts["lessons.md"] or "")
+    tools, tp = tooldefs.parse(texts["tools.yaml"] or "")
+    archive: LessonsDoc | None = None
+    ap: list[Problem] = []
+    if texts.get(ARCHIVE) is not None:
+        archive, ap = lessons_fmt.parse(texts[ARCHIVE] or "", ARCHIVE)
+    problems = pp + lp + tp + ap
+    if problems or p is None or lsn is None or tools is None:
+        return None, problems
+    clean = {k: v for k, v in texts.items() if v is not None}
+    return Memory(p, lsn, tools, archive, clean), []
+
+
+class Agent:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder.resolve()
+        self.state_dir = self.folder / STATE_DIR
+        self.history = History(self.folder)
+        self.journal = Journal(self.folder / LOG_FILE, self.state_dir / "log.lock")
+        self._write_lock = FileLock(str(self.state_dir / "write.lock"), timeout=30)
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    # -- finding ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, spec: str | Path) -> Agent:
+        """Open an agent by path, or by bare name under $AGENTMEM_HOME."""
+        path = Path(spec).expanduser()
+        candidates = [path]
+        if isinstance(spec, str) and "/" not in spec and not spec.startswith("."):
+            candidates.append(config.agents_home() / spec)
+        for candidate in candidates:
+            if (candidate / "persona.md").is_file():
+                agent = cls(candidate)
+                agent._ensure_state()
+                return agent
+        if path.is_dir():
+            raise NotFound(f"{path} is not an agent folder (no persona.md)",
+                           f"create one with: agentmem new {path}")
+        raise NotFound(f"no agent '{spec}' (looked in {', '.join(str(c) for c in candidates)})",
+                       "give a path to an agent folder, or create one with: agentmem new NAME")
+
+    @classmethod
+    def create(cls, spec: str, sample: str | None = None) -> Agent:
+        path = Path(spec).expanduser()
+        if "/" not in spec and not spec.startswith("."):
+            path = config.agents_home() / spec
+        if path.exists() and any(path.iterdir()):
+            raise UsageError(f"{path} already exists and is not empty",
+                             "choose another name or remove the folder")
+        texts: dict[str, str] = {}
+        log_text = ""
+        if sample:
+            source = find_sample(sample)
+            for name in (*MEMORY_FILES, ARCHIVE):
+                if (source / name).is_file():
+                    texts[name] = (source / name).read_text(encoding="utf-8")
+            if (source / LOG_FILE).is_file():
+                log_text = (source / LOG_FILE).read_text(encoding="utf-8")
+        else:
+            name = path.name
+            texts = {"persona.md": BLANK_PERSONA.format(name=name), "lessons.md": lessons_fmt.BLANK_DOC,
+                     "tools.yaml": tooldefs.BLANK}
+        _, problems = validate(dict(texts))
+        if problems:
+            raise InvalidAgent(problems)
+        path.mkdir(parents=True, exist_ok=True)
+        agent = cls(path)
+        agent._ensure_state()
+        for name, text in texts.items():
+            atomic_write(path / name, text)
+        if log_text:
+            atomic_write(path / LOG_FILE, log_text)
+        else:
+            (path / LOG_FILE).touch()
+        message = f"Create agent from sample '{sample}'" if sample else "Create agent"
+        agent.history.commit("new", message, agent.journal.last_event_number())
+        return agent
+
+    def _ensure_state(self) -> None:
+        if not self.state_dir.exists():
+            self.state_dir.mkdir(parents=True)
+        ignore = self.state_dir / ".gitignore"
+        if not ignore.exists():
+            # keeps an enclosing repository from seeing our history as files to commit
+            atomic_write(ignore, "# agentmem's own state; never committed by an outer repo\n*\n")
+        if not self.history.exists:
+            self.history.init()
+
+    # -- reading ---------------------------------------------------------------------------
+    def read_texts(self) -> dict[str, str | None]:
+        texts: dict[str, str | None] = {}
+        for name in TRACKED:
+            path = self.folder / name
+            try:
+                texts[name] = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                texts[name] = None
+            except UnicodeDecodeError:
+                raise InvalidAgent([Problem(name, None, "file is not valid UTF-8 text")]) from None
+        return texts
+
+    def load(self) -> Memory:
+        memory, problems = validate(self.read_texts())
+        if problems or memory is None:
+            raise InvalidAgent(problems)
+        return memory
+
+    # -- state -----------------------------------------------------------------------------
+    def read_state(self) -> dict[str, Any]:
+        path = self.state_dir / "state.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) else {}
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def update_state(self, **values: Any) -> None:
+        with self._write_lock:
+            state = self.read_state()
+            state.update(values)
+            atomic_write(self.state_dir / "state.json", json.dumps(state, indent=2) + "\n")
+
+    def sleep_cursor(self) -> Cursor:
+        return Cursor.from_json(self.read_state().get("sleep_cursor"))
+
+    # -- writing ---------------------------------------------------------------------------
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        try:
+            with self._write_lock:
+                yield
+        except Timeout:
+            raise Locked(f"{self.folder} is busy: another agentmem process holds its write lock",
+                         "wait for it to finish and try again") from None
+
+    def record_hand_edits(self) -> Version | None:
+        with self.locked():
+            return self._record_pending()
+
+    def _record_pending(self) -> Version | None:
+        """Commit what is on disk but not yet versioned: an interrupted write, or hand edits."""
+        intent_path = self.state_dir / "intent.json"
+        dirty = self.history.dirty()
+        if intent_path.exists():
+            intent = _read_json(intent_path)
+            atomic_delete(intent_path)
+            if dirty and all(_digest(self.folder / n) == h
+                             for n, h in intent.get("files", {}).items()):
+                return self.history.commit(intent.get("author", "human"),
+                                           intent.get("message", "Recovered write"),
+                                           self.journal.last_event_number())
+        if not dirty:
+            return None
+        return self.history.commit("human", f"Hand edit of {', '.join(dirty)}",
+                                   self.journal.last_event_number())
+
+    def write(self, changes: dict[str, str | None], author: str, message: str,
+              *, check: Any = None) -> Version | None:
+        """Atomically write memory files (None deletes) and record one version.
+
+        Uncommitted hand edits are recorded first as their own version. The result must validate,
+        or nothing is written. `check(before, after)` may raise to refuse the write.
+        """
+        bad = [n for n in changes if n not in TRACKED]
+        if bad:
+            raise UsageError(f"agentmem does not manage {bad[0]}")
+        with self.locked():
+            self._record_pending()
+            before = self.read_texts()
+            after = {**before, **changes}
+            _, problems = validate(after)
+            if problems:
+                raise InvalidAgent(problems, "the change was refused; nothing was written")
+            if check is not None:
+                check(before, after)
+            changed = {n: t for n, t in changes.items() if before.get(n) != t}
+            if not changed:
+                return None
+            intent = {"author": author, "message": message,
+                      "files": {n: _hash(t) for n, t in changed.items()}}
+            atomic_write(self.state_dir / "intent.json", json.dumps(intent))
+            for name, text in changed.items():
+                if text is None:
+                    atomic_delete(self.folder / name)
+                else:
+                    atomic_write(self.folder / name, text)
+            version = self.history.commit(author, message, self.journal.last_event_number())
+            atomic_delete(self.state_dir / "intent.json")
+            return version
+
+    def revert(self, ref: str) -> Version:
+        """Undo exactly one version's change, keeping every later change."""
+        with self.locked():
+            self._record_pending()
+            target = self.history.resolve(ref)
+            parent = self.history.parent(target)
+            if parent is None:
+                raise UsageError(f"version {target.number} created the agent; it cannot be undone",
+                                 "use 'agentmem revert AGENT --to VERSION' to restore a state")
+            changes: dict[str, str | None] = {}
+            current = self.read_texts()
+            for name in self.history.changed_files(target):
+                base = self.history.file_at(target, name)
+                other = self.history.file_at(parent, name)
+                now = current.get(name)
+                if now == other:
+                    continue                      # already as it was before that version
+                if base is None or other is None:  # the version added or deleted the file
+                    if now != base:
+                        raise _conflict(name)
+                    changes[name] = other
+                    continue
+                try:
+                    changes[name] = merge3(now or "", base, other, name)
+                except Conflict:
+                    merged = (lessons_fmt.undo_change(now or "", base, other)
+                              if name in ("lessons.md", ARCHIVE) else None)
+                    if merged is None:
+                        raise
+                    changes[name] = merged
+            message = f"Revert version {target.number}: {target.subject}"
+            # the lock is re-entrant: the merge and the write see the same files
+            version = self.write(changes, "revert", message) if changes else None
+        if version is None:
+            raise UsageError(f"version {target.number}'s change is already undone; nothing to do")
+        return version
+
+    def restore(self, ref: str) -> Version:
+        """Make the whole memory as it was at a version, recorded as a new version."""
+        with self.locked():
+            self._record_pending()
+            target = self.history.resolve(ref)
+            files = self.history.files_at(target)
+            version = self.write(dict(files), "revert", f"Restore memory as of version "
+                                 f"{target.number}: {target.subject}")
+        if version is None:
+            raise UsageError(f"memory is already as it was at version {target.number}")
+        return version
+
+
+def _conflict(name: str) -> AgentmemError:
+    return Conflict(f"{name}: later edits changed this file, so this version cannot be undone on "
+                    "its own; nothing was changed",
+                    "use 'agentmem revert AGENT --to VERSION' to restore a whole earlier state")
+
+
+def _hash(text: str | None) -> str | None:
+    return None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def samples_root() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "sample_agents", here.parent / "sample_agents"):
+        if candidate.is_dir():
+            return candidate
+    raise NotFound("the sample agents are not installed with this copy of agentmem")
+
+
+def list_samples() -> list[str]:
+    try:
+        root = samples_root()
+    except NotFound:
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "persona.md").is_file())
+
+
+def find_sample(sample: str) -> Path:
+    path = Path(sample).expanduser()
+    if (path / "persona.md").is_file():
+        return path
+    names = list_samples()
+    if sample in names:
+        return samples_root() / sample
+    raise NotFound(f"no sample agent '{sample}'",
+                   f"samples: {', '.join(names) or 'none installed'}; or give a path to a folder")

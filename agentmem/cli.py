@@ -1,0 +1,65 @@
+"""The command line: parses, dispatches, and turns errors into one-line messages."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from agentmem import __version__
+from agentmem.commands import diff, history, new, revert, show
+from agentmem.errors import AgentmemError
+
+
+class _Group(TyperGroup):
+    """Turns AgentmemError into `Error: message` + hint on stderr and its exit code.
+
+    This is the one place where failures become messages (works under CliRunner too).
+    """
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AgentmemError as exc:
+            from agentmem import console
+
+            console.error(exc.message, exc.hint)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            sys.stderr.write("Interrupted.\n")
+            raise typer.Exit(130) from None
+
+
+app = typer.Typer(
+    name="agentmem",
+    cls=_Group,
+    help="LLM agents as plain-text folders that learn.\n\n"
+         "An agent is a folder (persona.md, lessons.md, tools.yaml, log.jsonl) whose every "
+         "change is a version you can diff and revert.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"agentmem {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Show the version and exit.")) -> None:
+    """LLM agents as plain-text folders that learn."""
+
+
+for module in (new, show, history, diff, revert):
+    module.register(app)
+
+
+def main() -> None:
+    app()

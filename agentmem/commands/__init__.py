@@ -1,0 +1,1 @@
+"""One module per command. Each parses, calls the core, renders: a screenful at most."""

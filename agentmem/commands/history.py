@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import typer
+
+from agentmem.agent import Agent
+
+
+def register(app: typer.Typer) -> None:
+    app.command("history")(history)
+
+
+def history(
+    agent: str = typer.Argument(..., help="Agent folder or name."),
+    limit: int = typer.Option(0, "--limit", "-n", help="Show at most this many versions."),
+    json_: bool = typer.Option(False, "--json", help="Print versions as JSON."),
+) -> None:
+    """List versions of the agent's memory, newest first.
+
+    Example: agentmem history ./reviewer -n 10
+    """
+    from agentmem import console
+
+    a = Agent.open(agent)
+    versions = a.history.versions()
+    if limit > 0:
+        versions = versions[:limit]
+    dirty = a.history.dirty()
+    if json_:
+        console.print_json({"uncommitted": dirty, "versions": [v.to_json() for v in versions]})
+        return
+    o = console.out()
+    if dirty:
+        o.print(f"[yellow]   *[/yellow] {'':7}  {'now':<16} {'human':<7} uncommitted hand edits: "
+                + ", ".join(dirty))
+    for v in versions:
+        o.print(f"[bold]{v.number:>4}[/bold] [yellow]{v.short}[/yellow]  "
+                f"{console.ago(v.time):<16} [cyan]{v.author:<7}[/cyan] {v.subject}",
+                markup=True)

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import typer
+
+from agentmem.agent import Agent, list_samples
+
+
+def register(app: typer.Typer) -> None:
+    app.command("new")(new)
+
+
+def new(
+    name: str = typer.Argument(..., help="Folder path, or a bare name created under $AGENTMEM_HOME."),
+    sample: str = typer.Option(None, "--from", help="Copy a sample agent (name or folder)."),
+    list_: bool = typer.Option(False, "--list-samples", help="List the sample agents and exit."),
+) -> None:
+    """Create an agent folder and start its history.
+
+    Example: agentmem new ./reviewer --from code-reviewer
+    """
+    from agentmem import console
+
+    if list_:
+        for sample_name in list_samples():
+            console.out().print(sample_name)
+        return
+    agent = Agent.create(name, sample)
+    console.out().print(str(agent.folder))
+    console.info(f"created {agent.name}" + (f" from sample '{sample}'" if sample else "")
+                 + f"; chat with it: agentmem chat {agent.folder}")

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import typer
+
+from agentmem import report
+
+
+def register(app: typer.Typer) -> None:
+    app.command("show")(show)
+
+
+def show(
+    agent: str = typer.Argument(..., help="Agent folder or name."),
+    json_: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Summarize an agent: files, tokens against budgets, lessons, versions, last sleep.
+
+    Example: agentmem show ./reviewer
+    """
+    from agentmem import console
+
+    summary = report.summarize(agent)
+    if json_:
+        console.print_json(summary)
+        return
+    o = console.out()
+    o.print(f"[bold]{summary['name']}[/bold]  {summary['path']}")
+    if summary["description"]:
+        o.print(f"  {summary['description']}")
+    o.print(f"  model        {summary['model'] or '(not set)'}"
+            + (f"   sleep model {summary['sleep_model']}" if summary["sleep_model"] else ""))
+    for f in summary["files"]:
+        budget = f" / {f['budget']} budget" if f.get("budget") else ""
+        over = "  [red]over budget[/red]" if f.get("over_budget") else ""
+        extra = f"  ({f['detail']})" if f.get("detail") else ""
+        o.print(f"  {f['file']:<12} ~{f['tokens']} tokens{budget}{extra}{over}")
+    log = summary["log"]
+    o.print(f"  {'log.jsonl':<12} {log['events']} events, {log['since_sleep']} since last sleep")
+    latest = summary["latest_version"]
+    o.print(f"  {'versions':<12} {summary['versions']}"
+            + (f" (latest #{latest['number']} {latest['commit'][:7]} {latest['author']}: "
+               f"{latest['subject']})" if latest else ""))
+    last = summary["last_sleep"]
+    o.print(f"  {'last sleep':<12} " + (f"version #{last['number']}, {last['ago']}"
+                                         if last else "never"))
+    if summary["uncommitted"]:
+        console.warn("uncommitted hand edits in " + ", ".join(summary["uncommitted"])
+                     + " (recorded as a human version on the next write)")

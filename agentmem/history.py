@@ -1,0 +1,239 @@
+"""Versions of an agent's memory, kept in a real git repository at `.agentmem/git`.
+
+The git directory lives inside the agent folder but is not named `.git`, so an agent folder
+inside a user's own repository never becomes a nested repository. Anyone can read it:
+
+    git --git-dir=AGENT/.agentmem/git log
+
+Each commit's message ends with trailers: `Agentmem-Author: human|agent|sleep|revert|import|new`
+and `Agentmem-Log: N` (the last log event the version reflects).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agentmem.errors import AgentmemError, Conflict, NotFound, UsageError
+
+TRACKED = ("persona.md", "lessons.md", "tools.yaml", "archive.md")
+AUTHORS = ("human", "agent", "sleep", "revert", "import", "new")
+AUTHOR_TRAILER = "Agentmem-Author"
+LOG_TRAILER = "Agentmem-Log"
+_SEP = "\x1f"
+_REC = "\x1e"
+REL = re.compile(r"^(?:HEAD|@)?~(\d+)$|^(?:HEAD|@)$")
+
+
+@dataclass(frozen=True)
+class Version:
+    number: int          # 1 = oldest
+    commit: str
+    time: datetime
+    author: str
+    subject: str
+    message: str
+    log_position: int | None
+
+    @property
+    def short(self) -> str:
+        return self.commit[:7]
+
+    def to_json(self) -> dict[str, object]:
+        return {"number": self.number, "commit": self.commit, "time": self.time.isoformat(),
+                "author": self.author, "subject": self.subject, "message": self.message,
+                "log_position": self.log_position}
+
+
+class History:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.git_dir = folder / ".agentmem" / "git"
+        self._versions: list[Version] | None = None
+
+    # -- plumbing --------------------------------------------------------------------------
+    def git(self, *args: str, check: bool = True, input: str | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        full_env = {**os.environ, "GIT_DIR": str(self.git_dir), "GIT_WORK_TREE": str(self.folder),
+                    "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C",
+                    **(env or {})}
+        for leak in ("GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR"):
+            full_env.pop(leak, None)
+        cmd = ["git", "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false",
+               "-c", "core.autocrlf=false", "-c", "core.quotepath=false", *args]
+        try:
+            proc = subprocess.run(cmd, cwd=self.folder, env=full_env, input=input,
+                                  capture_output=True, text=True, encoding="utf-8",
+                                  errors="replace")
+        except FileNotFoundError as exc:
+            raise AgentmemError("git is not installed", "install git and try again") from exc
+        if check and proc.returncode != 0:
+            raise AgentmemError(f"git {' '.join(args[:2])} failed: {proc.stderr.strip()}")
+        return proc
+
+    @property
+    def exists(self) -> bool:
+        return (self.git_dir / "HEAD").exists()
+
+    def init(self) -> None:
+        self.git_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.git("init", "-q", "-b", "main")
+        self.git("config", "core.worktree", "../..")
+        self.git("config", "user.name", "agentmem")
+        self.git("config", "user.email", "agentmem@localhost")
+        exclude = self.git_dir / "info" / "exclude"
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        exclude.write_text("# agentmem versions only the memory files\n/*\n"
+                           + "".join(f"!/{name}\n" for name in TRACKED))
+
+    # -- recording -------------------------------------------------------------------------
+    def dirty(self) -> list[str]:
+        """Tracked memory files whose content differs from the latest version."""
+        if not self.exists:
+            return []
+        proc = self.git("status", "--porcelain", "--untracked-files=all", "--", *TRACKED)
+        return sorted({line[3:].strip() for line in proc.stdout.splitlines() if line.strip()})
+
+    def commit(self, author: str, message: str, log_position: int | None) -> Version | None:
+        """Record the current memory files as a version. None when nothing changed."""
+        assert author in AUTHORS, author
+        self.git("add", "-A", "--", *[n for n in TRACKED if (self.folder / n).exists()
+                                       or self._tracked(n)])
+        if self.git("diff", "--cached", "--quiet", check=False).returncode == 0 and self.head():
+            return None
+        trailers = f"\n\n{AUTHOR_TRAILER}: {author}"
+        if log_position is not None:
+            trailers += f"\n{LOG_TRAILER}: {log_position}"
+        name = f"agentmem ({author})"
+        env = {"GIT_AUTHOR_NAME": name, "GIT_COMMITTER_NAME": name,
+               "GIT_AUTHOR_EMAIL": f"{author}@agentmem", "GIT_COMMITTER_EMAIL": f"{author}@agentmem"}
+        self.git("commit", "-q", "--allow-empty", "-F", "-", input=message.strip() + trailers,
+                 env=env)
+        self._versions = None
+        return self.versions()[0]
+
+    def _tracked(self, name: str) -> bool:
+        return bool(self.git("ls-files", "--", name).stdout.strip())
+
+    def head(self) -> str | None:
+        proc = self.git("rev-parse", "-q", "--verify", "HEAD", check=False)
+        return proc.stdout.strip() or None
+
+    # -- reading ---------------------------------------------------------------------------
+    def versions(self) -> list[Version]:
+        """All versions, newest first."""
+        head = self.head() if self.exists else None
+        if head is None:
+            return []
+        if self._versions is not None and self._versions[0].commit == head:
+            return self._versions
+        fmt = _SEP.join(["%H", "%ct", "%s", "%B"]) + _REC
+        out = self.git("log", f"--format={fmt}").stdout
+        records = [r.strip("\n") for r in out.split(_REC) if r.strip("\n")]
+        versions = []
+        for n, record in enumerate(records):
+            commit, ts, subject, body = record.split(_SEP, 3)
+            author, position = "human", None
+            lines = []
+            for line in body.strip().splitlines():
+                if line.startswith(AUTHOR_TRAILER + ":"):
+                    author = line.split(":", 1)[1].strip()
+                elif line.startswith(LOG_TRAILER + ":"):
+                    value = line.split(":", 1)[1].strip()
+                    position = int(value) if value.isdigit() else None
+                else:
+                    lines.append(line)
+            versions.append(Version(number=len(records) - n, commit=commit,
+                                    time=datetime.fromtimestamp(int(ts), UTC), author=author,
+                                    subject=subject, message="\n".join(lines).strip(),
+                                    log_position=position))
+        self._versions = versions
+        return versions
+
+    def resolve(self, ref: str) -> Version:
+        """A version by number (`12`), relative position (`HEAD`, `HEAD~2`, `~2`) or short hash."""
+        versions = self.versions()
+        if not versions:
+            raise NotFound("this agent has no versions yet")
+        ref = ref.strip()
+        if ref.startswith("#"):
+            ref = ref[1:]
+        rel = REL.match(ref)
+        if rel:
+            back = int(rel.group(1) or 0)
+            if back >= len(versions):
+                raise NotFound(f"'{ref}' goes back further than the {len(versions)} versions",
+                               "see them with: agentmem history AGENT")
+            return versions[back]
+        if ref.isdigit() and len(ref) < 7:
+            number = int(ref)
+            for version in versions:
+                if version.number == number:
+                    return version
+            raise NotFound(f"no version {number} (versions are 1 to {len(versions)})",
+                           "see them with: agentmem history AGENT")
+        if re.fullmatch(r"[0-9a-fA-F]{4,40}", ref):
+            matches = [v for v in versions if v.commit.startswith(ref.lower())]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise UsageError(f"'{ref}' matches {len(matches)} versions; give more characters")
+        raise NotFound(f"unknown version '{ref}'", "name a version by number (12), position "
+                       "(HEAD~1) or hash (3f2a9c1); see: agentmem history AGENT")
+
+    def parent(self, version: Version) -> Version | None:
+        versions = self.versions()
+        index = versions.index(version)
+        return versions[index + 1] if index + 1 < len(versions) else None
+
+    def file_at(self, version: Version | None, name: str) -> str | None:
+        if version is None:
+            return None
+        proc = self.git("show", f"{version.commit}:{name}", check=False)
+        return proc.stdout if proc.returncode == 0 else None
+
+    def files_at(self, version: Version | None) -> dict[str, str | None]:
+        return {name: self.file_at(version, name) for name in TRACKED}
+
+    def changed_files(self, version: Version) -> list[str]:
+        parent = self.parent(version)
+        if parent is None:
+            out = self.git("show", "--name-only", "--format=", version.commit).stdout
+        else:
+            out = self.git("diff", "--name-only", parent.commit, version.commit).stdout
+        return [line for line in out.splitlines() if line in TRACKED]
+
+    def diff(self, old: Version | None, new: Version | None, *, stat: bool = False,
+             context: int = 3) -> str:
+        """Unified diff (or numstat) between two versions; None for `new` is the work tree."""
+        empty_tree = self.git("hash-object", "-t", "tree", "/dev/null").stdout.strip()
+        args = ["diff", "--no-color", "--no-renames"]
+        args.append("--numstat" if stat else f"-U{context}")
+        args.append(old.commit if old else empty_tree)
+        if new is not None:
+            args.append(new.commit)
+        return self.git(*args, "--", *TRACKED).stdout
+
+
+def merge3(current: str, base: str, other: str, name: str) -> str:
+    """Three-way merge with git merge-file; raises Conflict when the changes overlap."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for label, text in (("current", current), ("base", base), ("other", other)):
+            path = Path(tmp) / label
+            path.write_text(text, encoding="utf-8")
+            paths.append(str(path))
+        proc = subprocess.run(["git", "merge-file", "-p", "-q", *paths], capture_output=True,
+                              text=True, encoding="utf-8")
+    if proc.returncode != 0:
+        raise Conflict(f"{name}: later edits changed the same lines, so this version cannot be "
+                       "undone on its own; nothing was changed",
+                       "use 'agentmem revert AGENT --to VERSION' to restore a whole earlier state, "
+                       "or edit the file by hand")
+    return proc.stdout

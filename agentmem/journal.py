@@ -1,0 +1,191 @@
+"""log.jsonl: the append-only record of everything that happened.
+
+One JSON object per line: id (e1, e2, ...), time, session, kind, content and extra fields.
+A torn or corrupt line is skipped with a warning and never causes other lines to be lost.
+Reading from a cursor (event number + byte offset) costs what the new events cost, not the log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from agentmem.redact import redact_obj
+
+FILE = "log.jsonl"
+_TAIL_CHUNK = 64 * 1024
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def event_number(event_id: Any) -> int | None:
+    if isinstance(event_id, str) and event_id[:1] == "e" and event_id[1:].isdigit():
+        return int(event_id[1:])
+    return None
+
+
+@dataclass
+class Cursor:
+    """A position in the log: the last event read and the byte offset just after it."""
+
+    event: int = 0
+    offset: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {"event": self.event, "offset": self.offset}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Cursor:
+        if isinstance(data, dict):
+            return cls(int(data.get("event", 0)), int(data.get("offset", 0)))
+        return cls()
+
+
+@dataclass
+class ReadResult:
+    events: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    end: Cursor = field(default_factory=Cursor)
+
+
+class Journal:
+    def __init__(self, path: Path, lock_path: Path) -> None:
+        self.path = path
+        self._lock = FileLock(str(lock_path), timeout=30)
+
+    # -- writing ---------------------------------------------------------------------------
+    def append(self, *events: dict[str, Any]) -> list[dict[str, Any]]:
+        """Append events (redacted), assigning ids and times. Durable when this returns."""
+        with self._lock:
+            last = self.last_event_number()
+            stored = []
+            for offset, event in enumerate(events, start=1):
+                record = {"id": f"e{last + offset}", "time": now_iso()}
+                record.update({k: v for k, v in event.items() if k not in ("id",)})
+                stored.append(redact_obj(record))
+            data = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in stored)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                if not self._ends_with_newline(fd):
+                    data = "\n" + data   # isolate a torn last line instead of extending it
+                os.write(fd, data.encode("utf-8"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return stored
+
+    def _ends_with_newline(self, fd: int) -> bool:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return True
+        return os.pread(fd, 1, size - 1) == b"\n"
+
+    # -- reading ---------------------------------------------------------------------------
+    def last_event_number(self) -> int:
+        """The number of the newest readable event, read from the end of the file (O(1))."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+        with open(self.path, "rb") as fh:
+            end = size
+            carry = b""
+            while end > 0:
+                start = max(0, end - _TAIL_CHUNK)
+                fh.seek(start)
+                chunk = fh.read(end - start) + carry
+                lines = chunk.split(b"\n")
+                carry = lines[0] if start > 0 else b""
+                for raw in reversed(lines[1:] if start > 0 else lines):
+                    number = _number_of(raw)
+                    if number is not None:
+                        return number
+                end = start
+        return 0
+
+    def end_cursor(self) -> Cursor:
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return Cursor()
+        return Cursor(self.last_event_number(), size)
+
+    def read(self, after: Cursor | None = None) -> ReadResult:
+        """Events with a number above `after.event`, starting at `after.offset` when it is sane."""
+        after = after or Cursor()
+        result = ReadResult(end=Cursor(after.event, after.offset))
+        if not self.path.exists():
+            return result
+        start = after.offset if self._offset_ok(after.offset) else 0
+        for event, warning, end in self._scan(start):
+            if warning:
+                result.warnings.append(warning)
+                continue
+            assert event is not None
+            number = event_number(event.get("id"))
+            if number is not None and number > after.event:
+                result.events.append(event)
+                result.end = Cursor(number, end)
+            else:
+                result.end = Cursor(result.end.event, end)
+        return result
+
+    def iter_all(self) -> Iterator[tuple[dict[str, Any] | None, str | None, int]]:
+        return self._scan(0)
+
+    def _offset_ok(self, offset: int) -> bool:
+        if offset <= 0:
+            return False
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(offset - 1)
+                return fh.read(1) == b"\n"
+        except OSError:
+            return False
+
+    def _scan(self, start: int) -> Iterator[tuple[dict[str, Any] | None, str | None, int]]:
+        with open(self.path, "rb") as fh:
+            fh.seek(start)
+            position = start
+            line_no = 1 if start == 0 else None
+            for raw in fh:
+                position += len(raw)
+                where = f"{FILE}:{line_no}" if line_no else f"{FILE} (byte {position - len(raw)})"
+                if line_no:
+                    line_no += 1
+                if not raw.strip():
+                    continue
+                complete = raw.endswith(b"\n")
+                try:
+                    event = json.loads(raw)
+                    if not isinstance(event, dict) or event_number(event.get("id")) is None:
+                        raise ValueError("not an event object with an id like e12")
+                except ValueError as exc:
+                    reason = "torn line (no newline at the end)" if not complete else str(exc)
+                    yield None, f"{where}: skipped an unreadable log line: {reason}", position
+                    continue
+                if not complete:
+                    # a valid JSON object without its newline: a write still in flight or torn
+                    yield None, f"{where}: skipped an incomplete last line", position
+                    continue
+                yield event, None, position
+
+
+def _number_of(raw: bytes) -> int | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        event = json.loads(raw)
+    except ValueError:
+        return None
+    return event_number(event.get("id")) if isinstance(event, dict) else None

@@ -1,0 +1,60 @@
+"""Remove secrets (API keys, bearer tokens, private keys) from text before it is stored or shown."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+REDACTED = "[REDACTED]"
+
+_PATTERNS = [
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)",
+               re.S),
+    re.compile(r"\bsk-(?:ant-|proj-|or-v1-)?[A-Za-z0-9_\-]{16,}"),   # OpenAI, Anthropic, OpenRouter
+    re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"),                           # Google
+    re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),                       # AWS access key id
+    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}"),                        # GitHub
+    re.compile(r"\bgithub_pat_[A-Za-z0-9_]{40,}"),
+    re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}"),                     # Slack
+    re.compile(r"\bhf_[A-Za-z0-9]{30,}"),                               # Hugging Face
+    re.compile(r"\bgsk_[A-Za-z0-9]{30,}"),                              # Groq
+    re.compile(r"\br8_[A-Za-z0-9]{30,}"),                               # Replicate
+    re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9_\-\.=/+]{16,}"),
+    re.compile(r"(?i)((?:api[_-]?key|secret|token|password|passwd)\s*[=:]\s*[\"']?)"
+               r"[^\s\"',;]{8,}"),
+]
+
+_ENV_HINTS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+
+
+def _env_secrets() -> list[str]:
+    values = []
+    for name, value in os.environ.items():
+        if any(h in name.upper() for h in _ENV_HINTS) and len(value) >= 12:
+            values.append(value)
+    return sorted(values, key=len, reverse=True)
+
+
+def redact(text: str) -> str:
+    """Return `text` with every recognised secret replaced by [REDACTED]."""
+    for value in _env_secrets():
+        if value in text:
+            text = text.replace(value, REDACTED)
+    for pattern in _PATTERNS:
+        if pattern.groups:
+            text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
+        else:
+            text = pattern.sub(REDACTED, text)
+    return text
+
+
+def redact_obj(obj: Any) -> Any:
+    """Redact every string inside a JSON-like structure."""
+    if isinstance(obj, str):
+        return redact(obj)
+    if isinstance(obj, dict):
+        return {k: redact_obj(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [redact_obj(v) for v in obj]
+    return obj

@@ -1,0 +1,115 @@
+"""Read-only views of an agent: summary, history, diffs. Returns data; never prints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from agentmem.agent import Agent
+from agentmem.errors import NotFound, UsageError
+from agentmem.history import Version
+from agentmem.tokens import estimate
+
+
+def summarize(spec: str) -> dict[str, Any]:
+    from agentmem.console import ago
+
+    agent = Agent.open(spec)
+    memory = agent.load()
+    settings = memory.persona.settings
+    budgets = memory.persona.budgets
+    files: list[dict[str, Any]] = []
+    for name, budget, detail in (
+        ("persona.md", budgets["persona"], None),
+        ("lessons.md", budgets["lessons"],
+         f"{len(memory.lessons.lessons)} lessons, "
+         f"{sum(lesson.pinned for lesson in memory.lessons.lessons)} pinned"),
+        ("tools.yaml", None, f"{len(memory.tools)} tools"),
+        ("archive.md", None, f"{len(memory.archive.lessons)} retired" if memory.archive else None),
+    ):
+        text = memory.texts.get(name)
+        if text is None:
+            continue
+        tokens = estimate(memory.persona.body if name == "persona.md" else text)
+        files.append({"file": name, "tokens": tokens, "budget": budget, "detail": detail,
+                      "over_budget": bool(budget and tokens > budget)})
+    versions = agent.history.versions()
+    cursor = agent.sleep_cursor()
+    last_event = agent.journal.last_event_number()
+    sleeps = [v for v in versions if v.author == "sleep"]
+    return {
+        "name": settings.get("name") or agent.name,
+        "path": str(agent.folder),
+        "description": settings.get("description", ""),
+        "model": settings.get("model"),
+        "sleep_model": settings.get("sleep_model"),
+        "files": files,
+        "lessons": len(memory.lessons.lessons),
+        "log": {"events": last_event, "since_sleep": max(0, last_event - cursor.event)},
+        "versions": len(versions),
+        "latest_version": versions[0].to_json() if versions else None,
+        "last_sleep": ({**sleeps[0].to_json(), "ago": ago(sleeps[0].time)} if sleeps else None),
+        "uncommitted": agent.history.dirty(),
+    }
+
+
+@dataclass
+class DiffSpec:
+    old: Version | None
+    new: Version | None          # None: the files on disk (uncommitted hand edits)
+    label: str
+
+
+def pick_diff(agent: Agent, frm: str | None, to: str | None, since_sleep: bool) -> DiffSpec:
+    history = agent.history
+    versions = history.versions()
+    if not versions:
+        raise NotFound("this agent has no versions yet")
+    if since_sleep:
+        if frm or to:
+            raise UsageError("--since-sleep takes no versions")
+        sleeps = [v for v in versions if v.author == "sleep"]
+        if not sleeps:
+            raise NotFound("this agent has never slept", "run: agentmem sleep AGENT")
+        new = None if history.dirty() else versions[0]
+        return DiffSpec(history.parent(sleeps[0]), new,
+                        f"since sleep version {sleeps[0].number} (before it, to now)")
+    if frm and to:
+        a, b = history.resolve(frm), history.resolve(to)
+        return DiffSpec(a, b, f"version {a.number} to version {b.number}")
+    if frm:
+        v = history.resolve(frm)
+        return DiffSpec(history.parent(v), v, f"version {v.number} ({v.author}): {v.subject}")
+    if history.dirty():
+        return DiffSpec(versions[0], None, "uncommitted hand edits")
+    latest = versions[0]
+    return DiffSpec(history.parent(latest), latest,
+                    f"version {latest.number} ({latest.author}): {latest.subject}")
+
+
+def diff_data(agent: Agent, spec: DiffSpec) -> dict[str, Any]:
+    history = agent.history
+    text = history.diff(spec.old, spec.new)
+    numstat = history.diff(spec.old, spec.new, stat=True)
+    files = []
+    per_file = split_diff(text)
+    for line in numstat.splitlines():
+        added, removed, name = line.split("\t", 2)
+        files.append({"file": name, "added": int(added) if added.isdigit() else 0,
+                      "removed": int(removed) if removed.isdigit() else 0,
+                      "diff": per_file.get(name, "")})
+    return {"from": spec.old.to_json() if spec.old else None,
+            "to": spec.new.to_json() if spec.new else "working tree",
+            "label": spec.label, "files": files, "diff": text}
+
+
+def split_diff(text: str) -> dict[str, str]:
+    out: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines(keepends=True):
+        if line.startswith("diff --git "):
+            name = line.rstrip("\n").split(" b/", 1)[-1]
+            current = out.setdefault(name, [])
+        if current is not None:
+            current.append(line)
+    return {k: "".join(v) for k, v in out.items()}

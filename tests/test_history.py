@@ -1,0 +1,192 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from agentmem.agent import Agent
+from agentmem.errors import Conflict, InvalidAgent
+from tests.conftest import snapshot
+
+
+def add_lesson(agent: Agent, title: str, body: str) -> None:
+    path = agent.folder / "lessons.md"
+    path.write_text(path.read_text() + f"\n## {title}\n{body}\n")
+
+
+def test_new_starts_history_without_a_nested_git_repository(tmp_path: Path):
+    outer = tmp_path / "project"
+    outer.mkdir()
+    subprocess.run(["git", "init", "-q", str(outer)], check=True)
+    agent = Agent.create(str(outer / "agents" / "helper"))
+    assert not (agent.folder / ".git").exists()
+    assert [v.author for v in agent.history.versions()] == ["new"]
+    # the outer repository sees the memory files and not agentmem's state
+    status = subprocess.run(["git", "-C", str(outer), "status", "--porcelain", "-uall"],
+                            capture_output=True, text=True, check=True).stdout
+    assert "agents/helper/persona.md" in status
+    assert ".agentmem" not in status
+    # anyone can read the history with plain git
+    log = subprocess.run(["git", f"--git-dir={agent.folder / '.agentmem' / 'git'}", "log",
+                          "--format=%s"], capture_output=True, text=True, check=True).stdout
+    assert log.strip() == "Create agent"
+
+
+def test_hand_edits_are_recorded_as_a_human_version_before_any_write(blank: Agent):
+    add_lesson(blank, "Prefer ruff", "Use ruff.")
+    persona = (blank.folder / "persona.md").read_text()
+    version = blank.write({"persona.md": persona + "\nBe brief.\n"}, "agent", "Note brevity")
+    authors = [(v.author, v.subject) for v in blank.history.versions()]
+    assert authors[:2] == [("agent", "Note brevity"), ("human", "Hand edit of lessons.md")]
+    assert version is not None and version.number == 3
+    assert "Prefer ruff" in (blank.folder / "lessons.md").read_text()
+
+
+def test_invalid_write_changes_nothing(blank: Agent):
+    before = snapshot(blank)
+    with pytest.raises(InvalidAgent) as err:
+        blank.write({"tools.yaml": "tools: [\n"}, "agent", "break it")
+    assert "tools.yaml:1: invalid YAML" in str(err.value) or "tools.yaml:2" in str(err.value)
+    assert snapshot(blank) == before
+
+
+def test_revert_old_version_keeps_newer_ones(blank: Agent):
+    add_lesson(blank, "First", "one")
+    v_first = blank.record_hand_edits()
+    persona = blank.folder / "persona.md"
+    persona.write_text(persona.read_text() + "\nSecond change.\n")
+    blank.record_hand_edits()
+    add_lesson(blank, "Third", "three")
+    blank.record_hand_edits()
+    assert v_first is not None
+    result = blank.revert(str(v_first.number))
+    lessons_text = (blank.folder / "lessons.md").read_text()
+    assert "## First" not in lessons_text and "## Third" in lessons_text
+    assert "Second change." in persona.read_text()
+    assert result.author == "revert" and result.subject.startswith(f"Revert version {v_first.number}")
+
+
+def test_conflicting_revert_changes_nothing(blank: Agent):
+    path = blank.folder / "lessons.md"
+    path.write_text(path.read_text() + "\n## Tabs\nUse tabs.\n")
+    v = blank.record_hand_edits()
+    path.write_text(path.read_text().replace("Use tabs.", "Use spaces, never tabs."))
+    blank.record_hand_edits()
+    before = snapshot(blank)
+    assert v is not None
+    with pytest.raises(Conflict) as err:
+        blank.revert(str(v.number))
+    assert "lessons.md: later edits changed the same lines" in str(err.value)
+    assert snapshot(blank) == before
+
+
+def test_revert_to_restores_the_whole_memory_as_a_new_version(blank: Agent):
+    original = blank.read_texts()
+    add_lesson(blank, "One", "1")
+    blank.record_hand_edits()
+    (blank.folder / "persona.md").write_text(original["persona.md"] + "more\n")
+    blank.record_hand_edits()
+    version = blank.restore("1")
+    assert blank.read_texts() == original
+    assert version.number == 4 and version.author == "revert"
+
+
+def test_versions_resolve_by_number_position_and_hash(blank: Agent):
+    add_lesson(blank, "One", "1")
+    v2 = blank.record_hand_edits()
+    assert v2 is not None
+    h = blank.history
+    assert h.resolve("2") == v2 == h.resolve("HEAD") == h.resolve(v2.commit[:7]) == h.resolve("#2")
+    assert h.resolve("HEAD~1").number == 1 == h.resolve("~1").number
+    with pytest.raises(Exception, match="no version 9"):
+        h.resolve("9")
+    with pytest.raises(Exception, match="unknown version"):
+        h.resolve("nope")
+
+
+def test_version_records_log_position(blank: Agent):
+    blank.journal.append({"kind": "user", "content": "hi"}, {"kind": "assistant", "content": "yo"})
+    add_lesson(blank, "One", "1")
+    version = blank.record_hand_edits()
+    assert version is not None and version.log_position == 2
+
+
+def test_interrupted_write_is_recovered_with_its_real_author(blank: Agent):
+    """A write killed after the files were renamed but before the commit keeps its author."""
+    import hashlib
+
+    text = (blank.folder / "lessons.md").read_text() + "\n## Agent wrote this\nx\n"
+    intent = {"author": "agent", "message": "Add a lesson",
+              "files": {"lessons.md": hashlib.sha256(text.encode()).hexdigest()}}
+    (blank.state_dir / "intent.json").write_text(json.dumps(intent))
+    (blank.folder / "lessons.md").write_text(text)
+    version = blank.record_hand_edits()
+    assert version is not None and (version.author, version.subject) == ("agent", "Add a lesson")
+
+
+KILLER = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    from agentmem import fsutil
+    real_replace = os.replace
+    def slow_replace(src, dst):
+        Path(sys.argv[2]).write_text("ready")      # the temp file is written and fsynced
+        import time; time.sleep(30)
+        real_replace(src, dst)
+    os.replace = slow_replace
+    fsutil.atomic_write(Path(sys.argv[1]), "NEW CONTENT\\n" * 5000)
+""")
+
+
+def test_write_killed_midway_leaves_old_content(tmp_path: Path):
+    target = tmp_path / "lessons.md"
+    target.write_text("OLD\n")
+    flag = tmp_path / "flag"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", KILLER, str(target), str(flag)], env=env)
+    try:
+        for _ in range(200):
+            if flag.exists():
+                break
+            proc.poll()
+            assert proc.returncode is None, "writer exited early"
+            import time
+            time.sleep(0.05)
+        proc.kill()
+    finally:
+        proc.wait(timeout=10)
+    assert target.read_text() == "OLD\n"
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".agentmem.tmp")]
+    # the temp file may remain after a kill; it is never mistaken for the real file
+    assert all(name.startswith(".lessons.md.") for name in leftovers)
+
+
+def test_atomic_write_replaces_whole_content(tmp_path: Path):
+    from agentmem.fsutil import atomic_write
+
+    target = tmp_path / "f.md"
+    target.write_text("old")
+    atomic_write(target, "new")
+    assert target.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.md"]
+
+
+def test_concurrent_writers_are_serialized(blank: Agent):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def add(n: int) -> None:
+        agent = Agent(blank.folder)   # a separate object, as a separate process would have
+        with agent.locked():
+            text = (agent.folder / "lessons.md").read_text() + f"\n## Lesson {n}\nbody {n}\n"
+            agent.write({"lessons.md": text}, "agent", f"add {n}")
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(add, range(8)))
+    text = (blank.folder / "lessons.md").read_text()
+    assert all(f"## Lesson {n}\n" in text for n in range(8))
+    assert len(blank.history.versions()) == 9

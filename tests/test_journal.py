@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from agentmem.journal import Cursor, Journal
+
+
+def make(tmp_path: Path) -> Journal:
+    return Journal(tmp_path / "log.jsonl", tmp_path / "log.lock")
+
+
+def test_append_assigns_increasing_ids_and_times(tmp_path: Path):
+    j = make(tmp_path)
+    first = j.append({"kind": "user", "content": "a"}, {"kind": "assistant", "content": "b"})
+    second = j.append({"kind": "user", "content": "c", "id": "ignored"})
+    assert [e["id"] for e in first + second] == ["e1", "e2", "e3"]
+    assert all(e["time"].endswith("Z") for e in first)
+    assert [e["content"] for e in j.read().events] == ["a", "b", "c"]
+
+
+def test_torn_and_corrupt_lines_are_skipped_with_warnings(tmp_path: Path):
+    j = make(tmp_path)
+    j.append({"kind": "user", "content": "one"})
+    with open(j.path, "a") as fh:
+        fh.write("{not json}\n")
+        fh.write('{"id": "e2", "kind": "user", "content": "torn')   # crash mid-write
+    j.append({"kind": "user", "content": "after the crash"})
+    result = j.read()
+    assert [e["content"] for e in result.events] == ["one", "after the crash"]
+    assert len(result.warnings) == 2
+    assert result.warnings[0].startswith("log.jsonl:2: skipped an unreadable log line")
+    assert result.warnings[1].startswith("log.jsonl:3: skipped an unreadable log line")
+    # ids keep growing past the torn line; every complete line is still readable
+    assert result.events[-1]["id"] == "e2"
+    lines = j.path.read_text().splitlines()
+    assert json.loads(lines[-1])["content"] == "after the crash"
+
+
+def test_read_from_cursor_reads_only_new_events(tmp_path: Path):
+    j = make(tmp_path)
+    j.append(*({"kind": "user", "content": str(n)} for n in range(100)))
+    cursor = j.end_cursor()
+    assert cursor.event == 100 and cursor.offset == j.path.stat().st_size
+    j.append({"kind": "user", "content": "new"})
+    result = j.read(cursor)
+    assert [e["content"] for e in result.events] == ["new"]
+    assert result.end.event == 101 and result.end.offset == j.path.stat().st_size
+
+
+def test_a_bad_cursor_offset_falls_back_to_a_full_scan(tmp_path: Path):
+    j = make(tmp_path)
+    j.append(*({"kind": "user", "content": str(n)} for n in range(10)))
+    result = j.read(Cursor(event=7, offset=13))     # offset in the middle of a line
+    assert [e["id"] for e in result.events] == ["e8", "e9", "e10"]
+    result = j.read(Cursor(event=7, offset=10**9))  # log truncated by hand
+    assert [e["id"] for e in result.events] == ["e8", "e9", "e10"]
+
+
+def test_last_event_number_reads_the_tail_only(tmp_path: Path):
+    j = make(tmp_path)
+    j.append(*({"kind": "user", "content": "x" * 200} for n in range(2000)))
+    with open(j.path, "a") as fh:
+        fh.write('{"id": "e2001", "content": "tor')
+    assert j.last_event_number() == 2000
+
+
+def test_secrets_never_reach_the_log(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "tok-1234567890abcdef")
+    j = make(tmp_path)
+    j.append({"kind": "user", "content": "key sk-proj-abcdefghijklmnopqrstuvwxyz0123 and "
+                                         "Bearer abcdefghijklmnop1234 and tok-1234567890abcdef",
+              "arguments": {"api_key": "AKIAABCDEFGHIJKLMNOP"}})
+    text = j.path.read_text()
+    for secret in ("sk-proj-abcdefghijklmnopqrstuvwxyz0123", "abcdefghijklmnop1234",
+                   "tok-1234567890abcdef", "AKIAABCDEFGHIJKLMNOP"):
+        assert secret not in text
+    assert text.count("[REDACTED]") == 4

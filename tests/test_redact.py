@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+
+from agentmem.redact import redact
+
+SECRETS = [
+    "sk-abcdefghijklmnopqrstuvwx12345678",
+    "sk-ant-api03-abcdefghijklmnopqrstuvwxyz012345",
+    "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789",
+    "AIzaSyA1234567890abcdefghijklmnopqrstu",
+    "AKIAIOSFODNN7EXAMPLE",
+    "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+    "xoxb-1234567890-abcdefghij",
+    "hf_abcdefghijklmnopqrstuvwxyz01234567",
+    "gsk_abcdefghijklmnopqrstuvwxyz01234567",
+]
+
+
+@pytest.mark.parametrize("secret", SECRETS)
+def test_provider_key_formats_are_redacted(secret: str):
+    out = redact(f"my key is {secret}, ok")
+    assert secret not in out and "[REDACTED]" in out and out.endswith(", ok")
+
+
+def test_bearer_private_key_and_assignments():
+    text = ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.payload.sig\n"
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nabc\n-----END RSA PRIVATE KEY-----\n"
+            "OPENAI_API_KEY=plainvalue123456")
+    out = redact(text)
+    assert "eyJhbGci" not in out and "MIIEow" not in out and "plainvalue123456" not in out
+
+
+def test_ordinary_text_is_untouched():
+    text = "Set max_tokens: 1000 and use the token budget; password policy is strict."
+    assert redact(text) == text
