@@ -238,12 +238,18 @@ class Agent:
         Uncommitted hand edits are recorded first as their own version. The result must validate,
         or nothing is written. `check(before, after)` may raise to refuse the write.
         """
-        bad = [n for n in changes if n not in TRACKED]
-        if bad:
-            raise UsageError(f"agentmem does not manage {bad[0]}")
+        return self.update(lambda _texts: changes, author, message, check=check)
+
+    def update(self, compute: Any, author: str, message: str, *, check: Any = None) -> Version | None:
+        """Like write, but `compute(current texts) -> changes` runs under the lock, after hand
+        edits are recorded, so an edit is always computed from what is really on disk."""
         with self.locked():
             self._record_pending()
             before = self.read_texts()
+            changes: dict[str, str | None] = compute(dict(before))
+            bad = [n for n in changes if n not in TRACKED]
+            if bad:
+                raise UsageError(f"agentmem does not manage {bad[0]}")
             after = {**before, **changes}
             _, problems = validate(after)
             if problems:

@@ -54,3 +54,17 @@ def snapshot(agent) -> dict[str, object]:
     agent.history._versions = None
     return {"files": files, "versions": [v.commit for v in agent.history.versions()],
             "state": agent.read_state()}
+
+
+@pytest.fixture
+def model(monkeypatch: pytest.MonkeyPatch):
+    """The scripted model, served through litellm's real call path. Queue replies with
+    model.push(...); the test fails if it asks for more than it queued or leaves some unused."""
+    from agentmem import llm
+    from agentmem.scripted import Script
+
+    script = llm.install_scripted(Script())
+    monkeypatch.setenv("AGENTMEM_MODEL", "scripted/test")
+    monkeypatch.setenv("AGENTMEM_RETRY_DELAY", "0")
+    yield script
+    script.assert_done()

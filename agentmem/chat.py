@@ -1,0 +1,269 @@
+"""A chat session with an agent: context building, the tool loop, logging. Never prints.
+
+Each turn reloads persona.md and lessons.md from disk (so hand edits are picked up at the next
+turn), never reads log.jsonl (start-up and turns cost the same with any log size), and logs
+every message, tool call, tool result, feedback and memory edit.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from agentmem import llm, prompts, toolrun
+from agentmem.agent import Agent, Memory
+from agentmem.errors import Locked, ModelError
+from agentmem.history import Version
+from agentmem.lessons import LessonsDoc
+from agentmem.memory_tool import SCHEMA as MEMORY_SCHEMA
+from agentmem.memory_tool import MemoryTool
+from agentmem.models import ModelSpec
+from agentmem.tokens import estimate
+from agentmem.tooldefs import ToolDef
+
+MAX_STEPS = 8          # model calls per user message (tool loop)
+REPLY_RESERVE = 2048   # tokens kept free for the answer when trimming history
+
+
+def new_session_id() -> str:
+    return f"s-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+@dataclass
+class TurnResult:
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    tool_calls: int = 0
+    memory_versions: list[Version] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"answer": self.text, "usage": {"prompt_tokens": self.prompt_tokens,
+                                               "completion_tokens": self.completion_tokens,
+                                               "cost": round(self.cost, 8)},
+                "tool_calls": self.tool_calls,
+                "memory_versions": [v.number for v in self.memory_versions]}
+
+
+Approver = Callable[[ToolDef, dict[str, Any]], bool]
+
+
+def fit_lessons(doc: LessonsDoc, budget: int) -> tuple[str, int]:
+    """lessons.md as sent: whole when within budget, else without the lowest-rated lessons."""
+    text = doc.render()
+    if estimate(text) <= budget:
+        return text, 0
+    ranked = sorted((lesson for lesson in doc.lessons if not lesson.pinned),
+                    key=lambda x: (x.helpful - 2 * x.harmful, x.line))
+    kept = LessonsDoc(list(doc.parts))
+    dropped = 0
+    for lesson in ranked:
+        if estimate(kept.render()) <= budget:
+            break
+        kept.parts.remove(lesson)
+        dropped += 1
+    return kept.render(), dropped
+
+
+def build_system(memory: Memory) -> tuple[str, list[str]]:
+    budgets = memory.persona.budgets
+    warnings = []
+    lessons_text, omitted = fit_lessons(memory.lessons, budgets["lessons"])
+    if omitted:
+        warnings.append(f"lessons.md is over its {budgets['lessons']}-token budget: {omitted} "
+                        "lower-rated lessons were left out of the context (run agentmem sleep)")
+    if estimate(memory.persona.body) > budgets["persona"]:
+        warnings.append(f"persona.md is over its {budgets['persona']}-token budget")
+    return prompts.system_prompt(memory.persona.body, lessons_text, omitted), warnings
+
+
+class ChatSession:
+    def __init__(self, agent: Agent, spec: ModelSpec, *, approve: Approver | None = None,
+                 allow_all_tools: bool = False, session_id: str | None = None) -> None:
+        self.agent = agent
+        self.spec = spec
+        self.session_id = session_id or new_session_id()
+        self.approve = approve
+        self.allow_all_tools = allow_all_tools
+        self.turns: list[dict[str, Any]] = []     # this session's messages (no system)
+        self.agent_versions: list[Version] = []  # memory versions the agent made this session
+        self.last_event: str | None = None
+        self.last_assistant: str | None = None
+        self._turn_events: list[str] = []
+        self._lock = FileLock(str(agent.state_dir / "session.lock"), timeout=0)
+        self._window: int | None = None
+        self.memory = agent.load()               # refuse to start on an invalid folder
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def open(self) -> None:
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise Locked(f"another chat session is open for {self.agent.name}",
+                         "close it first (sleep and watch also wait for it)") from None
+        self._log({"kind": "session_start", "model": self.spec.model})
+
+    def close(self) -> None:
+        if self._lock.is_locked:
+            self._log({"kind": "session_end"})
+            self._lock.release()
+
+    def __enter__(self) -> ChatSession:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- logging ---------------------------------------------------------------------------
+    def _log(self, event: dict[str, Any]) -> dict[str, Any]:
+        stored = self.agent.journal.append({"session": self.session_id, **event})[0]
+        self.last_event = stored["id"]
+        if event["kind"] == "assistant":
+            self.last_assistant = stored["id"]
+        self._turn_events.append(stored["id"])
+        return stored
+
+    # -- context ---------------------------------------------------------------------------
+    def messages(self) -> tuple[list[dict[str, Any]], list[str]]:
+        self.memory = self.agent.load()       # picks up hand edits made since the last turn
+        system, warnings = build_system(self.memory)
+        if self._window is None:
+            self._window = llm.context_window(self.spec.model)
+        limit = self._window - REPLY_RESERVE - estimate(json.dumps(self.tool_schemas()))
+        turns = list(self.turns)
+        while turns and estimate(system) + estimate(json.dumps(turns)) > limit:
+            # drop the oldest exchange: everything up to the next user message
+            cut = next((i for i, m in enumerate(turns[1:], 1) if m["role"] == "user"), len(turns))
+            turns = turns[cut:]
+            warnings.append("older turns of this session were left out to fit the context window")
+        return [{"role": "system", "content": system}, *turns], warnings
+
+    def tool_schemas(self) -> list[dict[str, Any]]:
+        return [MEMORY_SCHEMA, *(t.schema() for t in self.memory.tools)]
+
+    # -- a turn ----------------------------------------------------------------------------
+    def send(self, text: str, on_text: Callable[[str], None] | None = None,
+             on_tool: Callable[[str, str], None] | None = None,
+             on_retry: Callable[[ModelError, float], None] | None = None) -> TurnResult:
+        self._turn_events = []
+        user = self._log({"kind": "user", "content": text})
+        user_event = user["id"]
+        self.turns.append({"role": "user", "content": text})
+        result = TurnResult(text="")
+        try:
+            for _ in range(MAX_STEPS):
+                messages, warnings = self.messages()
+                result.warnings = list(dict.fromkeys(result.warnings + warnings))
+                reply = llm.complete(self.spec, messages, tools=self.tool_schemas(),
+                                     on_text=on_text, temperature=self.memory.persona.settings.get(
+                                         "temperature"), on_retry=on_retry)
+                result.prompt_tokens += reply.prompt_tokens
+                result.completion_tokens += reply.completion_tokens
+                result.cost += reply.cost
+                self._log({"kind": "assistant", "content": reply.text, "model": reply.model,
+                           "usage": reply.usage, "finish_reason": reply.finish_reason,
+                           **({"tool_calls": [c.name for c in reply.tool_calls]}
+                              if reply.tool_calls else {})})
+                assistant: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
+                if reply.tool_calls:
+                    assistant["tool_calls"] = [
+                        {"id": c.id, "type": "function",
+                         "function": {"name": c.name, "arguments": c.arguments}}
+                        for c in reply.tool_calls]
+                self.turns.append(assistant)
+                result.text += reply.text
+                if not reply.tool_calls:
+                    if reply.finish_reason == "length":
+                        result.warnings.append("the reply was cut off at the model's token limit")
+                    return result
+                for call in reply.tool_calls:
+                    result.tool_calls += 1
+                    output = self._run_tool(call, user_event, result, on_tool)
+                    self.turns.append({"role": "tool", "tool_call_id": call.id,
+                                       "content": output})
+            result.warnings.append(f"stopped after {MAX_STEPS} model calls in one turn")
+            return result
+        except ModelError as exc:
+            self._log({"kind": "turn_failed", "error": exc.message, "error_kind": exc.kind})
+            self._drop_unanswered()
+            raise
+        except KeyboardInterrupt:
+            self._log({"kind": "turn_cancelled"})
+            self._drop_unanswered()
+            raise
+
+    def _drop_unanswered(self) -> None:
+        """Keep the session's messages well-formed after a failed or cancelled turn."""
+        while self.turns and self.turns[-1]["role"] != "user":
+            self.turns.pop()
+        if self.turns:
+            self.turns.pop()
+
+    def _run_tool(self, call: llm.ToolRequest, user_event: str, result: TurnResult,
+                  on_tool: Callable[[str, str], None] | None) -> str:
+        try:
+            parsed: Any = json.loads(call.arguments or "{}")
+        except ValueError:
+            parsed = call.arguments
+        self._log({"kind": "tool_call", "name": call.name, "arguments": parsed,
+                   "call_id": call.id})
+        if call.name == "memory":
+            tool = MemoryTool(self.agent, evidence=lambda: [user_event])
+            outcome = tool.run(call.arguments)
+            if outcome.version is not None:
+                self.agent_versions.append(outcome.version)
+                result.memory_versions.append(outcome.version)
+            if outcome.command != "view":
+                self._log({"kind": "memory_edit", "command": outcome.command,
+                           "path": outcome.path, "ok": outcome.ok, "reason": outcome.reason,
+                           "version": outcome.version.number if outcome.version else None,
+                           **({} if outcome.ok else {"error": outcome.output})})
+            output, ok = outcome.output, outcome.ok
+        else:
+            output, ok = self._run_user_tool(call)
+        if on_tool:
+            on_tool(call.name, output)
+        self._log({"kind": "tool_result", "call_id": call.id, "name": call.name, "ok": ok,
+                   "untrusted": call.name != "memory", "content": output})
+        if call.name != "memory":
+            output = prompts.TOOL_RESULT_NOTE + output
+        return output
+
+    def _run_user_tool(self, call: llm.ToolRequest) -> tuple[str, bool]:
+        tool = next((t for t in self.memory.tools if t.name == call.name), None)
+        if tool is None:
+            return f"error: there is no tool named {call.name!r}", False
+        try:
+            args = toolrun.parse_arguments(call.arguments)
+        except ValueError as exc:
+            return f"error: {exc}", False
+        allowed = (self.allow_all_tools or tool.approve == "auto"
+                   or tool.name in (self.memory.persona.settings.get("allow_tools") or []))
+        if not allowed and not (self.approve and self.approve(tool, args)):
+            return "error: the user did not approve running this tool", False
+        outcome = toolrun.run(tool, args, self.agent.folder)
+        return outcome.output, outcome.ok
+
+    # -- feedback and undo -----------------------------------------------------------------
+    def feedback(self, rating: str | None, text: str = "") -> dict[str, Any]:
+        return self._log({"kind": "feedback", "rating": rating, "content": text,
+                          "about": self.last_assistant})
+
+    def undo(self) -> Version | None:
+        """Revert the agent's most recent memory edit in this session."""
+        if not self.agent_versions:
+            return None
+        target = self.agent_versions.pop()
+        version = self.agent.revert(target.commit)
+        self._log({"kind": "memory_edit", "command": "undo", "ok": True,
+                   "version": version.number, "reason": f"user undid version {target.number}"})
+        return version

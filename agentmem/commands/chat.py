@@ -1,0 +1,202 @@
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+
+HELP = """\
+/help              this help
+/exit              end the session (Ctrl-D works too; Ctrl-C cancels a reply)
+/diff              the latest change to memory
+/undo              undo the agent's last memory edit in this session
+/sleep             run a sleep pass now (shows the proposal and asks)
+/feedback TEXT     tell the agent something about its last answer (logged for sleep)
+/good, /bad        rate the last answer"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("chat")(chat)
+
+
+def chat(
+    agent: str = typer.Argument(..., help="Agent folder or name."),
+    message: str = typer.Option(None, "--message", "-m", help="Ask once, print the answer, exit."),
+    model: str = typer.Option(None, "--model", help="litellm model string or alias."),
+    json_: bool = typer.Option(False, "--json", help="With -m or piped input: answer and usage as JSON."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Run the agent's tools without asking."),
+) -> None:
+    """Talk to an agent. It may edit its own memory; every edit is a version you can revert.
+
+    Examples: agentmem chat ./reviewer; agentmem chat ./reviewer -m "Review this diff" ;
+    git diff | agentmem chat ./reviewer --json
+    """
+    from agentmem import models
+    from agentmem.agent import Agent
+    from agentmem.chat import ChatSession
+
+    a = Agent.open(agent)
+    memory = a.load()
+    spec = models.resolve(model, memory.persona.settings)
+    models.check_key(spec)
+    interactive = message is None and sys.stdin.isatty()
+    if interactive:
+        from agentmem import llm
+
+        llm.preload()       # the import costs seconds: start it while the user types
+    session = ChatSession(a, spec, approve=_ask_approval if interactive else None,
+                          allow_all_tools=yes)
+    with session:
+        if interactive:
+            _repl(session)
+        else:
+            text = message if message is not None else sys.stdin.read()
+            if not text.strip():
+                from agentmem.errors import UsageError
+
+                raise UsageError("nothing to send: give -m TEXT or pipe text on stdin")
+            _once(session, text, json_)
+
+
+def _once(session: Any, text: str, json_: bool) -> None:
+    from agentmem import console
+
+    def stream(chunk: str) -> None:
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+
+    result = session.send(text, on_text=None if json_ else stream, on_retry=_retrying)
+    for warning in result.warnings:
+        console.warn(warning)
+    if json_:
+        console.print_json(result.to_json())
+    elif result.text and not result.text.endswith("\n"):
+        sys.stdout.write("\n")
+    for version in result.memory_versions:
+        console.info(f"memory: version {version.number} by the agent: {version.subject} "
+                     f"(undo: agentmem revert {session.agent.folder} {version.number})")
+
+
+def _retrying(error: Any, wait: float) -> None:
+    from agentmem import console
+
+    console.warn(f"{error.message}; retrying in {wait:g} s")
+
+
+def _ask_approval(tool: Any, args: dict[str, Any]) -> bool:
+    from agentmem import console
+    from agentmem.toolrun import build_argv
+
+    try:
+        argv = build_argv(tool, args)
+    except ValueError:
+        return True     # let the runner report the argument error to the model
+    console.err().print(f"[yellow]run tool[/yellow] {tool.name}: {' '.join(argv)}")
+    try:
+        answer = input("allow? [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _repl(session: Any) -> None:
+    from agentmem import console
+    from agentmem.errors import AgentmemError
+
+    err = console.err()
+    settings = session.memory.persona.settings
+    err.print(f"[bold]{settings.get('name') or session.agent.name}[/bold] · {session.spec.model}"
+              " · /help for commands, Ctrl-D to exit")
+    while True:
+        try:
+            line = input("you> ")
+        except EOFError:
+            err.print()
+            return
+        except KeyboardInterrupt:
+            err.print()
+            continue
+        text = line.strip()
+        if not text:
+            continue
+        if text.startswith("/"):
+            if _slash(session, text) == "exit":
+                return
+            continue
+        try:
+            _reply(session, text)
+        except KeyboardInterrupt:
+            err.print("[dim](reply cancelled)[/dim]")
+        except AgentmemError as exc:
+            console.error(exc.message, exc.hint)
+
+
+def _reply(session: Any, text: str) -> None:
+    from agentmem import console
+
+    out = console.out()
+    chunks: list[str] = []
+    if out.is_terminal:
+        from rich.live import Live
+        from rich.markdown import Markdown
+
+        with Live(Markdown(""), console=out, refresh_per_second=12, vertical_overflow="visible") as live:
+            def stream(chunk: str) -> None:
+                chunks.append(chunk)
+                live.update(Markdown("".join(chunks)))
+
+            result = session.send(text, on_text=stream, on_tool=_show_tool, on_retry=_retrying)
+    else:
+        def stream(chunk: str) -> None:
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+
+        result = session.send(text, on_text=stream, on_tool=_show_tool, on_retry=_retrying)
+        if result.text and not result.text.endswith("\n"):
+            sys.stdout.write("\n")
+    for warning in result.warnings:
+        console.warn(warning)
+    for version in result.memory_versions:
+        console.info(f"memory: version {version.number}: {version.subject} (/undo to revert)")
+
+
+def _show_tool(name: str, output: str) -> None:
+    from agentmem import console
+
+    first = output.strip().splitlines()[0] if output.strip() else ""
+    console.info(f"[{name}] {first[:120]}")
+
+
+def _slash(session: Any, text: str) -> str | None:
+    from agentmem import console, report
+
+    command, _, rest = text.partition(" ")
+    rest = rest.strip()
+    if command in ("/exit", "/quit"):
+        return "exit"
+    if command == "/help":
+        console.err().print(HELP)
+    elif command == "/diff":
+        data = report.diff_data(session.agent, report.pick_diff(session.agent, None, None, False))
+        console.info(data["label"])
+        console.diff(data["diff"])
+    elif command == "/undo":
+        version = session.undo()
+        console.info(f"undone as version {version.number}" if version
+                     else "the agent made no memory edit in this session")
+    elif command == "/feedback":
+        if not rest:
+            console.warn("usage: /feedback TEXT")
+        else:
+            session.feedback(None, rest)
+            console.info("feedback logged; the next sleep pass will weigh it")
+    elif command in ("/good", "/bad"):
+        session.feedback(command[1:], rest)
+        console.info(f"rated the last answer {command[1:]}")
+    elif command == "/sleep":
+        from agentmem.commands.sleep import interactive_sleep
+
+        interactive_sleep(session)
+    else:
+        console.warn(f"unknown command {command}; /help lists them")
+    return None

@@ -1,0 +1,243 @@
+"""The agent's self-edit tool: the command set of Anthropic's memory tool, confined to the
+agent's own persona.md and lessons.md.
+
+Hard limits, enforced here in code: only those two files (no `..`, absolute paths, symlinks,
+encoded or look-alike tricks), never tools.yaml or persona.md's front matter, never a pinned
+block, a size cap per file, and a result that must still validate. A refused edit returns an
+error string to the model and changes nothing on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agentmem import lessons as lessons_fmt
+from agentmem import persona as persona_fmt
+from agentmem.agent import Agent
+from agentmem.errors import AgentmemError, InvalidAgent
+from agentmem.history import Version
+from agentmem.pins import pins_preserved
+from agentmem.tokens import estimate
+
+EDITABLE = ("persona.md", "lessons.md")
+ROOT = "/memories"
+COMMANDS = ("view", "create", "str_replace", "insert", "delete", "rename")
+CAP_FACTOR = 2          # a file may grow to twice its token budget, no more
+
+SCHEMA: dict[str, Any] = {"type": "function", "function": {
+    "name": "memory",
+    "description": (
+        "View and edit your own memory files: /memories/persona.md (identity and standing "
+        "instructions; the settings block at the top is read-only) and /memories/lessons.md "
+        "(what you have learned, one '## Title' section per lesson). Commands: view, create, "
+        "str_replace, insert, delete, rename. Always give a short reason for an edit."),
+    "parameters": {"type": "object", "properties": {
+        "command": {"type": "string", "enum": list(COMMANDS)},
+        "path": {"type": "string", "description": "/memories/persona.md or /memories/lessons.md"},
+        "view_range": {"type": "array", "items": {"type": "integer"},
+                       "description": "view: [first line, last line]; -1 means the end"},
+        "file_text": {"type": "string", "description": "create: the whole new file"},
+        "old_str": {"type": "string", "description": "str_replace: exact text to replace once"},
+        "new_str": {"type": "string", "description": "str_replace: replacement text"},
+        "insert_line": {"type": "integer", "description": "insert: after this line (0 = top)"},
+        "insert_text": {"type": "string", "description": "insert: the text to insert"},
+        "old_path": {"type": "string"}, "new_path": {"type": "string"},
+        "reason": {"type": "string", "description": "why you are making this edit"},
+    }, "required": ["command"]}}}
+
+
+class Refusal(Exception):
+    """An edit the memory tool will not make; the message goes back to the model."""
+
+
+@dataclass
+class ToolOutcome:
+    ok: bool
+    output: str
+    command: str = ""
+    path: str = ""
+    version: Version | None = None
+    reason: str = ""
+
+
+def resolve_path(raw: Any) -> str:
+    """Map a model-given path to one of the editable file names, or refuse."""
+    if not isinstance(raw, str) or not raw:
+        raise Refusal("path must be a non-empty string such as /memories/lessons.md")
+    if len(raw) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in raw):
+        raise Refusal(f"invalid path {raw!r}")
+    if not raw.isascii():
+        raise Refusal(f"invalid path {raw!r}: only plain ASCII paths are allowed")
+    if any(c in raw for c in ("\\", "%", "~", "*", "?", ":")) or ".." in raw:
+        raise Refusal(f"invalid path {raw!r}: use /memories/persona.md or /memories/lessons.md")
+    for prefix in (ROOT + "/", ROOT[1:] + "/", "./"):
+        if raw.startswith(prefix):
+            rest = raw[len(prefix):]
+            break
+    else:
+        rest = raw
+    if rest not in EDITABLE:
+        raise Refusal(f"access denied: {raw!r} is not one of your memory files "
+                      "(/memories/persona.md, /memories/lessons.md)")
+    return rest
+
+
+def numbered(text: str, view_range: Any = None) -> str:
+    lines = text.splitlines()
+    start, end = 1, len(lines)
+    if view_range is not None:
+        if (not isinstance(view_range, list) or len(view_range) != 2
+                or not all(isinstance(n, int) for n in view_range)):
+            raise Refusal("view_range must be [first line, last line]")
+        start, end = view_range[0], (len(lines) if view_range[1] == -1 else view_range[1])
+        if start < 1 or start > max(1, len(lines)) or end < start:
+            raise Refusal(f"view_range {view_range} is outside the file's {len(lines)} lines")
+    return "\n".join(f"{n:6}\t{lines[n - 1]}" for n in range(start, min(end, len(lines)) + 1))
+
+
+def guard_agent_edit(before: dict[str, str | None], after: dict[str, str | None]) -> None:
+    """Refuse an agent edit that touches tools.yaml, the archive, the front matter or a pin."""
+    for name in ("tools.yaml", "archive.md"):
+        if before.get(name) != after.get(name):
+            raise Refusal(f"{name} can only be changed by people")
+    old_p, new_p = before.get("persona.md") or "", after.get("persona.md") or ""
+    old_split, new_split = persona_fmt.split(old_p), persona_fmt.split(new_p)
+    if new_split is None or old_split is None or old_split[0] != new_split[0]:
+        raise Refusal("the settings block at the top of persona.md (between the --- lines) is "
+                      "read-only; edit only the text below it")
+    for name in EDITABLE:
+        if not pins_preserved(before.get(name) or "", after.get(name) or ""):
+            raise Refusal(f"{name}: text between <!-- pin --> and <!-- /pin --> is human-owned "
+                          "and cannot be changed, removed or added by you")
+
+
+class MemoryTool:
+    def __init__(self, agent: Agent, evidence: Callable[[], list[str]] | None = None) -> None:
+        self.agent = agent
+        self.evidence = evidence or (lambda: [])
+
+    def run(self, raw_arguments: str) -> ToolOutcome:
+        try:
+            args = json.loads(raw_arguments or "{}")
+            if not isinstance(args, dict):
+                raise ValueError
+        except ValueError:
+            return ToolOutcome(False, "error: arguments must be a JSON object")
+        command = args.get("command")
+        outcome = ToolOutcome(False, "", command=str(command or ""),
+                              path=str(args.get("path") or args.get("old_path") or ""),
+                              reason=str(args.get("reason") or "")[:500])
+        try:
+            if command not in COMMANDS:
+                raise Refusal(f"unknown command {command!r} (use one of {', '.join(COMMANDS)})")
+            if command == "view":
+                outcome.output = self._view(args)
+            else:
+                outcome.output, outcome.version = self._edit(command, args, outcome.reason)
+            outcome.ok = True
+        except Refusal as exc:
+            outcome.output = f"error: {exc}"
+        except InvalidAgent as exc:
+            outcome.output = f"error: the edit would break the file, so it was not made:\n{exc}"
+        except AgentmemError as exc:
+            outcome.output = f"error: {exc.message}"
+        return outcome
+
+    def _view(self, args: dict[str, Any]) -> str:
+        path = args.get("path") or ROOT
+        if path in (ROOT, ROOT + "/", "/", "", "."):
+            texts = self.agent.read_texts()
+            rows = [f"{name}\t{len((texts.get(name) or '').splitlines())} lines" for name in EDITABLE]
+            return f"Files in {ROOT}:\n" + "\n".join(rows)
+        name = resolve_path(path)
+        self._check_link(name)
+        text = self.agent.read_texts().get(name) or ""
+        return numbered(text, args.get("view_range"))
+
+    def _check_link(self, name: str) -> None:
+        path = self.agent.folder / name
+        if os.path.islink(path) or path.resolve().parent != self.agent.folder:
+            raise Refusal(f"access denied: {name} is a link")
+
+    def _edit(self, command: str, args: dict[str, Any], reason: str) -> tuple[str, Version | None]:
+        if command in ("delete", "rename"):
+            name = resolve_path(args.get("path") if command == "delete" else args.get("old_path"))
+            raise Refusal(f"{name} cannot be {command}d: your memory is exactly persona.md and "
+                          "lessons.md. To retire a lesson, remove its section with str_replace")
+        name = resolve_path(args.get("path"))
+        self._check_link(name)
+        budget = 0
+
+        def compute(texts: dict[str, str | None]) -> dict[str, str | None]:
+            nonlocal budget
+            current = texts.get(name) or ""
+            new = apply_command(command, current, args)
+            if name == "lessons.md":
+                new = self._link_new_lessons(current, new)
+            memory = persona_fmt.parse(texts.get("persona.md") or "")[0]
+            budgets = memory.budgets if memory else persona_fmt.DEFAULT_BUDGETS
+            budget = budgets["persona" if name == "persona.md" else "lessons"]
+            body = (persona_fmt.split(new) or ("", new, 0))[1] if name == "persona.md" else new
+            if estimate(body) > CAP_FACTOR * budget:
+                raise Refusal(f"{name} would be ~{estimate(body)} tokens, over its cap of "
+                              f"{CAP_FACTOR * budget}; shorten or merge lessons instead")
+            return {name: new}
+
+        message = reason or f"memory {command} {name}"
+        version = self.agent.update(compute, "agent", message, check=guard_agent_edit)
+        if version is None:
+            return f"{name}: no change (the text is already like that)", None
+        return f"{name} updated (version {version.number})", version
+
+    def _link_new_lessons(self, old: str, new: str) -> str:
+        """Give lessons the agent just wrote an id, and the current turn's events as evidence."""
+        before, _ = lessons_fmt.parse(old)
+        after, problems = lessons_fmt.parse(new)
+        if after is None:
+            raise InvalidAgent(problems)
+        known = {lesson.id for lesson in (before.lessons if before else []) if lesson.id}
+        doc = after.with_ids()
+        for i, part in enumerate(doc.parts):
+            if isinstance(part, lessons_fmt.Lesson) and part.id not in known and not part.evidence \
+                    and not part.pinned:
+                doc.parts[i] = part.changed(evidence=self.evidence())
+        return doc.render()
+
+
+def apply_command(command: str, text: str, args: dict[str, Any]) -> str:
+    def need(key: str, kind: type) -> Any:
+        value = args.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise Refusal(f"{command} needs '{key}' ({kind.__name__})")
+        return value
+
+    if command == "create":
+        return need("file_text", str)
+    if command == "str_replace":
+        old, new = need("old_str", str), args.get("new_str", "")
+        if not isinstance(new, str):
+            raise Refusal("new_str must be a string")
+        if not old:
+            raise Refusal("old_str must not be empty")
+        count = text.count(old)
+        if count == 0:
+            raise Refusal("no replacement was made: old_str does not appear verbatim in the file "
+                          "(view it first)")
+        if count > 1:
+            raise Refusal(f"no replacement was made: old_str appears {count} times; include more "
+                          "context so it is unique")
+        return text.replace(old, new, 1)
+    if command == "insert":
+        line, insert = need("insert_line", int), need("insert_text", str)
+        lines = text.splitlines(keepends=True)
+        if line < 0 or line > len(lines):
+            raise Refusal(f"insert_line {line} is outside the file's {len(lines)} lines")
+        if lines and not lines[-1].endswith("\n"):
+            lines[-1] += "\n"
+        lines.insert(line, insert if insert.endswith("\n") else insert + "\n")
+        return "".join(lines)
+    raise Refusal(f"unknown command {command!r}")
