@@ -17,7 +17,8 @@ from typing import Any
 
 from agentmem.errors import ModelError
 from agentmem.models import ModelSpec
-from agentmem.scripted import PROVIDER as SCRIPTED, Script, ScriptExhausted
+from agentmem.scripted import PROVIDER as SCRIPTED
+from agentmem.scripted import Script, ScriptExhausted
 
 _lock = threading.Lock()
 _module: Any = None
@@ -160,7 +161,7 @@ def complete(spec: ModelSpec, messages: list[dict[str, Any]], *,
     for attempt in range(attempts + 1):
         streamed: list[str] = []
 
-        def sink(text: str) -> None:
+        def sink(text: str, streamed: list[str] = streamed) -> None:
             streamed.append(text)
             if on_text:
                 on_text(text)

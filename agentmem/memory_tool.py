@@ -99,9 +99,10 @@ def numbered(text: str, view_range: Any = None) -> str:
     return "\n".join(f"{n:6}\t{lines[n - 1]}" for n in range(start, min(end, len(lines)) + 1))
 
 
-def guard_agent_edit(before: dict[str, str | None], after: dict[str, str | None]) -> None:
+def guard_agent_edit(before: dict[str, str | None], after: dict[str, str | None],
+                     *, allow_archive: bool = False) -> None:
     """Refuse an agent edit that touches tools.yaml, the archive, the front matter or a pin."""
-    for name in ("tools.yaml", "archive.md"):
+    for name in ("tools.yaml",) if allow_archive else ("tools.yaml", "archive.md"):
         if before.get(name) != after.get(name):
             raise Refusal(f"{name} can only be changed by people")
     old_p, new_p = before.get("persona.md") or "", after.get("persona.md") or ""

@@ -1,0 +1,547 @@
+"""Sleep: consolidate recent experience into memory as small, checked edit operations.
+
+A pass reads the log events after the cursor (cost proportional to new events, not to the log),
+asks the sleep model for operations (add, update, merge, retire, counter, persona_warning),
+applies them in code, deterministically, and records ONE version authored `sleep`. Every guard
+is enforced here: a pass whose output is empty, truncated, invalid, hallucinated, touches
+pinned or human-only text, or shrinks memory too much is refused whole, with nothing written,
+the cursor unmoved and the raw output kept for inspection.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from agentmem import lessons as lessons_fmt
+from agentmem import llm, prompts
+from agentmem import persona as persona_fmt
+from agentmem.agent import ARCHIVE, BLANK_ARCHIVE, Agent, validate
+from agentmem.errors import AgentmemError, Conflict, InvalidAgent, ModelError, Refused
+from agentmem.fsutil import atomic_write
+from agentmem.history import Version
+from agentmem.journal import Cursor
+from agentmem.lessons import Lesson, LessonsDoc
+from agentmem.memory_tool import Refusal, guard_agent_edit
+from agentmem.models import ModelSpec
+from agentmem.pins import pins_preserved
+from agentmem.tokens import estimate
+
+OUTPUT_TOKENS = 4096
+DEFAULT_MAX_SHRINK = 0.3
+EVENT_CHARS = 600
+OPS = ("add", "update", "merge", "retire", "counter", "persona_warning")
+FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "add": {"title": str, "body": str},
+    "update": {"id": str, "body": str},
+    "merge": {"ids": list, "title": str, "body": str},
+    "retire": {"id": str},
+    "counter": {"id": str},
+    "persona_warning": {"text": str},
+}
+OPTIONAL: dict[str, set[str]] = {"update": {"title"}, "counter": {"helpful", "harmful"}}
+COMMON = {"op", "rationale", "evidence"}
+WARNINGS_HEADING = "## Warnings"
+
+
+@dataclass
+class Proposal:
+    agent: Agent
+    spec: ModelSpec
+    operations: list[dict[str, Any]]
+    before: dict[str, str | None]
+    after: dict[str, str | None]
+    cursor: Cursor
+    events: int
+    summary: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    calls: int = 0
+    warnings: list[str] = field(default_factory=list)
+    raw: list[str] = field(default_factory=list)
+
+    def diff(self, after: dict[str, str | None] | None = None) -> str:
+        after = after or self.after
+        out: list[str] = []
+        for name in ("persona.md", "lessons.md", ARCHIVE):
+            a, b = self.before.get(name) or "", after.get(name) or ""
+            if a != b:
+                out += difflib.unified_diff(a.splitlines(keepends=True), b.splitlines(keepends=True),
+                                            f"a/{name}", f"b/{name}")
+        return "".join(line if line.endswith("\n") else line + "\n" for line in out)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"agent": str(self.agent.folder), "model": self.spec.model, "events": self.events,
+                "operations": self.operations, "summary": self.summary,
+                "usage": {"prompt_tokens": self.prompt_tokens,
+                          "completion_tokens": self.completion_tokens,
+                          "cost": round(self.cost, 8), "calls": self.calls},
+                "warnings": self.warnings, "diff": self.diff()}
+
+
+# -- reading the model's output --------------------------------------------------------------
+def parse_output(text: str) -> tuple[list[dict[str, Any]], str]:
+    """The operations in a model reply; Refusal when it is not exactly the JSON we asked for."""
+    body = text.strip()
+    if not body:
+        raise Refusal("the model's output was empty")
+    fence = re.fullmatch(r"```(?:json)?\s*\n(.*)\n```", body, re.S)
+    if fence:
+        body = fence.group(1).strip()
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise Refusal(f"the model's output is not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("operations"), list):
+        raise Refusal('the model\'s output must be an object with an "operations" list')
+    extra = set(data) - {"operations", "summary"}
+    if extra:
+        raise Refusal(f"unexpected keys in the model's output: {', '.join(sorted(extra))}")
+    summary = data.get("summary", "")
+    if not isinstance(summary, str):
+        raise Refusal("summary must be text")
+    for n, op in enumerate(data["operations"], 1):
+        check_operation(op, n)
+    return data["operations"], summary.strip()
+
+
+def check_operation(op: Any, n: int) -> None:
+    if not isinstance(op, dict):
+        raise Refusal(f"operation {n} is not an object")
+    kind = op.get("op")
+    if kind not in OPS:
+        raise Refusal(f"operation {n}: unknown op {kind!r} (allowed: {', '.join(OPS)})")
+    where = f"operation {n} ({kind})"
+    allowed = COMMON | set(FIELDS[kind]) | OPTIONAL.get(kind, set())
+    extra = set(op) - allowed
+    if extra:
+        raise Refusal(f"{where}: unexpected field(s) {', '.join(sorted(extra))}")
+    for key, kind_type in FIELDS[kind].items():
+        value = op.get(key)
+        if not isinstance(value, kind_type) or (isinstance(value, str) and not value.strip()):
+            raise Refusal(f"{where}: '{key}' is missing or empty")
+    if not isinstance(op.get("rationale"), str) or not op["rationale"].strip():
+        raise Refusal(f"{where}: every operation needs a rationale")
+    evidence = op.get("evidence")
+    if (not isinstance(evidence, list) or not evidence
+            or not all(isinstance(e, str) and re.fullmatch(r"e\d+", e) for e in evidence)):
+        raise Refusal(f"{where}: evidence must be a non-empty list of event ids like \"e12\"")
+    if "title" in op and (not isinstance(op["title"], str) or not op["title"].strip()
+                          or "\n" in op["title"].strip()):
+        raise Refusal(f"{where}: title must be one non-empty line")
+    if kind == "merge" and (len(op["ids"]) < 2 or not all(isinstance(i, str) for i in op["ids"])
+                            or len(set(op["ids"])) != len(op["ids"])):
+        raise Refusal(f"{where}: merge needs two or more distinct lesson ids")
+    if kind == "counter":
+        for key in ("helpful", "harmful"):
+            value = op.get(key, 0)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 10:
+                raise Refusal(f"{where}: {key} must be a whole number from 0 to 10")
+        if not op.get("helpful") and not op.get("harmful"):
+            raise Refusal(f"{where}: a counter operation must change a counter")
+    if kind == "persona_warning" and "\n" in op["text"].strip():
+        raise Refusal(f"{where}: a warning is one line")
+    for key in ("body", "text"):
+        if key in op and "<!--" in op[key]:
+            raise Refusal(f"{where}: {key} may not contain HTML comments (metadata, pins)")
+    if "body" in op and re.search(r"^#{1,2}\s", op["body"], re.M):
+        raise Refusal(f"{where}: a lesson body may not contain # or ## headings")
+
+
+# -- applying operations, deterministically --------------------------------------------------
+def apply_operations(before: dict[str, str | None], operations: list[dict[str, Any]],
+                     known_events: set[str], today: str | None = None) -> dict[str, str | None]:
+    """The memory texts after the operations. Pure: same input, same output."""
+    today = today or datetime.now(UTC).strftime("%Y-%m-%d")
+    doc, problems = lessons_fmt.parse(before.get("lessons.md") or "")
+    if doc is None:
+        raise InvalidAgent(problems)
+    doc = doc.with_ids()
+    archive, problems = lessons_fmt.parse(before.get(ARCHIVE) or BLANK_ARCHIVE, ARCHIVE)
+    if archive is None:
+        raise InvalidAgent(problems)
+    persona_text = before.get("persona.md") or ""
+
+    def lesson(lesson_id: str, where: str) -> Lesson:
+        found = doc.get(lesson_id)
+        if found is None:
+            raise Refusal(f"{where}: lesson {lesson_id} does not exist")
+        if found.pinned:
+            raise Refusal(f"{where}: lesson {lesson_id} is pinned (human-owned)")
+        return found
+
+    def retire(old: Lesson, note: str) -> None:
+        doc.replace(old.id or "", None)
+        body = old.body.rstrip() + f"\n\n_Retired {today}: {note}_"
+        archive.append(old.changed(body=body, id=_archive_id(archive, old.id or "")))
+
+    for n, op in enumerate(operations, 1):
+        kind = op["op"]
+        where = f"operation {n} ({kind})"
+        unknown = [e for e in op["evidence"] if e not in known_events]
+        if unknown:
+            raise Refusal(f"{where}: evidence {', '.join(unknown)} is not among the log events "
+                          "this pass read")
+        evidence = list(op["evidence"])
+        if kind == "add":
+            doc.append(Lesson(title=op["title"].strip(), body=op["body"].strip(), id=doc.next_id(),
+                              evidence=evidence, raw=None))
+        elif kind == "update":
+            old = lesson(op["id"], where)
+            doc.replace(old.id or "", old.changed(
+                title=(op.get("title") or old.title).strip(), body=op["body"].strip(),
+                evidence=_union(old.evidence, evidence)))
+        elif kind == "merge":
+            parts = [lesson(i, where) for i in op["ids"]]
+            merged = parts[0].changed(
+                title=op["title"].strip(), body=op["body"].strip(),
+                evidence=_union(*(p.evidence for p in parts), evidence),
+                helpful=sum(p.helpful for p in parts), harmful=sum(p.harmful for p in parts))
+            for other in parts[1:]:
+                retire(other, f"merged into {parts[0].id}. {op['rationale'].strip()}")
+            doc.replace(parts[0].id or "", merged)
+        elif kind == "retire":
+            retire(lesson(op["id"], where), op["rationale"].strip())
+        elif kind == "counter":
+            old = lesson(op["id"], where)
+            doc.replace(old.id or "", old.changed(
+                helpful=old.helpful + op.get("helpful", 0), harmful=old.harmful + op.get("harmful", 0),
+                evidence=_union(old.evidence, evidence)))
+        elif kind == "persona_warning":
+            persona_text = _add_warning(persona_text, op["text"].strip())
+    after = dict(before)
+    after["lessons.md"] = doc.render()
+    after["persona.md"] = persona_text
+    if archive.lessons:
+        after[ARCHIVE] = archive.render()
+    return after
+
+
+def _union(*lists: list[str]) -> list[str]:
+    return list(dict.fromkeys(e for items in lists for e in items))
+
+
+def _archive_id(archive: LessonsDoc, lesson_id: str) -> str:
+    if archive.get(lesson_id) is None:
+        return lesson_id
+    n = 2
+    while archive.get(f"{lesson_id}-{n}") is not None:
+        n += 1
+    return f"{lesson_id}-{n}"
+
+
+def _add_warning(persona_text: str, text: str) -> str:
+    parts = persona_fmt.split(persona_text)
+    if parts is None:
+        raise Refusal("persona.md has no front matter")
+    front, body, _ = parts
+    line = f"- {text}\n"
+    if any(existing.strip() == line.strip() for existing in body.splitlines()):
+        return persona_text
+    lines = body.splitlines(keepends=True)
+    heading = next((i for i, x in enumerate(lines) if x.strip() == WARNINGS_HEADING), None)
+    if heading is None:
+        body = body.rstrip("\n") + f"\n\n{WARNINGS_HEADING}\n\n{line}"
+    else:
+        end = next((i for i in range(heading + 1, len(lines)) if lines[i].startswith("#")),
+                   len(lines))
+        while end > heading + 1 and not lines[end - 1].strip():
+            end -= 1
+        if lines and not lines[end - 1].endswith("\n"):
+            lines[end - 1] += "\n"
+        lines.insert(end, line)
+        body = "".join(lines)
+    return f"---\n{front}---\n{body}"
+
+
+def lesson_tokens(texts: dict[str, str | None]) -> int:
+    """Lessons and archive together: retiring moves text, only deleting it shrinks this."""
+    return estimate(texts.get("lessons.md") or "") + estimate(texts.get(ARCHIVE) or "")
+
+
+def check_result(before: dict[str, str | None], after: dict[str, str | None],
+                 max_shrink: float) -> None:
+    """Guards on the whole result, whatever the operations were."""
+    guard_agent_edit(before, after, allow_archive=True)
+    if not pins_preserved(before.get(ARCHIVE) or "", after.get(ARCHIVE) or ""):
+        raise Refusal("archive.md: pinned text changed")
+    old_archive = before.get(ARCHIVE) or ""
+    if old_archive and not (after.get(ARCHIVE) or "").startswith(old_archive.rstrip("\n")):
+        raise Refusal("archive.md may only grow: a pass cannot change what was archived")
+    was, now = lesson_tokens(before), lesson_tokens(after)
+    if was and now < (1 - max_shrink) * was:
+        raise Refusal(f"the pass would shrink memory from ~{was} to ~{now} tokens (more than "
+                      f"{max_shrink:.0%}) without archiving what it removes")
+    _, problems = validate(after)
+    if problems:
+        raise Refusal("the result would not be a valid agent: " + "; ".join(map(str, problems)))
+
+
+# -- one pass --------------------------------------------------------------------------------
+def render_lessons(doc: LessonsDoc) -> str:
+    rows = []
+    for lesson in doc.lessons:
+        flags = "pinned" if lesson.pinned else f"helpful {lesson.helpful}, harmful {lesson.harmful}"
+        rows.append(f"[{lesson.id}] ({flags}) {lesson.title}\n{lesson.body.strip()}")
+    return "\n\n".join(rows) or "(no lessons yet)"
+
+
+def render_event(event: dict[str, Any]) -> str:
+    kind = event.get("kind", "?")
+    content = event.get("content")
+    if kind == "tool_call":
+        content = f"{event.get('name')}({json.dumps(event.get('arguments'))[:300]})"
+    elif kind == "feedback":
+        content = f"rating={event.get('rating')} {content or ''}".strip()
+    elif kind == "memory_edit":
+        content = f"{event.get('command')} {event.get('path', '')} ok={event.get('ok')} " \
+                  f"{event.get('reason', '')}".strip()
+    elif kind == "tool_result":
+        kind = "tool_result (untrusted)"
+    text = content if isinstance(content, str) else json.dumps(content)
+    text = (text or "").replace("\n", " ")
+    if len(text) > EVENT_CHARS:
+        text = text[:EVENT_CHARS] + " [...]"
+    session = str(event.get("session", ""))[-4:]
+    return f"{event['id']} {session} {kind}: {text}"
+
+
+SKIP_KINDS = {"session_start", "session_end", "sleep"}   # bookkeeping, nothing to learn
+
+
+def chunk_events(lines: list[str], limit: int) -> list[list[str]]:
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for line in lines:
+        cost = estimate(line) + 1
+        if chunks[-1] and size + cost > limit:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(line)
+        size += cost
+    return chunks
+
+
+@dataclass
+class Plan:
+    """What a pass would send, before sending it: for estimates and caps."""
+
+    chunks: list[list[str]]
+    events: list[dict[str, Any]]
+    cursor: Cursor
+    prompt_tokens: int
+    over_budget: bool
+    warnings: list[str]
+
+    @property
+    def output_tokens(self) -> int:
+        return OUTPUT_TOKENS * len(self.chunks)
+
+
+def plan(agent: Agent, spec: ModelSpec) -> Plan:
+    memory = agent.load()
+    read = agent.journal.read(agent.sleep_cursor())
+    events = [e for e in read.events if e.get("kind") not in SKIP_KINDS]
+    lines = [render_event(e) for e in events]
+    budgets = memory.persona.budgets
+    lessons_tokens = estimate(memory.texts["lessons.md"])
+    over = lessons_tokens > budgets["lessons"]
+    fixed = estimate(prompts.SLEEP_SYSTEM) + estimate(memory.persona.body) + lessons_tokens + 200
+    window = llm.context_window(spec.model)
+    limit = max(1000, window - fixed - OUTPUT_TOKENS)
+    chunks = chunk_events(lines, limit) if lines else ([[]] if over else [])
+    prompt_tokens = sum(fixed + sum(estimate(x) + 1 for x in chunk) for chunk in chunks)
+    return Plan(chunks, events, read.end, prompt_tokens, over, list(read.warnings))
+
+
+def estimate_cost(spec: ModelSpec, p: Plan) -> float | None:
+    prices = llm.price(spec.model)
+    if prices is None:
+        return None
+    return p.prompt_tokens * prices[0] + p.output_tokens * prices[1]
+
+
+def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
+            max_tokens: int | None = None, on_retry: Callable[[ModelError, float], None] | None = None,
+            ) -> Proposal | None:
+    """Ask the sleep model for operations. None when there is nothing to do."""
+    p = plan(agent, spec)
+    if not p.chunks:
+        return None
+    if max_tokens is not None and p.prompt_tokens + p.output_tokens > max_tokens:
+        raise Refused(f"this pass would use up to ~{p.prompt_tokens + p.output_tokens} tokens "
+                      f"({len(p.events)} new events), over --max-tokens {max_tokens}",
+                      "raise the cap, or sleep more often")
+    if max_cost is not None:
+        cost = estimate_cost(spec, p)
+        if cost is None:
+            raise Refused(f"no price is known for {spec.model}, so --max-cost cannot be checked",
+                          "drop --max-cost, or use --max-tokens")
+        if cost > max_cost:
+            raise Refused(f"this pass would cost up to ~${cost:.4f}, over --max-cost {max_cost}",
+                          "raise the cap, or use a cheaper --sleep-model")
+    memory = agent.load()
+    before: dict[str, str | None] = dict(agent.read_texts())
+    current = dict(before)
+    known = {str(e["id"]) for e in p.events}
+    for lesson in memory.lessons.lessons:
+        known.update(lesson.evidence)
+    max_shrink = float((memory.persona.settings.get("sleep") or {}).get("max_shrink",
+                                                                        DEFAULT_MAX_SHRINK))
+    proposal = Proposal(agent, spec, [], before, before, p.cursor, len(p.events),
+                        warnings=p.warnings)
+    summaries = []
+    for n, chunk in enumerate(p.chunks, 1):
+        messages = sleep_messages(current, chunk, n, len(p.chunks))
+        try:
+            reply = llm.complete(spec, messages, max_tokens=OUTPUT_TOKENS, temperature=0,
+                                 on_retry=on_retry)
+        except ModelError as exc:
+            raise ModelError(f"sleep pass stopped, nothing was changed: {exc.message}", exc.hint,
+                             retryable=exc.retryable, kind=exc.kind) from None
+        proposal.calls += 1
+        proposal.prompt_tokens += reply.prompt_tokens
+        proposal.completion_tokens += reply.completion_tokens
+        proposal.cost += reply.cost
+        proposal.raw.append(reply.text)
+        try:
+            if reply.finish_reason == "length":
+                raise Refusal("the model's output was cut off at its token limit (truncated)")
+            if reply.tool_calls:
+                raise Refusal("the model called a tool instead of answering with operations")
+            operations, summary = parse_output(reply.text)
+            current = apply_operations(current, operations, known)
+            check_result(before, current, max_shrink)
+        except (Refusal, InvalidAgent) as exc:
+            path = keep_refused(agent, proposal, str(exc))
+            raise Refused(f"sleep pass refused, nothing was changed: {exc}",
+                          f"the model's raw output is in {path}") from None
+        proposal.operations += operations
+        if summary:
+            summaries.append(summary)
+    proposal.after = current
+    proposal.summary = " ".join(summaries)
+    budgets = memory.persona.budgets
+    if estimate(current.get("lessons.md") or "") > budgets["lessons"]:
+        proposal.warnings.append(f"lessons.md is still over its {budgets['lessons']}-token budget "
+                                 "after this pass; merge or retire lessons by hand, or raise the "
+                                 "budget in persona.md")
+    return proposal
+
+
+def sleep_messages(texts: dict[str, str | None], chunk: list[str], part: int,
+                   parts: int) -> list[dict[str, str]]:
+    persona = persona_fmt.split(texts.get("persona.md") or "")
+    body = persona[1] if persona else ""
+    doc, _ = lessons_fmt.parse(texts.get("lessons.md") or "")
+    settings = persona_fmt.parse(texts.get("persona.md") or "")[0]
+    budget = settings.budgets["lessons"] if settings else persona_fmt.DEFAULT_BUDGETS["lessons"]
+    tokens = estimate(texts.get("lessons.md") or "")
+    note = prompts.SLEEP_OVER_BUDGET.format(tokens=tokens, budget=budget) if tokens > budget else ""
+    user = prompts.SLEEP_USER.format(
+        persona=body.strip(), lessons=render_lessons(doc.with_ids()) if doc else "",
+        count=len(chunk), part=part, parts=parts,
+        events="\n".join(chunk) or "(none)", budget_note=note)
+    return [{"role": "system", "content": prompts.SLEEP_SYSTEM}, {"role": "user", "content": user}]
+
+
+def keep_refused(agent: Agent, proposal: Proposal, reason: str) -> str:
+    folder = agent.state_dir / "sleep"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"refused-{datetime.now(UTC):%Y%m%d-%H%M%S-%f}.json"
+    atomic_write(path, json.dumps({"reason": reason, "model": proposal.spec.model,
+                                   "outputs": proposal.raw}, indent=2) + "\n")
+    return str(path)
+
+
+def describe(op: dict[str, Any]) -> str:
+    kind = op["op"]
+    target = op.get("id") or ", ".join(op.get("ids", [])) or op.get("title") or op.get("text", "")
+    if kind == "add":
+        target = f"\"{op['title']}\""
+    elif kind == "persona_warning":
+        target = f"\"{op['text']}\""
+    return f"{kind} {target}: {op['rationale'].strip()} [{' '.join(op['evidence'])}]"
+
+
+def apply(proposal: Proposal, selected: list[int] | None = None) -> Version | None:
+    """Write the proposal (or the selected operations) as ONE `sleep` version, then move the
+    cursor. Refused when memory changed since the proposal was made."""
+    agent = proposal.agent
+    operations = proposal.operations if selected is None else [
+        proposal.operations[i] for i in selected]
+    known = {str(e) for op in proposal.operations for e in op["evidence"]}
+    after = (proposal.after if selected is None
+             else apply_operations(proposal.before, operations, known))
+    changes = {k: v for k, v in after.items() if proposal.before.get(k) != v}
+
+    def compute(texts: dict[str, str | None]) -> dict[str, str | None]:
+        if {k: texts.get(k) for k in proposal.before} != proposal.before:
+            raise Conflict("memory changed while the sleep proposal was being reviewed; nothing "
+                           "was written", "run agentmem sleep again")
+        return changes
+
+    lines = [proposal.summary or f"Sleep: {len(operations)} operation(s) from "
+                                 f"{proposal.events} new events"]
+    lines += ["", *(f"- {describe(op)}" for op in operations)]
+    if selected is not None and len(operations) < len(proposal.operations):
+        lines.append(f"({len(proposal.operations) - len(operations)} proposed operation(s) were "
+                     "declined in review)")
+    version = agent.update(compute, "sleep", "\n".join(lines)) if changes else None
+    agent.update_state(sleep_cursor=proposal.cursor.to_json(), last_sleep={
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "version": version.number if version else None, "operations": len(operations)})
+    agent.journal.append({"kind": "sleep", "version": version.number if version else None,
+                          "operations": [describe(op) for op in operations],
+                          "events": proposal.events, "model": proposal.spec.model,
+                          "usage": {"prompt_tokens": proposal.prompt_tokens,
+                                    "completion_tokens": proposal.completion_tokens,
+                                    "cost": round(proposal.cost, 8)}})
+    return version
+
+
+@dataclass
+class PassResult:
+    agent: Agent
+    ok: bool
+    message: str
+    version: Version | None = None
+    proposal: Proposal | None = None
+
+
+def sleep_lock(agent: Agent) -> FileLock:
+    return FileLock(str(agent.state_dir / "sleep.lock"), timeout=0)
+
+
+def run_pass(agent: Agent, spec: ModelSpec, *, apply_it: bool = True, max_cost: float | None = None,
+             max_tokens: int | None = None) -> PassResult:
+    """Propose and (unless apply_it is False) apply one pass; errors become a failed result."""
+    lock = sleep_lock(agent)
+    try:
+        lock.acquire()
+    except Timeout:
+        return PassResult(agent, False, "a sleep pass is already running for this agent")
+    try:
+        proposal = propose(agent, spec, max_cost=max_cost, max_tokens=max_tokens)
+        if proposal is None:
+            return PassResult(agent, True, "nothing new since the last sleep")
+        if not apply_it:
+            return PassResult(agent, True, f"{len(proposal.operations)} operation(s) proposed",
+                              proposal=proposal)
+        version = apply(proposal)
+        what = f"version {version.number}" if version else "no change"
+        return PassResult(agent, True, f"{len(proposal.operations)} operation(s), {what}, "
+                          f"{proposal.prompt_tokens}+{proposal.completion_tokens} tokens, "
+                          f"${proposal.cost:.4f}", version=version, proposal=proposal)
+    except AgentmemError as exc:
+        return PassResult(agent, False, exc.message + (f" ({exc.hint})" if exc.hint else ""))
+    finally:
+        lock.release()

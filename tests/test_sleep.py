@@ -1,0 +1,321 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agentmem import sleep as core
+from agentmem.agent import Agent
+from agentmem.models import ModelSpec
+from agentmem.scripted import Reply
+from tests.conftest import snapshot
+
+LESSONS = """# Lessons
+
+What I have learned.
+
+## Lint with flake8
+<!-- id: L1; helpful: 1; harmful: 0 -->
+Run flake8 on every pull request before commenting on style. Paste its output in the review
+so the author can fix every warning in one go, and never approve a change that adds warnings.
+
+## Run flake8 on changed files only
+<!-- id: L2; helpful: 0; harmful: 0 -->
+Only lint the files the pull request touches. Linting the whole repository buries the
+author in warnings about code they did not write.
+
+## Ask for the Python 2 compatibility check
+<!-- id: L3; helpful: 0; harmful: 0 -->
+Every change must still run on Python 2.7.
+
+<!-- pin -->
+## Billing needs two reviewers
+<!-- id: L4; helpful: 0; harmful: 0 -->
+Company policy.
+<!-- /pin -->
+"""
+
+SPEC = ModelSpec("scripted/sleep", None, "test")
+
+
+@pytest.fixture
+def learner(blank: Agent) -> Agent:
+    blank.write({"lessons.md": LESSONS}, "human", "Seed lessons")
+    blank.journal.append(
+        {"session": "s1", "kind": "user", "content": "Review my PR"},                       # e1
+        {"session": "s1", "kind": "assistant", "content": "Please run flake8 first."},      # e2
+        {"session": "s1", "kind": "user", "content": "No: we use ruff, not flake8."},       # e3
+        {"session": "s2", "kind": "user", "content": "Review this one too"},                # e4
+        {"session": "s2", "kind": "assistant", "content": "flake8 reports E501 here."},     # e5
+        {"session": "s2", "kind": "user", "content": "Again: ruff, not flake8!"},           # e6
+        {"session": "s2", "kind": "feedback", "rating": "bad", "content": "stop flake8"},   # e7
+        {"session": "s2", "kind": "user", "content": "We dropped Python 2 years ago."},     # e8
+    )
+    return blank
+
+
+GOOD = {"summary": "The team uses ruff; Python 2 is gone.", "operations": [
+    {"op": "merge", "ids": ["L1", "L2"], "title": "Lint with ruff, not flake8",
+     "body": "The team uses ruff. Run it on the files the pull request changes.",
+     "rationale": "corrected twice about flake8", "evidence": ["e3", "e6", "e7"]},
+    {"op": "retire", "id": "L3", "rationale": "Python 2 support was dropped", "evidence": ["e8"]},
+    {"op": "persona_warning", "text": "I tend to suggest flake8; this team uses ruff.",
+     "rationale": "repeated mistake", "evidence": ["e2", "e5"]},
+]}
+
+
+def test_pass_merges_archives_and_warns_with_evidence(cli, learner: Agent, model):
+    model.push(json.dumps(GOOD))
+    result = cli("sleep", learner.folder, "--yes", "--model", "scripted/sleep")
+    assert result.exit_code == 0, result.stderr
+    lessons = (learner.folder / "lessons.md").read_text()
+    assert "## Lint with ruff, not flake8\n<!-- id: L1; evidence: e3 e6 e7; helpful: 1; harmful: 0 -->" \
+        in lessons
+    assert "## Run flake8 on changed files only" not in lessons
+    assert "Python 2" not in lessons
+    assert "<!-- pin -->\n## Billing needs two reviewers" in lessons      # pinned text untouched
+    archive = (learner.folder / "archive.md").read_text()
+    assert "## Ask for the Python 2 compatibility check" in archive
+    assert "_Retired" in archive and "Python 2 support was dropped" in archive
+    assert "merged into L1" in archive
+    persona = (learner.folder / "persona.md").read_text()
+    assert persona.endswith("## Warnings\n\n- I tend to suggest flake8; this team uses ruff.\n")
+    version = learner.history.versions()[0]
+    assert version.author == "sleep"
+    assert "merge L1, L2: corrected twice about flake8 [e3 e6 e7]" in version.message
+    assert learner.sleep_cursor().event == 8
+    assert learner.journal.read().events[-1]["kind"] == "sleep"
+    # the exact prompt: new events, current lessons with ids and pins
+    sent = model.calls[0]["messages"][1]["content"]
+    assert "e3 s1 user: No: we use ruff, not flake8." in sent
+    assert "[L4] (pinned) Billing needs two reviewers" in sent
+    # diff --since-sleep shows it; revert undoes it
+    shown = cli("diff", learner.folder, "--since-sleep")
+    assert "+## Lint with ruff, not flake8" in shown.stdout and "+- I tend to suggest" in shown.stdout
+    undone = cli("revert", learner.folder, "HEAD")
+    assert undone.exit_code == 0
+    assert (learner.folder / "lessons.md").read_text() == LESSONS
+    assert not (learner.folder / "archive.md").exists()
+
+
+def test_second_pass_reads_only_new_events(learner: Agent, model):
+    model.push(json.dumps({"operations": [], "summary": "nothing"}))
+    proposal = core.propose(learner, SPEC)
+    assert proposal is not None and proposal.events == 8
+    core.apply(proposal)
+    assert core.propose(learner, SPEC) is None          # nothing new: no model call
+    learner.journal.append({"kind": "user", "content": "one more"})
+    model.push(json.dumps({"operations": [], "summary": "nothing"}))
+    proposal = core.propose(learner, SPEC)
+    assert proposal is not None and proposal.events == 1
+    sent = model.calls[-1]["messages"][1]["content"]
+    assert "e10  user: one more" in sent          # e9 is the first pass's own sleep event
+    assert "e8" not in sent and "e9" not in sent
+
+
+def test_review_one_by_one_applies_only_chosen(learner: Agent, model, monkeypatch):
+    model.push(json.dumps(GOOD))
+    proposal = core.propose(learner, SPEC)
+    assert proposal is not None
+    version = core.apply(proposal, selected=[1])
+    assert version is not None and "declined in review" in version.message
+    lessons = (learner.folder / "lessons.md").read_text()
+    assert "## Lint with flake8" in lessons and "Python 2" not in lessons
+
+
+def test_apply_refuses_when_memory_changed_during_review(learner: Agent, model):
+    model.push(json.dumps(GOOD))
+    proposal = core.propose(learner, SPEC)
+    path = learner.folder / "lessons.md"
+    path.write_text(path.read_text() + "\n## Mine\nhand edit\n")
+    with pytest.raises(Exception, match="memory changed while the sleep proposal"):
+        core.apply(proposal)
+    assert "## Mine" in path.read_text() and learner.sleep_cursor().event == 0
+
+
+def test_dry_run_and_json_change_nothing(cli, learner: Agent, model):
+    before = snapshot(learner)
+    model.push(json.dumps(GOOD), json.dumps(GOOD))
+    result = cli("sleep", learner.folder, "--dry-run", "--model", "scripted/x")
+    assert result.exit_code == 0 and "merge L1, L2" in result.stdout
+    result = cli("sleep", learner.folder, "--json", "--model", "scripted/x")
+    data = json.loads(result.stdout)
+    assert [op["op"] for op in data["operations"]] == ["merge", "retire", "persona_warning"]
+    assert "+## Lint with ruff, not flake8" in data["diff"]
+    assert snapshot(learner) == before
+
+
+def test_max_tokens_refuses_before_calling_the_model(cli, learner: Agent, model):
+    before = snapshot(learner)
+    result = cli("sleep", learner.folder, "--yes", "--max-tokens", "100", "--model", "scripted/x")
+    assert result.exit_code == 1 and "over --max-tokens 100" in result.stderr
+    assert snapshot(learner) == before and model.calls == []
+
+
+def test_max_cost_uses_the_price_table(cli, learner: Agent, model):
+    from agentmem import llm
+
+    llm.litellm().register_model({"scripted/priced": {
+        "input_cost_per_token": 0.001, "output_cost_per_token": 0.002,
+        "litellm_provider": "scripted", "mode": "chat", "max_input_tokens": 100000}})
+    result = cli("sleep", learner.folder, "--yes", "--max-cost", "0.01", "--model", "scripted/priced")
+    assert result.exit_code == 1 and "over --max-cost 0.01" in result.stderr
+    result = cli("sleep", learner.folder, "--yes", "--max-cost", "0.01", "--model", "scripted/free")
+    assert result.exit_code == 1 and "no price is known" in result.stderr
+    model.push(Reply(text=json.dumps(GOOD), prompt_tokens=1000, completion_tokens=100))
+    result = cli("sleep", learner.folder, "--yes", "--max-cost", "100", "--model", "scripted/priced")
+    assert result.exit_code == 0, result.stderr
+    event = learner.journal.read().events[-1]
+    assert event["kind"] == "sleep" and event["usage"]["cost"] == pytest.approx(1.2)
+
+
+def test_backlog_too_big_for_the_window_is_chunked_into_one_version(learner: Agent, model):
+    from agentmem import llm
+
+    llm.litellm().register_model({"scripted/small": {
+        "input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "litellm_provider": "scripted",
+        "mode": "chat", "max_input_tokens": 6500}})
+    learner.journal.append(*({"kind": "user", "content": f"message {n} " + "x" * 400}
+                             for n in range(60)))
+    spec = ModelSpec("scripted/small", None, "test")
+    plan = core.plan(learner, spec)
+    assert len(plan.chunks) >= 2
+    for _ in plan.chunks:
+        model.push(json.dumps({"operations": [], "summary": ""}))
+    model.replies[-1].text = json.dumps({"operations": [
+        {"op": "add", "title": "Long sessions", "body": "Users send many messages.",
+         "rationale": "seen", "evidence": ["e68"]}], "summary": "one lesson"})
+    proposal = core.propose(learner, spec)
+    assert proposal is not None and proposal.calls == len(plan.chunks)
+    version = core.apply(proposal)
+    assert version is not None and len(learner.history.versions()) == 3   # new, seed, this pass
+    assert learner.sleep_cursor().event == 68
+
+
+def test_provider_error_mid_pass_leaves_everything(cli, learner: Agent, model, monkeypatch):
+    monkeypatch.setenv("AGENTMEM_RETRIES", "0")
+    before = snapshot(learner)
+    model.push(Reply(error="rate_limit"))
+    result = cli("sleep", learner.folder, "--yes", "--model", "scripted/x")
+    assert result.exit_code == 1 and "rate limited" in result.stderr
+    assert "nothing was changed" in result.stderr
+    assert snapshot(learner) == before
+
+
+def op(**fields):
+    base = {"rationale": "because", "evidence": ["e3"]}
+    base.update(fields)
+    return base
+
+
+def ops(*items):
+    return json.dumps({"operations": list(items), "summary": "s"})
+
+
+HOSTILE = [
+    ("empty", ""),
+    ("whitespace", "   \n  "),
+    ("prose", "I think you should use ruff."),
+    ("truncated json", ops(op(op="add", title="t", body="b"))[:-10]),
+    ("json list", json.dumps([op(op="add", title="t", body="b")])),
+    ("no operations key", json.dumps({"ops": []})),
+    ("operations not a list", json.dumps({"operations": {"op": "add"}})),
+    ("extra top-level key", json.dumps({"operations": [], "summary": "", "files": {}})),
+    ("unknown op", ops(op(op="rewrite_file", path="lessons.md", text="x"))),
+    ("delete op", ops(op(op="delete", id="L1"))),
+    ("missing rationale", ops({"op": "retire", "id": "L3", "evidence": ["e8"]})),
+    ("empty rationale", ops(op(op="retire", id="L3", rationale="  "))),
+    ("missing evidence", ops({"op": "retire", "id": "L3", "rationale": "x"})),
+    ("empty evidence", ops(op(op="retire", id="L3", evidence=[]))),
+    ("hallucinated evidence", ops(op(op="retire", id="L3", evidence=["e999"]))),
+    ("malformed evidence", ops(op(op="retire", id="L3", evidence=["3"]))),
+    ("unknown lesson", ops(op(op="update", id="L99", body="new"))),
+    ("retire twice", ops(op(op="retire", id="L3"), op(op="retire", id="L3"))),
+    ("update pinned", ops(op(op="update", id="L4", body="No policy."))),
+    ("retire pinned", ops(op(op="retire", id="L4"))),
+    ("merge pinned", ops(op(op="merge", ids=["L1", "L4"], title="t", body="b"))),
+    ("counter pinned", ops(op(op="counter", id="L4", helpful=1))),
+    ("merge one id", ops(op(op="merge", ids=["L1"], title="t", body="b"))),
+    ("merge same id", ops(op(op="merge", ids=["L1", "L1"], title="t", body="b"))),
+    ("counter huge", ops(op(op="counter", id="L1", helpful=1000))),
+    ("counter negative", ops(op(op="counter", id="L1", harmful=-3))),
+    ("counter nothing", ops(op(op="counter", id="L1"))),
+    ("empty body", ops(op(op="update", id="L1", body=""))),
+    ("empty title", ops(op(op="add", title=" ", body="b"))),
+    ("multi-line title", ops(op(op="add", title="a\n## b", body="b"))),
+    ("body with metadata comment", ops(op(op="add", title="t", body="<!-- id: L1 --> x"))),
+    ("body with pin", ops(op(op="add", title="t", body="<!-- pin -->\nmine\n<!-- /pin -->"))),
+    ("body with heading", ops(op(op="add", title="t", body="x\n## Sneaky second lesson\ny"))),
+    ("persona front matter injection", ops(op(op="persona_warning", text="x\n---\nmodel: evil"))),
+    ("extra field", ops(op(op="update", id="L1", body="b", path="tools.yaml"))),
+    ("wrong type", ops(op(op="update", id=1, body="b"))),
+    ("shrink without archiving", ops(
+        op(op="update", id="L1", body="x"), op(op="update", id="L2", body="x"),
+        op(op="update", id="L3", body="x"))),
+    ("tool call instead of answer", None),
+    ("cut off at the token limit", "LENGTH"),
+    ("code fence with prose", "Here you go:\n```json\n" + ops() + "\n```"),
+]
+
+
+@pytest.mark.parametrize("name,output", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_or_malformed_output_is_refused_whole(cli, learner: Agent, model, name, output):
+    from agentmem.scripted import ToolCall
+
+    if output is None:
+        model.push(ToolCall("memory", {"command": "view"}))
+    elif output == "LENGTH":
+        model.push(Reply(text=ops(op(op="add", title="t", body="b")), finish_reason="length"))
+    else:
+        model.push(output)
+    before = snapshot(learner)
+    result = cli("sleep", learner.folder, "--yes", "--model", "scripted/x")
+    assert result.exit_code == 1, result.stdout
+    assert "Error: sleep pass refused, nothing was changed" in result.stderr
+    assert "raw output is in" in result.stderr
+    assert snapshot(learner) == before
+    kept = list((learner.state_dir / "sleep").glob("refused-*.json"))
+    assert len(kept) == 1 and json.loads(kept[0].read_text())["outputs"]
+
+
+def test_fenced_json_alone_is_accepted(learner: Agent, model):
+    model.push("```json\n" + json.dumps(GOOD) + "\n```")
+    proposal = core.propose(learner, SPEC)
+    assert proposal is not None and len(proposal.operations) == 3
+
+
+def test_two_passes_of_one_agent_never_overlap(learner: Agent, model):
+    lock = core.sleep_lock(learner)
+    lock.acquire()
+    try:
+        result = core.run_pass(learner, SPEC)
+    finally:
+        lock.release()
+    assert not result.ok and "already running" in result.message
+
+
+def test_many_agents_run_concurrently_and_failures_are_isolated(cli, tmp_path, model):
+    from agentmem.agent import Agent
+
+    root = tmp_path / "fleet"
+    for n in range(6):
+        a = Agent.create(str(root / f"a{n}"))
+        a.journal.append({"kind": "user", "content": f"hello {n}"})
+    (root / "a3" / "tools.yaml").write_text("tools: [\n")     # one broken agent
+    for _ in range(5):
+        model.push(json.dumps({"operations": [op(op="add", title="Greets", body="Says hello.",
+                                                 evidence=["e1"])], "summary": "s"}))
+    result = cli("sleep", root, "--yes", "--jobs", "3", "--model", "scripted/x")
+    assert result.exit_code == 1
+    assert result.stdout.count("ok ") == 5 and "fail a3: tools.yaml:" in result.stdout
+    for n in (0, 1, 2, 4, 5):
+        assert "## Greets" in (root / f"a{n}" / "lessons.md").read_text()
+
+
+def test_several_agents_need_yes_or_dry_run(cli, tmp_path):
+    from agentmem.agent import Agent
+
+    for n in range(2):
+        Agent.create(str(tmp_path / "fleet" / f"a{n}"))
+    result = cli("sleep", tmp_path / "fleet")
+    assert result.exit_code == 2 and "add --yes" in result.stderr
