@@ -12,7 +12,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from agentmem import config, persona, tooldefs
+from agentmem import config, persona, tooldefs, yamlutil
 from agentmem import lessons as lessons_fmt
 from agentmem.errors import (
     AgentmemError,
@@ -33,7 +33,7 @@ STATE_DIR = ".agentmem"
 ARCHIVE = "archive.md"
 MEMORY_FILES = ("persona.md", "lessons.md", "tools.yaml")
 BLANK_PERSONA = """---
-name: {name}
+{name_line}
 description: A new agent.
 budgets:
   persona: 2000
@@ -121,6 +121,8 @@ class Agent:
         path = Path(spec).expanduser()
         if "/" not in spec and not spec.startswith("."):
             path = config.agents_home() / spec
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"{path} exists and is not a folder", "choose another name")
         if path.exists() and any(path.iterdir()):
             raise UsageError(f"{path} already exists and is not empty",
                              "choose another name or remove the folder")
@@ -135,12 +137,17 @@ class Agent:
                 log_text = (source / LOG_FILE).read_text(encoding="utf-8")
         else:
             name = path.name
-            texts = {"persona.md": BLANK_PERSONA.format(name=name), "lessons.md": lessons_fmt.BLANK_DOC,
+            texts = {"persona.md": BLANK_PERSONA.format(
+                name=name, name_line=yamlutil.dump({"name": name}).strip()), "lessons.md": lessons_fmt.BLANK_DOC,
                      "tools.yaml": tooldefs.BLANK}
         _, problems = validate(dict(texts))
         if problems:
             raise InvalidAgent(problems)
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AgentmemError(f"cannot create {path}: {exc.strerror}",
+                                "choose another location") from None
         agent = cls(path)
         agent._ensure_state()
         for name, text in texts.items():

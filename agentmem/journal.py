@@ -139,6 +139,20 @@ class Journal:
                 result.end = Cursor(result.end.event, end)
         return result
 
+    def find(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The events with these ids (scans until the largest is passed)."""
+        wanted = {n for i in ids if (n := event_number(i)) is not None}
+        found: dict[str, dict[str, Any]] = {}
+        if not wanted or not self.path.exists():
+            return found
+        for event, _, _ in self._scan(0):
+            number = event_number(event.get("id")) if event else None
+            if number in wanted and event is not None:
+                found[event["id"]] = event
+                if len(found) == len(wanted):
+                    break
+        return found
+
     def iter_all(self) -> Iterator[tuple[dict[str, Any] | None, str | None, int]]:
         return self._scan(0)
 

@@ -113,3 +113,23 @@ def split_diff(text: str) -> dict[str, str]:
         if current is not None:
             current.append(line)
     return {k: "".join(v) for k, v in out.items()}
+
+
+def blame(agent: Agent, lesson_id: str) -> dict[str, Any]:
+    """A lesson, the log events behind it, and the versions that touched it."""
+    memory = agent.load()
+    lesson, where = memory.lessons.get(lesson_id), "lessons.md"
+    if lesson is None and memory.archive is not None:
+        lesson, where = memory.archive.get(lesson_id), "archive.md"
+    if lesson is None:
+        known = ", ".join(x.id for x in memory.lessons.lessons if x.id) or "none"
+        raise NotFound(f"no lesson '{lesson_id}' in lessons.md or archive.md",
+                       f"lesson ids: {known}")
+    events = agent.journal.find(lesson.evidence)
+    log = agent.history.git("log", "--format=%H", "-G", f"id: {lesson_id}[;]", "--",
+                            "lessons.md", "archive.md").stdout.split()
+    by_commit = {v.commit: v for v in agent.history.versions()}
+    return {"id": lesson.id, "title": lesson.title, "body": lesson.body, "file": where,
+            "pinned": lesson.pinned, "helpful": lesson.helpful, "harmful": lesson.harmful,
+            "evidence": [events.get(e, {"id": e, "missing": True}) for e in lesson.evidence],
+            "versions": [by_commit[c].to_json() for c in log if c in by_commit]}

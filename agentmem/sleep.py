@@ -178,10 +178,11 @@ def apply_operations(before: dict[str, str | None], operations: list[dict[str, A
             raise Refusal(f"{where}: lesson {lesson_id} is pinned (human-owned)")
         return found
 
-    def retire(old: Lesson, note: str) -> None:
+    def retire(old: Lesson, note: str, evidence: list[str]) -> None:
         doc.replace(old.id or "", None)
         body = old.body.rstrip() + f"\n\n_Retired {today}: {note}_"
-        archive.append(old.changed(body=body, id=_archive_id(archive, old.id or "")))
+        archive.append(old.changed(body=body, id=_archive_id(archive, old.id or ""),
+                                   evidence=_union(old.evidence, evidence)))
 
     for n, op in enumerate(operations, 1):
         kind = op["op"]
@@ -206,10 +207,10 @@ def apply_operations(before: dict[str, str | None], operations: list[dict[str, A
                 evidence=_union(*(p.evidence for p in parts), evidence),
                 helpful=sum(p.helpful for p in parts), harmful=sum(p.harmful for p in parts))
             for other in parts[1:]:
-                retire(other, f"merged into {parts[0].id}. {op['rationale'].strip()}")
+                retire(other, f"merged into {parts[0].id}. {op['rationale'].strip()}", evidence)
             doc.replace(parts[0].id or "", merged)
         elif kind == "retire":
-            retire(lesson(op["id"], where), op["rationale"].strip())
+            retire(lesson(op["id"], where), op["rationale"].strip(), evidence)
         elif kind == "counter":
             old = lesson(op["id"], where)
             doc.replace(old.id or "", old.changed(

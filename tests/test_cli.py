@@ -179,8 +179,6 @@ def test_new_list_samples(cli, tmp_path: Path):
     assert not (tmp_path / "unused").exists()
 
 
-@pytest.mark.xfail(reason="BUG: agent.py:36 BLANK_PERSONA writes `name: {name}` unquoted, so a folder "
-                          "named like a YAML number/bool/indicator makes `new` fail validation", strict=True)
 @pytest.mark.parametrize("name", ["2024", "yes", "@bot", "a: b", "[x]"])
 def test_new_blank_accepts_any_folder_name(cli, tmp_path: Path, name: str):
     target = tmp_path / name
@@ -190,8 +188,6 @@ def test_new_blank_accepts_any_folder_name(cli, tmp_path: Path, name: str):
     assert summary["name"] == name
 
 
-@pytest.mark.xfail(reason="BUG: agent.py:124 calls path.iterdir() on an existing file "
-                          "(NotADirectoryError traceback instead of a one-line error)", strict=True)
 def test_new_onto_an_existing_file_is_a_usage_error(cli, tmp_path: Path):
     target = tmp_path / "notes.txt"
     target.write_text("mine\n")
@@ -201,8 +197,6 @@ def test_new_onto_an_existing_file_is_a_usage_error(cli, tmp_path: Path):
     assert target.read_text() == "mine\n"
 
 
-@pytest.mark.xfail(reason="BUG: agent.py:143 path.mkdir() raises NotADirectoryError (a traceback) when a "
-                          "parent of NAME is a file", strict=True)
 def test_new_under_a_file_is_a_one_line_error(cli, tmp_path: Path):
     (tmp_path / "notes.txt").write_text("mine\n")
     result = cli("new", tmp_path / "notes.txt" / "agent")

@@ -89,6 +89,14 @@ def test_pass_merges_archives_and_warns_with_evidence(cli, learner: Agent, model
     sent = model.calls[0]["messages"][1]["content"]
     assert "e3 s1 user: No: we use ruff, not flake8." in sent
     assert "[L4] (pinned) Billing needs two reviewers" in sent
+    # blame shows the lesson's evidence: the log events behind it, and the version
+    blamed = cli("blame", learner.folder, "L1", "--json")
+    data = json.loads(blamed.stdout)
+    assert [e["content"] for e in data["evidence"]] == [
+        "No: we use ruff, not flake8.", "Again: ruff, not flake8!", "stop flake8"]
+    assert data["versions"][0]["author"] == "sleep"
+    text = cli("blame", learner.folder, "L3").stdout      # retired: found in the archive
+    assert "archive.md" in text and "e8" in text and "We dropped Python 2" in text
     # diff --since-sleep shows it; revert undoes it
     shown = cli("diff", learner.folder, "--since-sleep")
     assert "+## Lint with ruff, not flake8" in shown.stdout and "+- I tend to suggest" in shown.stdout
@@ -110,7 +118,7 @@ def test_second_pass_reads_only_new_events(learner: Agent, model):
     assert proposal is not None and proposal.events == 1
     sent = model.calls[-1]["messages"][1]["content"]
     assert "e10  user: one more" in sent          # e9 is the first pass's own sleep event
-    assert "e8" not in sent and "e9" not in sent
+    assert "\ne8 " not in sent and "\ne9 " not in sent
 
 
 def test_review_one_by_one_applies_only_chosen(learner: Agent, model, monkeypatch):
