@@ -137,8 +137,9 @@ class Agent:
                 log_text = (source / LOG_FILE).read_text(encoding="utf-8")
         else:
             name = path.name
-            texts = {"persona.md": BLANK_PERSONA.format(
-                name=name, name_line=yamlutil.dump({"name": name}).strip()), "lessons.md": lessons_fmt.BLANK_DOC,
+            persona_text = BLANK_PERSONA.format(name=name,
+                                                name_line=yamlutil.dump({"name": name}).strip())
+            texts = {"persona.md": persona_text, "lessons.md": lessons_fmt.BLANK_DOC,
                      "tools.yaml": tooldefs.BLANK}
         _, problems = validate(dict(texts))
         if problems:

@@ -24,6 +24,7 @@ from agentmem.lessons import LessonsDoc
 from agentmem.memory_tool import SCHEMA as MEMORY_SCHEMA
 from agentmem.memory_tool import MemoryTool
 from agentmem.models import ModelSpec
+from agentmem.redact import StreamRedactor, redact
 from agentmem.tokens import estimate
 from agentmem.tooldefs import ToolDef
 
@@ -155,6 +156,14 @@ class ChatSession:
              on_tool: Callable[[str, str], None] | None = None,
              on_retry: Callable[[ModelError, float], None] | None = None) -> TurnResult:
         self._turn_events = []
+        if on_text is not None:
+            shown = StreamRedactor()
+            raw_on_text = on_text
+
+            def on_text(chunk: str) -> None:
+                out = shown.feed(chunk)
+                if out:
+                    raw_on_text(out)
         user = self._log({"kind": "user", "content": text})
         user_event = user["id"]
         self.turns.append({"role": "user", "content": text})
@@ -180,7 +189,12 @@ class ChatSession:
                          "function": {"name": c.name, "arguments": c.arguments}}
                         for c in reply.tool_calls]
                 self.turns.append(assistant)
-                result.text += reply.text
+                result.text += redact(reply.text)
+                if on_text is not None:
+                    rest = shown.flush()
+                    if rest:
+                        raw_on_text(rest)
+                    shown = StreamRedactor()
                 if not reply.tool_calls:
                     if reply.finish_reason == "length":
                         result.warnings.append("the reply was cut off at the model's token limit")

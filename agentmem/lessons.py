@@ -101,17 +101,18 @@ class LessonsDoc:
                 return lesson
         return None
 
-    def next_id(self) -> str:
-        numbers = [int(m.group(1)) for lesson in self.lessons if lesson.id
-                   for m in [re.fullmatch(r"L(\d+)", lesson.id)] if m]
+    def next_id(self, reserved: set[str] | frozenset[str] = frozenset()) -> str:
+        """A fresh id, never one in use or in `reserved` (ids of removed or archived lessons)."""
+        ids = {lesson.id for lesson in self.lessons if lesson.id} | set(reserved)
+        numbers = [int(m.group(1)) for i in ids for m in [re.fullmatch(r"L(\d+)", i)] if m]
         return f"L{max(numbers, default=0) + 1}"
 
-    def with_ids(self) -> LessonsDoc:
+    def with_ids(self, reserved: set[str] | frozenset[str] = frozenset()) -> LessonsDoc:
         """A copy where every unpinned lesson without metadata has been given a fresh id."""
         doc = LessonsDoc(list(self.parts))
         for i, part in enumerate(doc.parts):
             if isinstance(part, Lesson) and part.id is None and not part.pinned:
-                doc.parts[i] = part.changed(id=doc.next_id())
+                doc.parts[i] = part.changed(id=doc.next_id(reserved))
         return doc
 
 

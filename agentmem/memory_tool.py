@@ -201,9 +201,12 @@ class MemoryTool:
         if after is None:
             raise InvalidAgent(problems)
         known = {lesson.id for lesson in (before.lessons if before else []) if lesson.id}
-        doc = after.with_ids()
-        for i, part in enumerate(doc.parts):
-            if isinstance(part, lessons_fmt.Lesson) and part.id not in known and not part.evidence \
+        archive = lessons_fmt.parse(self.agent.read_texts().get("archive.md") or "")[0]
+        known |= {lesson.id for lesson in (archive.lessons if archive else []) if lesson.id}
+        doc = after.with_ids(reserved=known)
+        for i, (old, part) in enumerate(zip(after.parts, doc.parts, strict=True)):
+            fresh = isinstance(old, lessons_fmt.Lesson) and (old.id is None or old.id not in known)
+            if fresh and isinstance(part, lessons_fmt.Lesson) and not part.evidence \
                     and not part.pinned:
                 doc.parts[i] = part.changed(evidence=self.evidence())
         return doc.render()

@@ -58,3 +58,35 @@ def redact_obj(obj: Any) -> Any:
     if isinstance(obj, list):
         return [redact_obj(v) for v in obj]
     return obj
+
+
+class StreamRedactor:
+    """Redacts a text that arrives in pieces (a streamed reply) before any of it is shown.
+
+    Text is released only up to the last whitespace, so a secret split across chunks is seen
+    whole before it is printed; what is released is always a redacted prefix of the whole.
+    """
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.emitted = ""
+
+    def feed(self, chunk: str) -> str:
+        self.text += chunk
+        cut = max(self.text.rfind(" "), self.text.rfind("\n"), self.text.rfind("\t"))
+        return self._release(self.text[: cut + 1]) if cut >= 0 else ""
+
+    def flush(self) -> str:
+        return self._release(self.text)
+
+    def _release(self, upto: str) -> str:
+        clean = redact(upto)
+        if clean.startswith(self.emitted):
+            out = clean[len(self.emitted):]
+        else:   # a secret's start was already shown as harmless text: continue after it
+            common = 0
+            while common < min(len(clean), len(self.emitted)) and clean[common] == self.emitted[common]:
+                common += 1
+            out = clean[common:]
+        self.emitted += out
+        return out

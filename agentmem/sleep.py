@@ -164,10 +164,10 @@ def apply_operations(before: dict[str, str | None], operations: list[dict[str, A
     doc, problems = lessons_fmt.parse(before.get("lessons.md") or "")
     if doc is None:
         raise InvalidAgent(problems)
-    doc = doc.with_ids()
     archive, problems = lessons_fmt.parse(before.get(ARCHIVE) or BLANK_ARCHIVE, ARCHIVE)
     if archive is None:
         raise InvalidAgent(problems)
+    doc = doc.with_ids({(x.id or "").split("-")[0] for x in archive.lessons})
     persona_text = before.get("persona.md") or ""
 
     def lesson(lesson_id: str, where: str) -> Lesson:
@@ -193,7 +193,8 @@ def apply_operations(before: dict[str, str | None], operations: list[dict[str, A
                           "this pass read")
         evidence = list(op["evidence"])
         if kind == "add":
-            doc.append(Lesson(title=op["title"].strip(), body=op["body"].strip(), id=doc.next_id(),
+            doc.append(Lesson(title=op["title"].strip(), body=op["body"].strip(),
+                              id=doc.next_id({(x.id or "").split("-")[0] for x in archive.lessons}),
                               evidence=evidence, raw=None))
         elif kind == "update":
             old = lesson(op["id"], where)

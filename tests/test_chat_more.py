@@ -336,15 +336,13 @@ def test_secrets_in_messages_and_replies_are_not_logged(cli, agent: Agent, model
     assert logged["assistant"]["content"] == "Your key [REDACTED] should be rotated."
 
 
-@pytest.mark.xfail(reason="BUG: the model's reply is streamed to stdout unredacted "
-                          "(commands/chat.py _once/_reply write each chunk as it arrives)",
-                   strict=True)
 def test_secret_in_a_model_reply_is_not_printed(cli, agent: Agent, model):
     model.push(f"Your key {SECRET} should be rotated.")
     result = cli("chat", agent.folder, "-m", "what is wrong?")
     assert result.exit_code == 0, result.stderr
     assert "should be rotated" in result.stdout
     assert SECRET not in result.stdout
+    assert result.stdout == "Your key [REDACTED] should be rotated.\n"
 
 
 # -- hand edits, invalid folders, a large log ------------------------------------------------

@@ -612,9 +612,6 @@ def test_no_op_edit_makes_no_version(agent: Agent):
     assert snapshot(agent) == before
 
 
-@pytest.mark.xfail(reason="BUG: a new lesson whose fresh id equals the id of a lesson removed in "
-                          "the same edit gets no evidence (memory_tool._link_new_lessons)",
-                   strict=True)
 def test_new_lesson_replacing_a_removed_one_gets_a_fresh_id_and_evidence(agent: Agent):
     text = (agent.folder / "lessons.md").read_text()
     start = text.index("## Group repeated nits")

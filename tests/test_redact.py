@@ -34,3 +34,15 @@ def test_bearer_private_key_and_assignments():
 def test_ordinary_text_is_untouched():
     text = "Set max_tokens: 1000 and use the token budget; password policy is strict."
     assert redact(text) == text
+
+
+def test_stream_redactor_catches_a_secret_split_across_chunks():
+    from agentmem.redact import StreamRedactor
+
+    secret = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789"
+    text = f"Your key {secret} leaked; rotate it.\nBearer abcdefghijklmnopqrstu end"
+    for size in (1, 3, 7, 50):
+        r = StreamRedactor()
+        shown = "".join(r.feed(text[i:i + size]) for i in range(0, len(text), size)) + r.flush()
+        assert secret not in shown and "abcdefghijklmnopqrstu" not in shown
+        assert shown == "Your key [REDACTED] leaked; rotate it.\nBearer [REDACTED] end"
