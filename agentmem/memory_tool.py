@@ -204,8 +204,8 @@ class MemoryTool:
         archive = lessons_fmt.parse(self.agent.read_texts().get("archive.md") or "")[0]
         known |= {lesson.id for lesson in (archive.lessons if archive else []) if lesson.id}
         doc = after.with_ids(reserved=known)
-        for i, (old, part) in enumerate(zip(after.parts, doc.parts, strict=True)):
-            fresh = isinstance(old, lessons_fmt.Lesson) and (old.id is None or old.id not in known)
+        for i, (was, part) in enumerate(zip(after.parts, doc.parts, strict=True)):
+            fresh = isinstance(was, lessons_fmt.Lesson) and (was.id is None or was.id not in known)
             if fresh and isinstance(part, lessons_fmt.Lesson) and not part.evidence \
                     and not part.pinned:
                 doc.parts[i] = part.changed(evidence=self.evidence())
