@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -236,6 +237,9 @@ class Agent:
                                            self.journal.last_event_number())
         if not dirty:
             return None
+        versions = self.history.versions()
+        if versions and "lessons.md" in dirty:   # ids a person deletes stay used
+            self._remember_lesson_ids({"lessons.md": self.history.file_at(versions[0], "lessons.md")})
         return self.history.commit("human", f"Hand edit of {', '.join(dirty)}",
                                    self.journal.last_event_number())
 
@@ -277,7 +281,23 @@ class Agent:
                     atomic_write(self.folder / name, text)
             version = self.history.commit(author, message, self.journal.last_event_number())
             atomic_delete(self.state_dir / "intent.json")
+            self._remember_lesson_ids(before, after)
             return version
+
+    def _remember_lesson_ids(self, *snapshots: dict[str, str | None]) -> None:
+        """Keep the highest lesson number ever used, so a removed lesson's id is never reused."""
+        highest = self.read_state().get("highest_lesson", 0)
+        for texts in snapshots:
+            for name in ("lessons.md", ARCHIVE):
+                for m in re.finditer(r"<!--\s*id:\s*L(\d+)\b", texts.get(name) or ""):
+                    highest = max(highest, int(m.group(1)))
+        if highest != self.read_state().get("highest_lesson", 0):
+            self.update_state(highest_lesson=highest)
+
+    def used_lesson_ids(self) -> set[str]:
+        """Ids that must not be given to a new lesson (see _remember_lesson_ids)."""
+        highest = int(self.read_state().get("highest_lesson", 0))
+        return {f"L{highest}"} if highest else set()
 
     def revert(self, ref: str) -> Version:
         """Undo exactly one version's change, keeping every later change."""

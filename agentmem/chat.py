@@ -108,8 +108,8 @@ class ChatSession:
         try:
             self._lock.acquire()
         except Timeout:
-            raise Locked(f"another chat session is open for {self.agent.name}",
-                         "close it first (sleep and watch also wait for it)") from None
+            raise Locked(f"another chat session, or a background sleep pass, is open for "
+                         f"{self.agent.name}", "wait for it to end and try again") from None
         self._log({"kind": "session_start", "model": self.spec.model})
 
     def close(self) -> None:

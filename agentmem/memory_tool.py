@@ -203,7 +203,7 @@ class MemoryTool:
         known = {lesson.id for lesson in (before.lessons if before else []) if lesson.id}
         archive = lessons_fmt.parse(self.agent.read_texts().get("archive.md") or "")[0]
         known |= {lesson.id for lesson in (archive.lessons if archive else []) if lesson.id}
-        doc = after.with_ids(reserved=known)
+        doc = after.with_ids(reserved=known | self.agent.used_lesson_ids())
         for i, (was, part) in enumerate(zip(after.parts, doc.parts, strict=True)):
             fresh = isinstance(was, lessons_fmt.Lesson) and (was.id is None or was.id not in known)
             if fresh and isinstance(part, lessons_fmt.Lesson) and not part.evidence \

@@ -158,7 +158,8 @@ def check_operation(op: Any, n: int) -> None:
 
 # -- applying operations, deterministically --------------------------------------------------
 def apply_operations(before: dict[str, str | None], operations: list[dict[str, Any]],
-                     known_events: set[str], today: str | None = None) -> dict[str, str | None]:
+                     known_events: set[str], today: str | None = None,
+                     used_ids: set[str] | frozenset[str] = frozenset()) -> dict[str, str | None]:
     """The memory texts after the operations. Pure: same input, same output."""
     today = today or datetime.now(UTC).strftime("%Y-%m-%d")
     doc, problems = lessons_fmt.parse(before.get("lessons.md") or "")
@@ -167,7 +168,7 @@ def apply_operations(before: dict[str, str | None], operations: list[dict[str, A
     archive, problems = lessons_fmt.parse(before.get(ARCHIVE) or BLANK_ARCHIVE, ARCHIVE)
     if archive is None:
         raise InvalidAgent(problems)
-    doc = doc.with_ids({(x.id or "").split("-")[0] for x in archive.lessons})
+    doc = doc.with_ids({(x.id or "").split("-")[0] for x in archive.lessons} | set(used_ids))
     persona_text = before.get("persona.md") or ""
 
     def lesson(lesson_id: str, where: str) -> Lesson:
@@ -194,7 +195,8 @@ def apply_operations(before: dict[str, str | None], operations: list[dict[str, A
         evidence = list(op["evidence"])
         if kind == "add":
             doc.append(Lesson(title=op["title"].strip(), body=op["body"].strip(),
-                              id=doc.next_id({(x.id or "").split("-")[0] for x in archive.lessons}),
+                              id=doc.next_id({(x.id or "").split("-")[0] for x in archive.lessons}
+                                             | set(used_ids)),
                               evidence=evidence, raw=None))
         elif kind == "update":
             old = lesson(op["id"], where)
@@ -420,7 +422,8 @@ def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
             if reply.tool_calls:
                 raise Refusal("the model called a tool instead of answering with operations")
             operations, summary = parse_output(reply.text)
-            current = apply_operations(current, operations, known)
+            current = apply_operations(current, operations, known,
+                                       used_ids=agent.used_lesson_ids())
             check_result(before, current, max_shrink)
         except (Refusal, InvalidAgent) as exc:
             path = keep_refused(agent, proposal, str(exc))
@@ -482,7 +485,8 @@ def apply(proposal: Proposal, selected: list[int] | None = None) -> Version | No
         proposal.operations[i] for i in selected]
     known = {str(e) for op in proposal.operations for e in op["evidence"]}
     after = (proposal.after if selected is None
-             else apply_operations(proposal.before, operations, known))
+             else apply_operations(proposal.before, operations, known,
+                                   used_ids=agent.used_lesson_ids()))
     changes = {k: v for k, v in after.items() if proposal.before.get(k) != v}
 
     def compute(texts: dict[str, str | None]) -> dict[str, str | None]:

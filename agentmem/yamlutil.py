@@ -39,8 +39,13 @@ def load(text: str, file: str, line_offset: int = 0) -> tuple[Any, list[Problem]
         return yaml.load(text, Loader=LineLoader), []  # noqa: S506 - LineLoader is a SafeLoader
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = (mark.line + 1 + line_offset) if mark else None
         what = exc.problem or exc.context or "invalid YAML"
+        if exc.context_mark and "<stream end>" in what:
+            # the file ended inside something left open: point at where it was opened
+            mark = exc.context_mark
+            opened = (exc.context or "a bracket").replace("while parsing ", "")
+            what = f"{opened} is never closed (the file ends first)"
+        line = (mark.line + 1 + line_offset) if mark else None
         return None, [Problem(file, line, f"invalid YAML: {what}")]
     except yaml.YAMLError as exc:
         return None, [Problem(file, None, f"invalid YAML: {exc}")]

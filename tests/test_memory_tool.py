@@ -622,3 +622,17 @@ def test_new_lesson_replacing_a_removed_one_gets_a_fresh_id_and_evidence(agent: 
     lesson = next(x for x in agent.load().lessons.lessons if x.title == "Prefer pathlib")
     assert lesson.evidence == ["e99"]
     assert lesson.id != "L12"     # L12 named another lesson until this edit
+
+
+def test_an_id_removed_in_an_earlier_edit_is_never_reused(agent: Agent):
+    text = (agent.folder / "lessons.md").read_text()
+    start = text.index("## Group repeated nits")
+    removed = _run(agent, command="create", path="/memories/lessons.md", file_text=text[:start],
+                   reason="drop the last lesson")
+    assert removed.ok is True, removed.output
+    added = _run(agent, command="insert", path="/memories/lessons.md",
+                 insert_line=len(text[:start].splitlines()),
+                 insert_text="## Prefer pathlib\nUse pathlib in new code.\n", reason="new lesson")
+    assert added.ok is True, added.output
+    lesson = next(x for x in agent.load().lessons.lessons if x.title == "Prefer pathlib")
+    assert lesson.id == "L13"      # L12 was used before, by the lesson removed above

@@ -1,0 +1,214 @@
+"""Follow agent folders: record hand edits live, and sleep agents that have gone idle.
+
+The only module that imports watchfiles. Own writes are recognised by content (the file equals
+the latest version, or matches a write agentmem has announced in .agentmem/intent.json), not
+by a time window, so they are never recorded twice.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from agentmem import models
+from agentmem.agent import STATE_DIR, Agent, validate
+from agentmem.errors import AgentmemError, InvalidAgent, Problem
+from agentmem.history import TRACKED, Version
+from agentmem.journal import FILE as LOG_FILE
+
+DEBRIS = ("*~", "*.swp", "*.swo", "*.swx", ".#*", "4913", "*.tmp", "#*#", ".DS_Store")
+WATCHED = set(TRACKED) | {LOG_FILE}
+
+
+def relevant(path: str, roots: list[Path]) -> bool:
+    """True for a memory file or log.jsonl directly inside one of the agent folders."""
+    p = Path(path)
+    name = p.name
+    if any(fnmatch.fnmatch(name, pattern) for pattern in DEBRIS):
+        return False
+    if STATE_DIR in p.parts:
+        return False
+    return name in WATCHED and any(p.parent == root for root in roots)
+
+
+@dataclass
+class Classification:
+    kind: str                     # none | own | invalid | hand
+    files: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def classify(agent: Agent) -> Classification:
+    """What the files on disk are, compared with the latest version."""
+    dirty = agent.history.dirty()
+    if not dirty:
+        return Classification("none")
+    intent_path = agent.state_dir / "intent.json"
+    if intent_path.exists():
+        import hashlib
+
+        try:
+            intent = json.loads(intent_path.read_text(encoding="utf-8"))
+        except ValueError:
+            intent = {}
+        hashes = intent.get("files", {})
+
+        def digest(name: str) -> str | None:
+            try:
+                return hashlib.sha256((agent.folder / name).read_bytes()).hexdigest()
+            except FileNotFoundError:
+                return None
+
+        if hashes and set(dirty) <= set(hashes) and all(digest(n) == h for n, h in hashes.items()
+                                                        if n in dirty):
+            return Classification("own", dirty)
+    _, problems = validate(agent.read_texts())
+    if problems:
+        return Classification("invalid", dirty, problems)
+    return Classification("hand", dirty)
+
+
+@dataclass
+class WatchEvent:
+    kind: str          # recorded | invalid | sleep | sleep_failed | error | started
+    agent: Agent
+    message: str
+    diff: str = ""
+    version: Version | None = None
+
+
+class Watcher:
+    def __init__(self, agents: list[Agent], emit: Callable[[WatchEvent], None], *,
+                 model: str | None = None, idle_minutes: float | None = None,
+                 min_events: int | None = None, auto_sleep: bool = True,
+                 force_polling: bool | None = None, poll_delay_ms: int = 300,
+                 debounce_ms: int = 300, tick_ms: int = 1000) -> None:
+        self.agents = agents
+        self.emit = emit
+        self.model = model
+        self.idle_minutes = idle_minutes
+        self.min_events = min_events
+        self.auto_sleep = auto_sleep
+        self.force_polling = force_polling
+        self.poll_delay_ms = poll_delay_ms
+        self.debounce_ms = debounce_ms
+        self.tick_ms = tick_ms
+        self.stop_event = threading.Event()
+        self._invalid: dict[Path, str] = {}
+        self._attempted: dict[Path, int] = {}
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def run(self) -> None:
+        from watchfiles import watch
+
+        roots = [a.folder for a in self.agents]
+        by_root = {a.folder: a for a in self.agents}
+        for agent in self.agents:           # edits made while nobody was watching
+            self.check(agent)
+        for changes in watch(*roots, watch_filter=lambda _c, path: relevant(path, roots),
+                             stop_event=self.stop_event, debounce=self.debounce_ms, step=50,
+                             rust_timeout=self.tick_ms, yield_on_timeout=True,
+                             force_polling=self.force_polling, poll_delay_ms=self.poll_delay_ms,
+                             raise_interrupt=False):
+            touched = {Path(path).parent for _, path in changes}
+            for root in touched:
+                owner = by_root.get(root)
+                if owner is not None and any(Path(p).name in TRACKED for _, p in changes
+                                             if Path(p).parent == root):
+                    self.check(owner)
+            if self.auto_sleep and not self.stop_event.is_set():
+                for agent in self.agents:
+                    self.maybe_sleep(agent)
+            if self.stop_event.is_set():
+                break
+
+    # -- hand edits ------------------------------------------------------------------------
+    def check(self, agent: Agent) -> None:
+        try:
+            found = classify(agent)
+            if found.kind == "invalid":
+                text = "\n".join(str(p) for p in found.problems)
+                if self._invalid.get(agent.folder) != text:
+                    self._invalid[agent.folder] = text
+                    self.emit(WatchEvent("invalid", agent, text + "\n(not recorded: the last good "
+                                         "version stays; fix the file)"))
+                return
+            self._invalid.pop(agent.folder, None)
+            if found.kind != "hand":
+                return
+            version = agent.record_hand_edits()
+            if version is None:
+                return
+            parent = agent.history.parent(version)
+            self.emit(WatchEvent("recorded", agent, f"hand edit of {', '.join(found.files)} "
+                                 f"recorded as version {version.number}",
+                                 diff=agent.history.diff(parent, version), version=version))
+        except AgentmemError as exc:
+            self.emit(WatchEvent("error", agent, exc.message))
+
+    # -- sleep-time compute ----------------------------------------------------------------
+    def due(self, agent: Agent) -> tuple[bool, str]:
+        settings = agent.load().persona.settings.get("sleep") or {}
+        idle_minutes = self.idle_minutes if self.idle_minutes is not None else float(
+            settings.get("idle_minutes", 30))
+        min_events = self.min_events if self.min_events is not None else int(
+            settings.get("min_events", 20))
+        last = agent.journal.last_event_number()
+        new = last - agent.sleep_cursor().event
+        if new < max(1, min_events):
+            return False, f"{new} new events (needs {min_events})"
+        if self._attempted.get(agent.folder) == last:
+            return False, "the last pass over these events failed; waiting for new events"
+        try:
+            idle = time.time() - agent.journal.path.stat().st_mtime
+        except FileNotFoundError:
+            return False, "no log"
+        if idle < idle_minutes * 60:
+            return False, f"active {idle:.0f} s ago"
+        return True, f"{new} new events, idle {idle / 60:.1f} min"
+
+    def maybe_sleep(self, agent: Agent) -> None:
+        from agentmem import sleep as core
+
+        try:
+            due, why = self.due(agent)
+            if not due:
+                return
+        except InvalidAgent:
+            return      # reported by check(); sleep waits until the files are fixed
+        try:
+            session = FileLock(str(agent.state_dir / "session.lock"), timeout=0)
+            try:
+                session.acquire()       # no chat may start while we sleep, and none is open
+            except Timeout:
+                return
+            try:
+                spec = models.resolve(self.model, agent.load().persona.settings, sleep=True)
+                models.check_key(spec)
+                self._attempted[agent.folder] = agent.journal.last_event_number()
+                result = core.run_pass(agent, spec, apply_it=True)
+            finally:
+                session.release()
+        except AgentmemError as exc:
+            self._attempted[agent.folder] = agent.journal.last_event_number()
+            self.emit(WatchEvent("sleep_failed", agent, exc.message + (
+                f" ({exc.hint})" if exc.hint else "")))
+            return
+        if result.ok:
+            self._attempted.pop(agent.folder, None)
+            diff = ""
+            if result.version is not None:
+                diff = agent.history.diff(agent.history.parent(result.version), result.version)
+            self.emit(WatchEvent("sleep", agent, f"slept ({why}): {result.message}", diff=diff,
+                                 version=result.version))
+        else:
+            self.emit(WatchEvent("sleep_failed", agent, result.message))

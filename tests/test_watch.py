@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+from agentmem.agent import Agent
+from agentmem.watcher import Watcher, WatchEvent, classify, relevant
+
+
+def test_relevant_ignores_debris_history_and_other_files(tmp_path: Path):
+    root = tmp_path / "a"
+    roots = [root]
+    assert relevant(str(root / "lessons.md"), roots)
+    assert relevant(str(root / "persona.md"), roots)
+    assert relevant(str(root / "log.jsonl"), roots)
+    for name in ("lessons.md~", ".lessons.md.swp", ".#lessons.md", "4913", "lessons.md.tmp",
+                 ".lessons.md.x.agentmem.tmp", "notes.txt", "#lessons.md#"):
+        assert not relevant(str(root / name), roots), name
+    assert not relevant(str(root / ".agentmem" / "git" / "lessons.md"), roots)
+    assert not relevant(str(root / "sub" / "lessons.md"), roots)
+
+
+def test_classify_none_own_invalid_hand(blank: Agent):
+    assert classify(blank).kind == "none"
+    path = blank.folder / "lessons.md"
+    # an agentmem write in flight: announced in intent.json, matched by content
+    import hashlib
+
+    text = path.read_text() + "\n## Own\nwritten by agentmem\n"
+    (blank.state_dir / "intent.json").write_text(json.dumps(
+        {"author": "agent", "message": "m",
+         "files": {"lessons.md": hashlib.sha256(text.encode()).hexdigest()}}))
+    path.write_text(text)
+    assert classify(blank).kind == "own"
+    # the same file with one more byte is a person's edit
+    path.write_text(text + "x\n")
+    assert classify(blank).kind == "hand"
+    (blank.state_dir / "intent.json").unlink()
+    (blank.folder / "tools.yaml").write_text("tools: [\n")
+    found = classify(blank)
+    assert found.kind == "invalid" and str(found.problems[0]).startswith("tools.yaml:")
+
+
+def wait_for(predicate, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_real_watcher_thread(blank: Agent, model):
+    """Editor-style save, an own write, an invalid edit and an idle-triggered sleep."""
+    events: list[WatchEvent] = []
+    watcher = Watcher([blank], events.append, model="scripted/sleep", idle_minutes=0,
+                      min_events=3, force_polling=True, poll_delay_ms=50, debounce_ms=100,
+                      tick_ms=200)
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.5)
+        lessons = blank.folder / "lessons.md"
+        # 1. an editor saves by writing a temp file and renaming it over the original
+        tmp = blank.folder / "lessons.md.tmp"
+        tmp.write_text(lessons.read_text() + "\n## Use ruff\nNot flake8.\n")
+        (blank.folder / ".lessons.md.swp").write_text("swap")
+        os.replace(tmp, lessons)
+        assert wait_for(lambda: any(e.kind == "recorded" for e in events)), events
+        recorded = [e for e in events if e.kind == "recorded"]
+        assert len(recorded) == 1 and "+## Use ruff" in recorded[0].diff
+        assert blank.history.versions()[0].author == "human"
+        # 2. agentmem's own write is not recorded a second time
+        count = len(blank.history.versions())
+        blank.write({"lessons.md": lessons.read_text() + "\n## Own\nby the agent\n"}, "agent", "own")
+        time.sleep(1.0)
+        assert len(blank.history.versions()) == count + 1
+        assert [e.kind for e in events].count("recorded") == 1
+        # 3. an invalid hand edit is reported and not recorded
+        good = (blank.folder / "tools.yaml").read_text()
+        (blank.folder / "tools.yaml").write_text("tools: [\n")
+        assert wait_for(lambda: any(e.kind == "invalid" for e in events)), events
+        assert "tools.yaml:" in [e for e in events if e.kind == "invalid"][0].message
+        assert len(blank.history.versions()) == count + 1
+        (blank.folder / "tools.yaml").write_text(good)
+        # 4. enough new events and idle: a sleep pass runs in the background, all guards on
+        model.push(json.dumps({"summary": "learned", "operations": [
+            {"op": "add", "title": "Greet by name", "body": "The user likes being greeted by name.",
+             "rationale": "asked twice", "evidence": ["e1", "e3"]}]}))
+        blank.journal.append({"kind": "user", "content": "Call me Ada."},
+                             {"kind": "assistant", "content": "Hello."},
+                             {"kind": "user", "content": "I said: call me Ada."})
+        assert wait_for(lambda: any(e.kind == "sleep" for e in events)), events
+        assert blank.history.versions()[0].author == "sleep"
+        assert "## Greet by name" in lessons.read_text()
+        assert blank.sleep_cursor().event == 3
+    finally:
+        watcher.stop()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert not [e for e in events if e.kind in ("error", "sleep_failed")], events
+
+
+def test_watcher_never_sleeps_during_a_chat_session(blank: Agent, model):
+    from filelock import FileLock
+
+    blank.journal.append(*({"kind": "user", "content": str(n)} for n in range(5)))
+    events: list[WatchEvent] = []
+    watcher = Watcher([blank], events.append, model="scripted/x", idle_minutes=0, min_events=1)
+    with FileLock(str(blank.state_dir / "session.lock")):
+        watcher.maybe_sleep(blank)             # a chat holds the session lock: no pass
+    assert events == [] and model.calls == []
+    assert watcher.due(blank)[0] is True
+
+
+def test_failed_background_pass_is_not_retried_until_new_events(blank: Agent, model):
+    blank.journal.append(*({"kind": "user", "content": str(n)} for n in range(3)))
+    events: list[WatchEvent] = []
+    watcher = Watcher([blank], events.append, model="scripted/x", idle_minutes=0, min_events=1)
+    model.push("not json")
+    watcher.maybe_sleep(blank)
+    assert [e.kind for e in events] == ["sleep_failed"] and "refused" in events[0].message
+    watcher.maybe_sleep(blank)                 # same events: no second call
+    assert len(model.calls) == 1
+    assert watcher.due(blank) == (False, "the last pass over these events failed; waiting for "
+                                         "new events")
+
+
+def test_chat_refuses_an_invalid_folder_with_the_same_message(cli, blank: Agent, model):
+    (blank.folder / "tools.yaml").write_text("tools:\n  - name: [x\n")
+    result = cli("chat", blank.folder, "-m", "hi")
+    assert result.exit_code == 1 and "tools.yaml:2: invalid YAML" in result.stderr
