@@ -101,6 +101,7 @@ class Watcher:
         self.debounce_ms = debounce_ms
         self.tick_ms = tick_ms
         self.stop_event = threading.Event()
+        self.ready = threading.Event()     # set once file events are being delivered
         self._invalid: dict[Path, str] = {}
         self._attempted: dict[Path, int] = {}
 
@@ -119,6 +120,10 @@ class Watcher:
                              rust_timeout=self.tick_ms, yield_on_timeout=True,
                              force_polling=self.force_polling, poll_delay_ms=self.poll_delay_ms,
                              raise_interrupt=False):
+            if not self.ready.is_set():
+                self.ready.set()
+                for agent in self.agents:   # edits made while the watch was starting
+                    self.check(agent)
             touched = {Path(path).parent for _, path in changes}
             for root in touched:
                 owner = by_root.get(root)

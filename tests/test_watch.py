@@ -62,7 +62,7 @@ def test_real_watcher_thread(blank: Agent, model):
     thread = threading.Thread(target=watcher.run, daemon=True)
     thread.start()
     try:
-        time.sleep(0.5)
+        assert watcher.ready.wait(timeout=20)
         lessons = blank.folder / "lessons.md"
         # 1. an editor saves by writing a temp file and renaming it over the original
         tmp = blank.folder / "lessons.md.tmp"
