@@ -9,12 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from filelock import FileLock, Timeout
-
-from agentmem import config, persona, tooldefs, yamlutil
-from agentmem import lessons as lessons_fmt
+from agentmem import config
 from agentmem.errors import (
     AgentmemError,
     Conflict,
@@ -28,7 +25,12 @@ from agentmem.fsutil import atomic_delete, atomic_write
 from agentmem.history import TRACKED, History, Version, merge3
 from agentmem.journal import FILE as LOG_FILE
 from agentmem.journal import Cursor, Journal
-from agentmem.lessons import LessonsDoc
+
+if TYPE_CHECKING:   # the parsers (and yaml) load only when a command reads memory
+    from filelock import FileLock
+
+    from agentmem import persona, tooldefs
+    from agentmem.lessons import LessonsDoc
 
 STATE_DIR = ".agentmem"
 ARCHIVE = "archive.md"
@@ -61,6 +63,9 @@ class Memory:
 
 def validate(texts: dict[str, str | None]) -> tuple[Memory | None, list[Problem]]:
     """Parse and validate memory file contents; returns every problem found."""
+    from agentmem import lessons as lessons_fmt
+    from agentmem import persona, tooldefs
+
     problems: list[Problem] = []
     missing = [n for n in MEMORY_FILES if texts.get(n) is None]
     for name in missing:
@@ -92,7 +97,15 @@ class Agent:
         self.state_dir = self.folder / STATE_DIR
         self.history = History(self.folder)
         self.journal = Journal(self.folder / LOG_FILE, self.state_dir / "log.lock")
-        self._write_lock = FileLock(str(self.state_dir / "write.lock"), timeout=30)
+        self._lock: FileLock | None = None
+
+    @property
+    def _write_lock(self) -> FileLock:
+        if self._lock is None:
+            from filelock import FileLock
+
+            self._lock = FileLock(str(self.state_dir / "write.lock"), timeout=30)
+        return self._lock
 
     @property
     def name(self) -> str:
@@ -137,6 +150,9 @@ class Agent:
             if (source / LOG_FILE).is_file():
                 log_text = (source / LOG_FILE).read_text(encoding="utf-8")
         else:
+            from agentmem import lessons as lessons_fmt
+            from agentmem import tooldefs, yamlutil
+
             name = path.name
             persona_text = BLANK_PERSONA.format(name=name,
                                                 name_line=yamlutil.dump({"name": name}).strip())
@@ -212,6 +228,8 @@ class Agent:
     # -- writing ---------------------------------------------------------------------------
     @contextmanager
     def locked(self) -> Iterator[None]:
+        from filelock import Timeout
+
         try:
             with self._write_lock:
                 yield
@@ -324,6 +342,8 @@ class Agent:
                 try:
                     changes[name] = merge3(now or "", base, other, name)
                 except Conflict:
+                    from agentmem import lessons as lessons_fmt
+
                     merged = (lessons_fmt.undo_change(now or "", base, other)
                               if name in ("lessons.md", ARCHIVE) else None)
                     if merged is None:

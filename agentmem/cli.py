@@ -35,6 +35,7 @@ class _Group(TyperGroup):
 app = typer.Typer(
     name="agentmem",
     cls=_Group,
+    rich_markup_mode=None,        # plain help: no rich import, so --help is instant
     help="LLM agents as plain-text folders that learn.\n\n"
          "An agent is a folder (persona.md, lessons.md, tools.yaml, log.jsonl) whose every "
          "change is a version you can diff and revert.",

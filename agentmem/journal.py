@@ -15,8 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
 from agentmem.redact import redact_obj
 
 FILE = "log.jsonl"
@@ -60,12 +58,14 @@ class ReadResult:
 class Journal:
     def __init__(self, path: Path, lock_path: Path) -> None:
         self.path = path
-        self._lock = FileLock(str(lock_path), timeout=30)
+        self._lock_path = lock_path
 
     # -- writing ---------------------------------------------------------------------------
     def append(self, *events: dict[str, Any]) -> list[dict[str, Any]]:
         """Append events (redacted), assigning ids and times. Durable when this returns."""
-        with self._lock:
+        from filelock import FileLock
+
+        with FileLock(str(self._lock_path), timeout=30):
             last = self.last_event_number()
             stored = []
             for offset, event in enumerate(events, start=1):

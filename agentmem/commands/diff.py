@@ -2,9 +2,6 @@ from __future__ import annotations
 
 import typer
 
-from agentmem import report
-from agentmem.agent import Agent
-
 
 def register(app: typer.Typer) -> None:
     app.command("diff")(diff)
@@ -25,7 +22,8 @@ def diff(
     Examples: agentmem diff ./reviewer; agentmem diff ./reviewer 3; agentmem diff ./reviewer 2 5;
     agentmem diff ./reviewer --since-sleep --stat
     """
-    from agentmem import console
+    from agentmem import console, report
+    from agentmem.agent import Agent
 
     a = Agent.open(agent)
     data = report.diff_data(a, report.pick_diff(a, frm, to, since_sleep))

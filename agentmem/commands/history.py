@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import typer
 
-from agentmem.agent import Agent
-
 
 def register(app: typer.Typer) -> None:
     app.command("history")(history)
@@ -19,6 +17,7 @@ def history(
     Example: agentmem history ./reviewer -n 10
     """
     from agentmem import console
+    from agentmem.agent import Agent
 
     a = Agent.open(agent)
     versions = a.history.versions()

@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import typer
 
-from agentmem.agent import Agent, list_samples
-
 
 def register(app: typer.Typer) -> None:
     app.command("new")(new)
@@ -19,6 +17,7 @@ def new(
     Example: agentmem new ./reviewer --from code-reviewer
     """
     from agentmem import console
+    from agentmem.agent import Agent, list_samples
 
     if list_:
         for sample_name in list_samples():

@@ -2,9 +2,6 @@ from __future__ import annotations
 
 import typer
 
-from agentmem.agent import Agent
-from agentmem.errors import UsageError
-
 
 def register(app: typer.Typer) -> None:
     app.command("revert")(revert)
@@ -21,6 +18,8 @@ def revert(
     agentmem revert ./reviewer --to 3
     """
     from agentmem import console
+    from agentmem.agent import Agent
+    from agentmem.errors import UsageError
 
     if bool(version) == bool(to):
         raise UsageError("give either a VERSION to undo or --to VERSION to restore",

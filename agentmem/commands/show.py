@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import typer
 
-from agentmem import report
-
 
 def register(app: typer.Typer) -> None:
     app.command("show")(show)
@@ -17,7 +15,7 @@ def show(
 
     Example: agentmem show ./reviewer
     """
-    from agentmem import console
+    from agentmem import console, report
 
     summary = report.summarize(agent)
     if json_:
