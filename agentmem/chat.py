@@ -98,6 +98,7 @@ class ChatSession:
         self.agent_versions: list[Version] = []  # memory versions the agent made this session
         self.last_event: str | None = None
         self.last_assistant: str | None = None
+        self.user_event: str | None = None
         self._turn_events: list[str] = []
         self._lock = FileLock(str(agent.state_dir / "session.lock"), timeout=0)
         self._window: int | None = None
@@ -165,7 +166,7 @@ class ChatSession:
                 if out:
                     raw_on_text(out)
         user = self._log({"kind": "user", "content": text})
-        user_event = user["id"]
+        user_event = self.user_event = user["id"]
         self.turns.append({"role": "user", "content": text})
         result = TurnResult(text="")
         try:

@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from agentmem import __version__
-from agentmem.commands import blame, chat, diff, history, new, revert, show, sleep, watch
+from agentmem.commands import blame, chat, diff, eval, history, new, revert, show, sleep, watch
 from agentmem.errors import AgentmemError
 
 
@@ -58,7 +58,7 @@ def root(version: bool = typer.Option(False, "--version", callback=_version, is_
     """LLM agents as plain-text folders that learn."""
 
 
-for module in (new, show, chat, sleep, watch, blame, history, diff, revert):
+for module in (new, show, chat, sleep, watch, eval, blame, history, diff, revert):
     module.register(app)
 
 

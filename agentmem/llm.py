@@ -33,6 +33,8 @@ def litellm() -> Any:
             os.environ.setdefault("LITELLM_MODE", "PRODUCTION")
             import warnings
 
+            # litellm's pydantic models warn on import and on first use; none is actionable
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"pydantic\..*")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 import litellm as module
@@ -194,6 +196,11 @@ def _call(spec: ModelSpec, messages: list[dict[str, Any]], tools: list[dict[str,
         kwargs["tools"] = tools
     if spec.api_base:
         kwargs["api_base"] = spec.api_base
+        from agentmem.models import KEYS, provider_of
+
+        var = KEYS.get(provider_of(spec.model))
+        if var and not os.environ.get(var):
+            kwargs["api_key"] = "no-key-needed"   # OpenAI-compatible local servers ignore it
     if max_tokens:
         kwargs["max_tokens"] = max_tokens
     if temperature is not None:

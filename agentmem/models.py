@@ -99,7 +99,7 @@ def provider_of(model: str) -> str:
 def check_key(spec: ModelSpec) -> None:
     """Fail early, naming the variable to set, when the provider's key is missing."""
     provider = provider_of(spec.model)
-    if provider in NO_KEY or spec.api_base and provider not in KEYS:
+    if provider in NO_KEY or spec.api_base:   # local servers (llama.cpp, vLLM) need no key
         return
     var = KEYS.get(provider)
     if var and not os.environ.get(var):

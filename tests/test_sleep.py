@@ -327,3 +327,14 @@ def test_several_agents_need_yes_or_dry_run(cli, tmp_path):
         Agent.create(str(tmp_path / "fleet" / f"a{n}"))
     result = cli("sleep", tmp_path / "fleet")
     assert result.exit_code == 2 and "add --yes" in result.stderr
+
+
+def test_over_budget_memory_is_asked_to_consolidate_and_the_user_warned(learner: Agent, model):
+    persona = learner.folder / "persona.md"
+    persona.write_text(persona.read_text().replace("lessons: 4000", "lessons: 60"))
+    learner.record_hand_edits()
+    model.push(json.dumps({"operations": [], "summary": "could not shrink"}))
+    proposal = core.propose(learner, SPEC)
+    assert proposal is not None
+    assert "over its budget of 60: merge and retire lessons" in model.calls[0]["messages"][1]["content"]
+    assert any("still over its 60-token budget" in w for w in proposal.warnings)

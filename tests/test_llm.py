@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import pytest
+
+from agentmem import llm, models
+from agentmem.errors import ModelError
+from agentmem.models import ModelSpec
+from agentmem.scripted import Reply
+
+
+def test_every_litellm_exception_is_in_the_error_table():
+    """Fails when litellm adds an exception type the table does not know."""
+    lib = llm.litellm()
+    known = {name for name, *_ in llm.ERRORS}
+    for cls in lib.LITELLM_EXCEPTION_TYPES:
+        assert any(issubclass(cls, getattr(lib.exceptions, name, None) or getattr(lib, name))
+                   for name in known if isinstance(getattr(lib.exceptions, name, None)
+                                                   or getattr(lib, name, None), type)), cls
+
+
+@pytest.mark.parametrize("kind,retryable,words", [
+    ("rate_limit", True, "rate limited"), ("timeout", True, "did not answer in time"),
+    ("auth", False, "rejected the API key"), ("context_window", False, "too long"),
+    ("unavailable", True, "unavailable"), ("connection", True, "could not reach"),
+    ("not_found", False, "does not know this model"), ("server", True, "internal error"),
+])
+def test_provider_errors_are_translated(model, monkeypatch, kind, retryable, words):
+    monkeypatch.setenv("AGENTMEM_RETRIES", "0")
+    model.push(Reply(error=kind))
+    with pytest.raises(ModelError) as err:
+        llm.complete(ModelSpec("scripted/x", None, "test"), [{"role": "user", "content": "hi"}])
+    assert err.value.retryable is retryable and words in err.value.message
+    assert err.value.hint
+
+
+def test_transient_errors_are_retried_then_succeed(model):
+    model.push(Reply(error="timeout"), Reply(error="unavailable"), "fine")
+    waits = []
+    reply = llm.complete(ModelSpec("scripted/x", None, "test"), [{"role": "user", "content": "hi"}],
+                         on_retry=lambda e, w: waits.append(w))
+    assert reply.text == "fine" and len(waits) == 2
+
+
+def test_running_out_of_scripted_replies_fails_loudly(model):
+    from agentmem.scripted import ScriptExhausted
+
+    with pytest.raises(ScriptExhausted, match="no reply queued for call #1"):
+        llm.complete(ModelSpec("scripted/x", None, "test"), [{"role": "user", "content": "hi"}])
+    model.exhausted.clear()
+
+
+def test_model_resolution_order(monkeypatch, tmp_path):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("model: haiku\naliases:\n  mine: openai/my-model\n")
+    monkeypatch.setenv("AGENTMEM_CONFIG", str(cfg))
+    assert models.resolve(None, {}).model == "anthropic/claude-haiku-4-5"
+    assert models.resolve(None, {"model": "mine"}).model == "openai/my-model"
+    monkeypatch.setenv("AGENTMEM_MODEL", "sonnet")
+    assert models.resolve(None, {"model": "mine"}).model == "anthropic/claude-sonnet-4-5"
+    assert models.resolve("ollama/llama3.2", {"model": "mine"}).model == "ollama/llama3.2"
+    sleep = models.resolve(None, {"model": "mine", "sleep_model": "4.1"}, sleep=True)
+    assert sleep.model == "openai/gpt-4.1"
+
+
+def test_missing_key_and_keyless_providers(monkeypatch):
+    with pytest.raises(ModelError, match="no API key") as err:
+        models.check_key(ModelSpec("anthropic/claude-haiku-4-5", None, "--model"))
+    assert "ANTHROPIC_API_KEY" in (err.value.hint or "")
+    models.check_key(ModelSpec("ollama/llama3.2", None, "--model"))        # local: no key
+    models.check_key(ModelSpec("openai/local", "http://localhost:8000/v1", "x"))
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+    models.check_key(ModelSpec("anthropic/claude-haiku-4-5", None, "--model"))
