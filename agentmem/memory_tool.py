@@ -21,6 +21,7 @@ from agentmem.agent import Agent
 from agentmem.errors import AgentmemError, InvalidAgent
 from agentmem.history import Version
 from agentmem.pins import pins_preserved
+from agentmem.redact import redact
 from agentmem.tokens import estimate
 
 EDITABLE = ("persona.md", "lessons.md")
@@ -110,6 +111,13 @@ def guard_agent_edit(before: dict[str, str | None], after: dict[str, str | None]
     if new_split is None or old_split is None or old_split[0] != new_split[0]:
         raise Refusal("the settings block at the top of persona.md (between the --- lines) is "
                       "read-only; edit only the text below it")
+    for name in ("persona.md", "lessons.md", "archive.md"):
+        new_text = after.get(name) or ""
+        if new_text != (before.get(name) or "") and redact(new_text) != new_text \
+                and redact(before.get(name) or "") == (before.get(name) or ""):
+            raise Refusal(f"{name}: the edit would store something that looks like a secret "
+                          "(an API key, token or private key); memory is versioned and shared, "
+                          "so secrets never go there")
     for name in EDITABLE:
         if not pins_preserved(before.get(name) or "", after.get(name) or ""):
             raise Refusal(f"{name}: text between <!-- pin --> and <!-- /pin --> is human-owned "

@@ -636,3 +636,14 @@ def test_an_id_removed_in_an_earlier_edit_is_never_reused(agent: Agent):
     assert added.ok is True, added.output
     lesson = next(x for x in agent.load().lessons.lessons if x.title == "Prefer pathlib")
     assert lesson.id == "L13"      # L12 was used before, by the lesson removed above
+
+
+def test_an_edit_that_would_store_a_secret_is_refused(agent: Agent):
+    before = snapshot(agent)
+    text = (agent.folder / "lessons.md").read_text()
+    outcome = _run(agent, command="insert", path="/memories/lessons.md",
+                   insert_line=len(text.splitlines()),
+                   insert_text="## Deploy key\nUse sk-proj-abcdefghijklmnopqrstuvwxyz0123456789.\n",
+                   reason="remember the key")
+    assert outcome.ok is False and "looks like a secret" in outcome.output
+    assert snapshot(agent) == before

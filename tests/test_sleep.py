@@ -262,6 +262,8 @@ HOSTILE = [
         op(op="update", id="L3", body="x"))),
     ("tool call instead of answer", None),
     ("cut off at the token limit", "LENGTH"),
+    ("secret in a lesson", ops(op(op="add", title="Deploy key",
+                                  body="Use sk-proj-abcdefghijklmnopqrstuvwxyz0123456789."))),
     ("code fence with prose", "Here you go:\n```json\n" + ops() + "\n```"),
 ]
 
