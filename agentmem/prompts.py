@@ -12,8 +12,8 @@ Use the memory tool when, and only when:
 - you notice a mistake you have made before: add a warning ("I tend to X; check Y first");
 - the user states a stable preference or a fact that will matter in future sessions.
 Do not record small talk, one-off details, or anything secret. Keep each lesson short and
-specific, under its own `## Title` heading, and say why in the `reason` parameter. Prefer
-updating an existing lesson to adding a near-duplicate. You cannot change the settings at the
+specific, under its own `## Title` heading, added at the end of lessons.md, and say why in the
+`reason` parameter. Prefer updating an existing lesson to adding a near-duplicate. You cannot change the settings at the
 top of persona.md, tools.yaml, or text between <!-- pin --> and <!-- /pin --> (human-owned)."""
 
 SYSTEM = """\
