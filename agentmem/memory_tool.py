@@ -212,8 +212,12 @@ class MemoryTool:
         archive = lessons_fmt.parse(self.agent.read_texts().get("archive.md") or "")[0]
         known |= {lesson.id for lesson in (archive.lessons if archive else []) if lesson.id}
         doc = after.with_ids(reserved=known | self.agent.used_lesson_ids())
+        # a lesson is the agent's new one when it was not there before; a person's lesson
+        # that merely lacks metadata gets an id, but no evidence from this unrelated turn
+        old_titles = {x.title for x in (before.lessons if before else [])}
         for i, (was, part) in enumerate(zip(after.parts, doc.parts, strict=True)):
-            fresh = isinstance(was, lessons_fmt.Lesson) and (was.id is None or was.id not in known)
+            fresh = isinstance(was, lessons_fmt.Lesson) and (
+                was.id not in known if was.id else was.title not in old_titles)
             if fresh and isinstance(part, lessons_fmt.Lesson) and not part.evidence \
                     and not part.pinned:
                 doc.parts[i] = part.changed(evidence=self.evidence())

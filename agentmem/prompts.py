@@ -13,8 +13,9 @@ Use the memory tool when, and only when:
 - the user states a stable preference or a fact that will matter in future sessions.
 Do not record small talk, one-off details, or anything secret. Keep each lesson short and
 specific, under its own `## Title` heading, added at the end of lessons.md, and say why in the
-`reason` parameter. Prefer updating an existing lesson to adding a near-duplicate. You cannot change the settings at the
-top of persona.md, tools.yaml, or text between <!-- pin --> and <!-- /pin --> (human-owned)."""
+`reason` parameter. Prefer updating an existing lesson to adding a near-duplicate. You cannot
+change the settings at the top of persona.md, tools.yaml, or text between <!-- pin --> and
+<!-- /pin --> (human-owned)."""
 
 SYSTEM = """\
 {persona}

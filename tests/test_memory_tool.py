@@ -647,3 +647,16 @@ def test_an_edit_that_would_store_a_secret_is_refused(agent: Agent):
                    reason="remember the key")
     assert outcome.ok is False and "looks like a secret" in outcome.output
     assert snapshot(agent) == before
+
+
+def test_a_persons_lesson_without_metadata_gets_an_id_but_no_borrowed_evidence(agent: Agent):
+    path = agent.folder / "lessons.md"
+    path.write_text(path.read_text() + "\n## Hand-written\nA person wrote this.\n")
+    text = path.read_text()
+    outcome = _run(agent, command="insert", path="/memories/lessons.md",
+                   insert_line=len(text.splitlines()),
+                   insert_text="\n## Agent-written\nThe agent learned this.\n", reason="learned")
+    assert outcome.ok is True, outcome.output
+    lessons = {x.title: x for x in agent.load().lessons.lessons}
+    assert lessons["Hand-written"].id == "L13" and lessons["Hand-written"].evidence == []
+    assert lessons["Agent-written"].id == "L14" and lessons["Agent-written"].evidence == ["e99"]

@@ -57,7 +57,8 @@ def eval_(
         if runner.offline:
             console.warn(evaluation.OFFLINE_NOTE)
     failed = totals["errors"] or (runner.offline and (
-        totals["agentmem"]["passed"] < totals["agentmem"]["total"]
+        totals["refused_passes"]
+        or totals["agentmem"]["passed"] < totals["agentmem"]["total"]
         or totals["memory_checks"]["passed"] < totals["memory_checks"]["total"]))
     if failed:
         raise typer.Exit(1)
