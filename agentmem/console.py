@@ -1,32 +1,66 @@
-"""The only module that uses rich: rendering for the commands."""
+"""The only module that uses rich: rendering for the commands.
+
+When a stream is not a terminal (pipes, scripts, tests), output is plain text written directly,
+and rich is never imported: that keeps `agentmem history | head` and friends instant.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
-from rich.console import Console
-from rich.text import Text
-
-_out: Console | None = None
-_err: Console | None = None
+_MARKUP = re.compile(r"\[/?(?:bold|dim|italic|red|green|yellow|cyan|magenta|blue)"
+                     r"(?: (?:bold|dim|italic|red|green|yellow|cyan|magenta|blue))*\]|\[/\]")
+_cache: dict[str, Any] = {}
 
 
-def out() -> Console:
-    global _out
-    if _out is None:
-        _out = Console(highlight=False, soft_wrap=True)
-    return _out
+def strip_markup(text: str) -> str:
+    return _MARKUP.sub("", text)
 
 
-def err() -> Console:
-    global _err
-    if _err is None:
-        _err = Console(stderr=True, highlight=False, soft_wrap=True)
-    return _err
+class Plain:
+    """The subset of rich's Console the commands use, for streams that are not terminals."""
+
+    is_terminal = False
+
+    def __init__(self, stream: Callable[[], TextIO]) -> None:
+        self._stream = stream
+
+    def print(self, *objects: Any, markup: bool = True, end: str = "\n", **_: Any) -> None:
+        text = " ".join(str(o) for o in objects)
+        stream = self._stream()
+        stream.write((strip_markup(text) if markup else text) + end)
+        stream.flush()
+
+
+def _tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty() or bool(os.environ.get("FORCE_COLOR"))
+    except (AttributeError, ValueError):
+        return False
+
+
+def rich_console(stderr: bool = False) -> Any:
+    """A real rich Console (for Live, Progress and tables)."""
+    key = "err" if stderr else "out"
+    if key not in _cache:
+        from rich.console import Console
+
+        _cache[key] = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    return _cache[key]
+
+
+def out() -> Any:
+    return rich_console() if _tty(sys.stdout) else Plain(lambda: sys.stdout)
+
+
+def err() -> Any:
+    return rich_console(stderr=True) if _tty(sys.stderr) else Plain(lambda: sys.stderr)
 
 
 def print_json(data: Any) -> None:
@@ -34,28 +68,44 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def _styled(parts: list[tuple[str, str]]) -> None:
+    """Write (text, style) parts as one line on stderr."""
+    stream = err()
+    if isinstance(stream, Plain):
+        stream.print("".join(text for text, _ in parts), markup=False)
+        return
+    from rich.text import Text
+
+    line = Text()
+    for text, style in parts:
+        line.append(text, style=style or None)
+    stream.print(line)
+
+
 def info(message: str) -> None:
-    err().print(Text(message, style="dim"))
+    _styled([(message, "dim")])
 
 
 def warn(message: str) -> None:
-    err().print(Text("warning: ", style="yellow bold") + Text(message))
+    _styled([("warning: ", "yellow bold"), (message, "")])
 
 
 def error(message: str, hint: str | None = None) -> None:
     for n, line in enumerate(message.splitlines() or [message]):
-        prefix = Text("Error: ", style="red bold") if n == 0 else Text("  ")
-        err().print(prefix + Text(line))
+        _styled([("Error: " if n == 0 else "  ", "red bold"), (line, "")])
     if hint:
-        err().print(Text("hint: ", style="cyan") + Text(hint))
+        _styled([("hint: ", "cyan"), (hint, "")])
 
 
 def diff(text: str) -> None:
     """Print a unified diff, coloured when stdout is a terminal."""
-    if not out().is_terminal or os.environ.get("NO_COLOR"):
+    o = out()
+    if isinstance(o, Plain) or os.environ.get("NO_COLOR"):
         sys.stdout.write(text)
         sys.stdout.flush()
         return
+    from rich.text import Text
+
     for line in text.splitlines():
         style = ""
         if line.startswith(("+++", "---", "diff --git", "index ", "new file", "deleted file")):
@@ -66,7 +116,7 @@ def diff(text: str) -> None:
             style = "red"
         elif line.startswith("@@"):
             style = "cyan"
-        out().print(Text(line, style=style))
+        o.print(Text(line, style=style))
 
 
 def ago(when: datetime) -> str:

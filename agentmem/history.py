@@ -26,6 +26,7 @@ AUTHOR_TRAILER = "Agentmem-Author"
 LOG_TRAILER = "Agentmem-Log"
 _SEP = "\x1f"
 _REC = "\x1e"
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"   # git's empty tree (SHA-1 repositories)
 REL = re.compile(r"^(?:HEAD|@)?~(\d+)$|^(?:HEAD|@)$")
 
 
@@ -120,8 +121,24 @@ class History:
         return bool(self.git("ls-files", "--", name).stdout.strip())
 
     def head(self) -> str | None:
-        proc = self.git("rev-parse", "-q", "--verify", "HEAD", check=False)
-        return proc.stdout.strip() or None
+        """The latest commit, read from the ref files (no subprocess on the common path)."""
+        try:
+            ref = (self.git_dir / "HEAD").read_text(encoding="utf-8").strip()
+            if not ref.startswith("ref: "):
+                return ref or None
+            name = ref[5:]
+            path = self.git_dir / name
+            if path.is_file():
+                return path.read_text(encoding="utf-8").strip() or None
+            packed = self.git_dir / "packed-refs"
+            if packed.is_file():
+                for line in packed.read_text(encoding="utf-8").splitlines():
+                    if line.endswith(" " + name):
+                        return line.split(" ", 1)[0]
+            return None      # no commit yet
+        except OSError:
+            proc = self.git("rev-parse", "-q", "--verify", "HEAD", check=False)
+            return proc.stdout.strip() or None
 
     # -- reading ---------------------------------------------------------------------------
     def versions(self) -> list[Version]:
@@ -210,10 +227,9 @@ class History:
     def diff(self, old: Version | None, new: Version | None, *, stat: bool = False,
              context: int = 3) -> str:
         """Unified diff (or numstat) between two versions; None for `new` is the work tree."""
-        empty_tree = self.git("hash-object", "-t", "tree", "/dev/null").stdout.strip()
         args = ["diff", "--no-color", "--no-renames"]
         args.append("--numstat" if stat else f"-U{context}")
-        args.append(old.commit if old else empty_tree)
+        args.append(old.commit if old else EMPTY_TREE)
         if new is not None:
             args.append(new.commit)
         return self.git(*args, "--", *TRACKED).stdout

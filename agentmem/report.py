@@ -90,14 +90,11 @@ def pick_diff(agent: Agent, frm: str | None, to: str | None, since_sleep: bool) 
 def diff_data(agent: Agent, spec: DiffSpec) -> dict[str, Any]:
     history = agent.history
     text = history.diff(spec.old, spec.new)
-    numstat = history.diff(spec.old, spec.new, stat=True)
     files = []
-    per_file = split_diff(text)
-    for line in numstat.splitlines():
-        added, removed, name = line.split("\t", 2)
-        files.append({"file": name, "added": int(added) if added.isdigit() else 0,
-                      "removed": int(removed) if removed.isdigit() else 0,
-                      "diff": per_file.get(name, "")})
+    for name, patch in split_diff(text).items():
+        lines = [line for line in patch.splitlines() if not line.startswith(("+++", "---"))]
+        files.append({"file": name, "added": sum(line.startswith("+") for line in lines),
+                      "removed": sum(line.startswith("-") for line in lines), "diff": patch})
     return {"from": spec.old.to_json() if spec.old else None,
             "to": spec.new.to_json() if spec.new else "working tree",
             "label": spec.label, "files": files, "diff": text}

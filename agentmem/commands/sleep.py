@@ -188,7 +188,7 @@ def _many(agents: list[Any], apply_it: bool, json_: bool, model: str | None, job
                              max_tokens=max_tokens)
 
     with Progress(TextColumn("sleeping"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console.err(), transient=True) as progress:
+                  console=console.rich_console(stderr=True), transient=True) as progress:
         task = progress.add_task("sleep", total=len(agents))
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(one, a) for a in agents]
