@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -62,7 +63,22 @@ class Memory:
 
 
 def validate(texts: dict[str, str | None]) -> tuple[Memory | None, list[Problem]]:
-    """Parse and validate memory file contents; returns every problem found."""
+    """Parse and validate memory file contents; returns every problem found.
+
+    Memoised on the exact texts: a chat turn or a sleep pass checks the same files several
+    times, and parsing is most of its CPU time. Treat the returned Memory as read-only.
+    """
+    memory, problems = _validate(tuple(texts.get(name) for name in TRACKED))
+    return memory, list(problems)
+
+
+@functools.lru_cache(maxsize=64)
+def _validate(key: tuple[str | None, ...]) -> tuple[Memory | None, tuple[Problem, ...]]:
+    memory, problems = _parse(dict(zip(TRACKED, key, strict=True)))
+    return memory, tuple(problems)
+
+
+def _parse(texts: dict[str, str | None]) -> tuple[Memory | None, list[Problem]]:
     from agentmem import lessons as lessons_fmt
     from agentmem import persona, tooldefs
 

@@ -141,13 +141,17 @@ class ChatSession:
         if self._window is None:
             self._window = llm.context_window(self.spec.model)
         limit = self._window - REPLY_RESERVE - estimate(json.dumps(self.tool_schemas()))
-        turns = list(self.turns)
-        while turns and estimate(system) + estimate(json.dumps(turns)) > limit:
+        sizes = [estimate(json.dumps(m)) + 1 for m in self.turns]
+        total, start = estimate(system) + sum(sizes), 0
+        while start < len(sizes) and total > limit:
             # drop the oldest exchange: everything up to the next user message
-            cut = next((i for i, m in enumerate(turns[1:], 1) if m["role"] == "user"), len(turns))
-            turns = turns[cut:]
+            cut = next((i for i in range(start + 1, len(sizes))
+                        if self.turns[i]["role"] == "user"), len(sizes))
+            total -= sum(sizes[start:cut])
+            start = cut
+        if start:
             warnings.append("older turns of this session were left out to fit the context window")
-        return [{"role": "system", "content": system}, *turns], warnings
+        return [{"role": "system", "content": system}, *self.turns[start:]], warnings
 
     def tool_schemas(self) -> list[dict[str, Any]]:
         return [MEMORY_SCHEMA, *(t.schema() for t in self.memory.tools)]

@@ -36,9 +36,9 @@ def _env_secrets() -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
-def redact(text: str) -> str:
+def redact(text: str, env: list[str] | None = None) -> str:
     """Return `text` with every recognised secret replaced by [REDACTED]."""
-    for value in _env_secrets():
+    for value in _env_secrets() if env is None else env:
         if value in text:
             text = text.replace(value, REDACTED)
     for pattern in _PATTERNS:
@@ -49,14 +49,15 @@ def redact(text: str) -> str:
     return text
 
 
-def redact_obj(obj: Any) -> Any:
+def redact_obj(obj: Any, env: list[str] | None = None) -> Any:
     """Redact every string inside a JSON-like structure."""
+    env = _env_secrets() if env is None else env
     if isinstance(obj, str):
-        return redact(obj)
+        return redact(obj, env)
     if isinstance(obj, dict):
-        return {k: redact_obj(v) for k, v in obj.items()}
+        return {k: redact_obj(v, env) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [redact_obj(v) for v in obj]
+        return [redact_obj(v, env) for v in obj]
     return obj
 
 

@@ -229,8 +229,16 @@ def apply_operations(before: dict[str, str | None], operations: list[dict[str, A
     return after
 
 
+MAX_EVIDENCE = 12   # ids kept on a lesson (newest); older ones stay in the history
+
+
 def _union(*lists: list[str]) -> list[str]:
-    return list(dict.fromkeys(e for items in lists for e in items))
+    ids = list(dict.fromkeys(e for items in lists for e in items))
+    if len(ids) <= MAX_EVIDENCE:
+        return ids
+    def number(e: str) -> int:
+        return int(e[1:]) if e[1:].isdigit() else 0
+    return sorted(sorted(ids, key=number)[-MAX_EVIDENCE:], key=ids.index)
 
 
 def _archive_id(archive: LessonsDoc, lesson_id: str) -> str:

@@ -401,3 +401,18 @@ def test_first_prompt_is_the_same_with_a_huge_log(cli, agent: Agent, model, monk
     tail = agent.journal.read().events[-4:]
     assert [e["id"] for e in tail] == [f"e{n}" for n in range(last + 50_001, last + 50_005)]
     assert [e["kind"] for e in tail] == ["session_start", "user", "assistant", "session_end"]
+
+
+def test_long_session_is_trimmed_oldest_exchange_first(agent: Agent, model, monkeypatch):
+    from agentmem import llm
+
+    monkeypatch.setattr(llm, "context_window", lambda model, default=8192: 9000)
+    with ChatSession(agent, SPEC) as session:
+        for n in range(30):
+            model.push(f"answer {n} " + "x" * 800)
+            session.send(f"question {n} " + "y" * 800)
+        messages, warnings = session.messages()
+    assert messages[0]["role"] == "system" and messages[1]["role"] == "user"
+    assert messages[-1]["content"].startswith("answer 29")
+    assert "question 0 " not in json.dumps(messages) and len(messages) < 61
+    assert any("older turns" in w for w in warnings)

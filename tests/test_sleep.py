@@ -340,3 +340,9 @@ def test_over_budget_memory_is_asked_to_consolidate_and_the_user_warned(learner:
     assert proposal is not None
     assert "over its budget of 60: merge and retire lessons" in model.calls[0]["messages"][1]["content"]
     assert any("still over its 60-token budget" in w for w in proposal.warnings)
+
+
+def test_evidence_on_a_lesson_is_capped_to_the_newest_ids():
+    ids = [f"e{n}" for n in range(1, 30)]
+    kept = core._union(ids[:20], ids[15:])
+    assert kept == ids[-core.MAX_EVIDENCE:]
