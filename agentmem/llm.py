@@ -7,6 +7,7 @@ used and litellm runs in production mode.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -191,6 +192,8 @@ def _call(spec: ModelSpec, messages: list[dict[str, Any]], tools: list[dict[str,
           on_text: Callable[[str], None] | None, max_tokens: int | None,
           temperature: float | None) -> Completion:
     lib = litellm()
+    if spec.model.startswith(SCRIPTED + "/"):
+        _price_scripted(lib, spec.model)
     kwargs: dict[str, Any] = {"model": spec.model, "messages": messages}
     if tools:
         kwargs["tools"] = tools
@@ -223,10 +226,11 @@ def _call(spec: ModelSpec, messages: list[dict[str, Any]], tools: list[dict[str,
     usage = getattr(response, "usage", None)
     prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
     completion = int(getattr(usage, "completion_tokens", 0) or 0)
+    known = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+    cost = float(known) if known is not None else cost_of(spec.model, prompt, completion)
     return Completion(text=message.content or "", tool_calls=calls,
                       finish_reason=choice.finish_reason or "stop", prompt_tokens=prompt,
-                      completion_tokens=completion, cost=cost_of(spec.model, prompt, completion),
-                      model=spec.model)
+                      completion_tokens=completion, cost=cost, model=spec.model)
 
 
 def cost_of(model: str, prompt_tokens: int, completion_tokens: int) -> float:
@@ -251,6 +255,26 @@ def price(model: str) -> tuple[float, float] | None:
         return None
 
 
+_priced: set[str] = set()
+
+
+def _price_scripted(lib: Any, model: str) -> None:
+    """The scripted model is free: give it a zero price (unless a test set one), so litellm's
+    cost lookup finds it at once instead of searching its whole table on every call."""
+    if model in _priced:
+        return
+    _priced.add(model)
+    try:
+        lib.get_model_info(model)
+    except Exception:  # noqa: BLE001 - unknown to litellm: register it
+        lib.register_model({model: {
+            "input_cost_per_token": 0.0, "output_cost_per_token": 0.0,
+            "cache_creation_input_token_cost": 0.0, "cache_read_input_token_cost": 0.0,
+            "litellm_provider": SCRIPTED, "mode": "chat", "max_input_tokens": 128000,
+            "max_tokens": 128000}})
+
+
+@functools.lru_cache(maxsize=64)
 def context_window(model: str, default: int = 8192) -> int:
     lib = litellm()
     try:

@@ -452,11 +452,10 @@ def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
 
 def sleep_messages(texts: dict[str, str | None], chunk: list[str], part: int,
                    parts: int) -> list[dict[str, str]]:
-    persona = persona_fmt.split(texts.get("persona.md") or "")
-    body = persona[1] if persona else ""
-    doc, _ = lessons_fmt.parse(texts.get("lessons.md") or "")
-    settings = persona_fmt.parse(texts.get("persona.md") or "")[0]
-    budget = settings.budgets["lessons"] if settings else persona_fmt.DEFAULT_BUDGETS["lessons"]
+    memory, _ = validate(texts)          # memoised: the pass checked these texts already
+    body = memory.persona.body if memory else ""
+    doc = memory.lessons if memory else None
+    budget = (memory.persona.budgets if memory else persona_fmt.DEFAULT_BUDGETS)["lessons"]
     tokens = estimate(texts.get("lessons.md") or "")
     note = prompts.SLEEP_OVER_BUDGET.format(tokens=tokens, budget=budget) if tokens > budget else ""
     user = prompts.SLEEP_USER.format(
@@ -559,3 +558,92 @@ def run_pass(agent: Agent, spec: ModelSpec, *, apply_it: bool = True, max_cost: 
         return PassResult(agent, False, exc.message + (f" ({exc.hint})" if exc.hint else ""))
     finally:
         lock.release()
+
+
+# -- many agents -----------------------------------------------------------------------------
+def sleep_one(folder: str, model: str | None, apply_it: bool, max_cost: float | None,
+              max_tokens: int | None) -> dict[str, Any]:
+    """One agent's pass as a plain summary (it may cross a process boundary)."""
+    from agentmem import models
+
+    summary: dict[str, Any] = {"agent": folder, "ok": False, "message": "", "version": None,
+                               "proposal": None}
+    try:
+        agent = Agent.open(folder)
+        spec = models.resolve(model, agent.load().persona.settings, sleep=True)
+        models.check_key(spec)
+        result = run_pass(agent, spec, apply_it=apply_it, max_cost=max_cost,
+                          max_tokens=max_tokens)
+    except AgentmemError as exc:
+        summary["message"] = exc.message
+        return summary
+    except Exception as exc:  # noqa: BLE001 - one agent's failure must not stop the others
+        summary["message"] = f"{type(exc).__name__}: {exc}"
+        return summary
+    summary.update(agent=str(agent.folder), ok=result.ok, message=result.message,
+                   version=result.version.number if result.version else None,
+                   proposal=result.proposal.to_json() if result.proposal else None)
+    return summary
+
+
+_progress: Any = None     # a worker process's queue back to the parent (see run_many)
+
+
+def _init_worker(queue: Any) -> None:
+    global _progress
+    _progress = queue
+
+
+def _threaded(folders: list[str], threads: int, options: dict[str, Any]) -> list[dict[str, Any]]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(folder: str) -> dict[str, Any]:
+        summary = sleep_one(folder, **options)
+        if _progress is not None:
+            _progress.put(summary)
+        return summary
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(one, folders))
+
+
+def run_many(folders: list[str], *, jobs: int, on_result: Callable[[dict[str, Any]], None],
+             processes: int | None = None, **options: Any) -> list[dict[str, Any]]:
+    """Sleep many agents, `jobs` at once. Threads wait on the model; past a few dozen agents
+    the work is spread over one process per core too, since parsing and bookkeeping need CPU
+    that one Python process (one GIL) cannot give."""
+    import multiprocessing
+    import os
+    import queue as queue_mod
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+
+    if processes is None:
+        processes = min(os.cpu_count() or 1, jobs, max(1, len(folders) // 50))
+    results: list[dict[str, Any]] = []
+    if processes <= 1:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(sleep_one, f, **options) for f in folders]
+            for future in as_completed(futures):
+                results.append(future.result())
+                on_result(results[-1])
+        return results
+    threads = max(1, jobs // processes)
+    context = multiprocessing.get_context("fork")
+    done = context.Queue()
+    with ProcessPoolExecutor(max_workers=processes, mp_context=context,
+                             initializer=_init_worker, initargs=(done,)) as pool:
+        slices = [folders[i::processes] for i in range(processes)]
+        workers = [pool.submit(_threaded, part, threads, options) for part in slices if part]
+        while len(results) < len(folders):
+            try:
+                summary = done.get(timeout=0.5)
+            except queue_mod.Empty:
+                failed = [w for w in workers if w.done() and w.exception() is not None]
+                if failed:
+                    failed[0].result()       # re-raises the worker's error
+                continue
+            results.append(summary)
+            on_result(summary)
+        for worker in workers:
+            worker.result()
+    return results

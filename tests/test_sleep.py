@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -346,3 +347,22 @@ def test_evidence_on_a_lesson_is_capped_to_the_newest_ids():
     ids = [f"e{n}" for n in range(1, 30)]
     kept = core._union(ids[:20], ids[15:])
     assert kept == ids[-core.MAX_EVIDENCE:]
+
+
+def test_many_agents_across_processes(tmp_path, model):
+    from agentmem.agent import Agent
+
+    folders = []
+    for n in range(4):
+        a = Agent.create(str(tmp_path / "fleet" / f"a{n}"))
+        a.journal.append({"kind": "user", "content": f"hello {n}"})
+        folders.append(str(a.folder))
+    model.responder = lambda messages: json.dumps({"operations": [op(
+        op="add", title="Greets", body="Says hello.", evidence=["e1"])], "summary": "s"})
+    seen = []
+    results = core.run_many(folders, jobs=4, processes=2, on_result=seen.append,
+                            model="scripted/x", apply_it=True, max_cost=None, max_tokens=None)
+    assert len(seen) == 4 and all(r["ok"] for r in results), results
+    for folder in folders:       # written by the worker processes, read here
+        assert "## Greets" in (Path(folder) / "lessons.md").read_text()
+        assert Agent.open(folder).history.versions()[0].author == "sleep"

@@ -169,43 +169,25 @@ def _retrying(error: Any, wait: float) -> None:
 
 def _many(agents: list[Any], apply_it: bool, json_: bool, model: str | None, jobs: int,
           max_cost: float | None, max_tokens: int | None) -> None:
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from agentmem import console, models
+    from agentmem import console
     from agentmem import sleep as core
-
-    results = []
-
-    def one(agent: Any) -> Any:
-        try:
-            spec = models.resolve(model, agent.load().persona.settings, sleep=True)
-            models.check_key(spec)
-        except Exception as exc:  # noqa: BLE001 - one agent's failure must not stop the others
-            return core.PassResult(agent, False, str(exc))
-        return core.run_pass(agent, spec, apply_it=apply_it, max_cost=max_cost,
-                             max_tokens=max_tokens)
 
     with Progress(TextColumn("sleeping"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console.rich_console(stderr=True), transient=True) as progress:
         task = progress.add_task("sleep", total=len(agents))
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(one, a) for a in agents]
-            for future in as_completed(futures):
-                results.append(future.result())
-                progress.advance(task)
-    results.sort(key=lambda r: str(r.agent.folder))
-    failed = [r for r in results if not r.ok]
+        results = core.run_many([str(a.folder) for a in agents], jobs=jobs,
+                                on_result=lambda _: progress.advance(task), model=model,
+                                apply_it=apply_it, max_cost=max_cost, max_tokens=max_tokens)
+    results.sort(key=lambda r: r["agent"])
+    failed = [r for r in results if not r["ok"]]
     if json_:
-        console.print_json([{"agent": str(r.agent.folder), "ok": r.ok, "message": r.message,
-                             "version": r.version.number if r.version else None,
-                             "proposal": r.proposal.to_json() if r.proposal else None}
-                            for r in results])
+        console.print_json(results)
     else:
         for r in results:
-            mark = "[green]ok[/green]  " if r.ok else "[red]fail[/red]"
-            console.out().print(f"{mark} {r.agent.name}: {r.message}")
+            mark = "[green]ok[/green]  " if r["ok"] else "[red]fail[/red]"
+            console.out().print(f"{mark} {Path(r['agent']).name}: {r['message']}")
     console.info(f"{len(results) - len(failed)} of {len(results)} agents ok")
     if failed:
         raise SystemExit(1)

@@ -1,0 +1,59 @@
+"""Shared helpers for the benchmarks: an isolated environment, medians and result lines.
+
+Every benchmark prints its figures for people, plus one machine-readable line per target:
+
+    RESULT<TAB>name<TAB>figure<TAB>target<TAB>PASS|FAIL
+
+which `benchmarks/run.py` collects into one table. Benchmarks always exit 0.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def isolate(prefix: str) -> Path:
+    """A temp dir for this run, and an environment that never reaches a real model or network."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"agentmem-bench-{prefix}-"))
+    if not os.environ.get("BENCH_KEEP"):      # BENCH_KEEP=1 keeps the agents for a look
+        atexit.register(shutil.rmtree, tmp, True)
+    os.environ["AGENTMEM_HOME"] = str(tmp / "home")
+    os.environ["AGENTMEM_CONFIG"] = str(tmp / "config.yaml")
+    os.environ["AGENTMEM_RETRY_DELAY"] = "0"
+    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    os.environ["LITELLM_MODE"] = "PRODUCTION"
+    os.environ["NO_COLOR"] = "1"
+    for var in ("AGENTMEM_MODEL", "AGENTMEM_SLEEP_MODEL", "OPENAI_API_KEY", "ANTHROPIC_API_KEY",
+                "AGENTMEM_API_BASE"):
+        os.environ.pop(var, None)
+    return tmp
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def result(name: str, figure: str, target: str, ok: bool) -> bool:
+    """Print one target's outcome: a readable line and the RESULT line run.py reads."""
+    verdict = "PASS" if ok else "FAIL"
+    print(f"  -> {name}: {figure} (target {target}) {verdict}")
+    print(f"RESULT\t{name}\t{figure}\t{target}\t{verdict}", flush=True)
+    return ok
+
+
+def section(title: str) -> None:
+    print(f"\n== {title}", flush=True)
