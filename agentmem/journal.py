@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agentmem.redact import redact_obj
+from agentmem.redact import env_secrets, redact_obj
 
 FILE = "log.jsonl"
 _TAIL_CHUNK = 64 * 1024
@@ -65,13 +65,14 @@ class Journal:
         """Append events (redacted), assigning ids and times. Durable when this returns."""
         from filelock import FileLock
 
+        env = env_secrets()      # scanned once per append, not once per string
         with FileLock(str(self._lock_path), timeout=30):
             last = self.last_event_number()
             stored = []
             for offset, event in enumerate(events, start=1):
                 record = {"id": f"e{last + offset}", "time": now_iso()}
                 record.update({k: v for k, v in event.items() if k not in ("id",)})
-                stored.append(redact_obj(record))
+                stored.append(redact_obj(record, env))
             data = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in stored)
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:

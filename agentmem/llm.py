@@ -256,6 +256,7 @@ def price(model: str) -> tuple[float, float] | None:
 
 
 _priced: set[str] = set()
+_free: set[str] = set()     # scripted models without a price: their cost is known to be 0
 
 
 def _price_scripted(lib: Any, model: str) -> None:
@@ -267,6 +268,7 @@ def _price_scripted(lib: Any, model: str) -> None:
     try:
         lib.get_model_info(model)
     except Exception:  # noqa: BLE001 - unknown to litellm: register it
+        _free.add(model.split("/", 1)[1])
         lib.register_model({model: {
             "input_cost_per_token": 0.0, "output_cost_per_token": 0.0,
             "cache_creation_input_token_cost": 0.0, "cache_read_input_token_cost": 0.0,
@@ -328,10 +330,13 @@ def _scripted_handler_class() -> Any:
             calls = [{"id": c.id or f"call_{i}", "type": "function",
                       "function": {"name": c.name, "arguments": c.arguments_json()}}
                      for i, c in enumerate(reply.tool_calls or [])] or None
-            return lib.ModelResponse(
+            response = lib.ModelResponse(
                 model=model, usage=lib.Usage(**usage),
                 choices=[lib.Choices(index=0, finish_reason=reply.finish, message=lib.Message(
                     role="assistant", content=reply.text, tool_calls=calls))])
+            if model in _free:   # spare litellm a price lookup it would answer with 0
+                response._hidden_params["response_cost"] = 0.0
+            return response
 
         def streaming(self, model: str, messages: list[dict[str, Any]], *args: Any,
                       optional_params: dict[str, Any] | None = None, **kwargs: Any) -> Any:

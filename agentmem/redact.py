@@ -28,7 +28,8 @@ _PATTERNS = [
 _ENV_HINTS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 
 
-def _env_secrets() -> list[str]:
+def env_secrets() -> list[str]:
+    """Values of environment variables that look like keys, longest first."""
     values = []
     for name, value in os.environ.items():
         if any(h in name.upper() for h in _ENV_HINTS) and len(value) >= 12:
@@ -38,7 +39,7 @@ def _env_secrets() -> list[str]:
 
 def redact(text: str, env: list[str] | None = None) -> str:
     """Return `text` with every recognised secret replaced by [REDACTED]."""
-    for value in _env_secrets() if env is None else env:
+    for value in env_secrets() if env is None else env:
         if value in text:
             text = text.replace(value, REDACTED)
     for pattern in _PATTERNS:
@@ -51,7 +52,7 @@ def redact(text: str, env: list[str] | None = None) -> str:
 
 def redact_obj(obj: Any, env: list[str] | None = None) -> Any:
     """Redact every string inside a JSON-like structure."""
-    env = _env_secrets() if env is None else env
+    env = env_secrets() if env is None else env
     if isinstance(obj, str):
         return redact(obj, env)
     if isinstance(obj, dict):

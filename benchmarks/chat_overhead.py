@@ -139,19 +139,19 @@ def bulk_append(tmp: Path) -> dict[str, float]:
     from agentmem.journal import Journal
 
     out = {}
-    original = redact._env_secrets
+    original = redact.env_secrets
     once = original()
-    for name, patch in (("as is", None), ("what-if: _env_secrets() computed once, not per string",
+    for name, patch in (("as is", None), ("what-if: env_secrets() computed once, not per string",
                                           lambda: once)):
         journal = Journal(tmp / f"bulk-{len(out)}.jsonl", tmp / f"bulk-{len(out)}.lock")
         if patch is not None:
-            redact._env_secrets = patch  # type: ignore[assignment]
+            redact.env_secrets = patch  # type: ignore[assignment]
         try:
             t0 = time.perf_counter()
             journal.append(*old_events(BULK, 0))
             out[f"journal.append of {BULK:,} events, {name}"] = (time.perf_counter() - t0) / BULK
         finally:
-            redact._env_secrets = original  # type: ignore[assignment]
+            redact.env_secrets = original  # type: ignore[assignment]
     return out
 
 
@@ -160,7 +160,7 @@ def components(agent: Any, spec: Any) -> dict[str, float]:
 
     from agentmem import llm, yamlutil
     from agentmem.chat import ChatSession
-    from agentmem.redact import _env_secrets, redact_obj
+    from agentmem.redact import env_secrets, redact_obj
 
     class CLineLoader(yaml.CSafeLoader):   # the suggested fix: libyaml, same line numbers
         pass
@@ -193,8 +193,8 @@ def components(agent: Any, spec: Any) -> dict[str, float]:
         "ChatSession.messages() (load + system prompt + trim)": timeit(session.messages),
         "journal.append(one event) on the large log": timeit(lambda: agent.journal.append(event)),
         "  of which redact_obj(event)": timeit(lambda: redact_obj(event)),
-        f"  of which _env_secrets() ({len(os.environ)} env vars), once per string": timeit(
-            _env_secrets),
+        f"  of which env_secrets() ({len(os.environ)} env vars), once per string": timeit(
+            env_secrets),
         "llm.complete() through litellm, zero-latency model": timeit(
             lambda: llm.complete(spec, messages, tools=tools)),
     }
