@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -392,10 +391,14 @@ def _conflict(name: str) -> AgentmemError:
 
 
 def _hash(text: str | None) -> str | None:
+    import hashlib
+
     return None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _digest(path: Path) -> str | None:
+    import hashlib
+
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except FileNotFoundError:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 TMP_SUFFIX = ".agentmem.tmp"
@@ -11,6 +10,8 @@ TMP_SUFFIX = ".agentmem.tmp"
 
 def atomic_write(path: Path, data: str | bytes) -> None:
     """Replace `path` with `data` so that a crash leaves either the old or the new file."""
+    import tempfile
+
     raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
