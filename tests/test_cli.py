@@ -173,7 +173,7 @@ def test_new_from_unknown_sample_lists_the_samples_and_creates_nothing(cli, tmp_
 
 
 def test_new_list_samples(cli, tmp_path: Path):
-    result = cli("new", "--list-samples", tmp_path / "unused")
+    result = cli("new", "--list-samples")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines() == list(SAMPLES)
     assert not (tmp_path / "unused").exists()
@@ -755,3 +755,8 @@ def test_commands_without_a_model_never_import_litellm(agent: Agent, command: st
     assert proc.returncode == 0, proc.stderr
     assert PROBE_EXPECT[command] in proc.stdout      # the command really ran
     assert proc.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_new_without_a_name_is_a_usage_error(cli):
+    result = cli("new")
+    assert result.exit_code == 2 and "give the new agent's NAME" in result.stderr

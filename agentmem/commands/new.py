@@ -8,7 +8,7 @@ def register(app: typer.Typer) -> None:
 
 
 def new(
-    name: str = typer.Argument(..., help="Folder path, or a bare name created under $AGENTMEM_HOME."),
+    name: str = typer.Argument(None, help="Folder path, or a bare name created under $AGENTMEM_HOME."),
     sample: str = typer.Option(None, "--from", help="Copy a sample agent (name or folder)."),
     list_: bool = typer.Option(False, "--list-samples", help="List the sample agents and exit."),
 ) -> None:
@@ -23,6 +23,11 @@ def new(
         for sample_name in list_samples():
             console.out().print(sample_name)
         return
+    if not name:
+        from agentmem.errors import UsageError
+
+        raise UsageError("give the new agent's NAME (a folder path or a bare name)",
+                         "example: agentmem new ./reviewer --from code-reviewer")
     agent = Agent.create(name, sample)
     console.out().print(str(agent.folder))
     console.info(f"created {agent.name}" + (f" from sample '{sample}'" if sample else "")
