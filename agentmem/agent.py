@@ -263,11 +263,17 @@ class Agent:
         if intent_path.exists():
             intent = _read_json(intent_path)
             atomic_delete(intent_path)
-            if dirty and all(_digest(self.folder / n) == h
-                             for n, h in intent.get("files", {}).items()):
-                return self.history.commit(intent.get("author", "human"),
-                                           intent.get("message", "Recovered write"),
-                                           self.journal.last_event_number())
+            files = intent.get("files", {})
+            if dirty and all(_digest(self.folder / n) == h for n, h in files.items()):
+                # the interrupted write was complete on disk: commit it as its author, and
+                # anything else that changed as the person's own version below
+                version = self.history.commit(intent.get("author", "human"),
+                                              intent.get("message", "Recovered write"),
+                                              self.journal.last_event_number(),
+                                              paths=[n for n in files if n in dirty])
+                dirty = self.history.dirty()
+                if not dirty:
+                    return version
         if not dirty:
             return None
         versions = self.history.versions()

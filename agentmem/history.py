@@ -99,11 +99,12 @@ class History:
         proc = self.git("status", "--porcelain", "--untracked-files=all", "--", *TRACKED)
         return sorted({line[3:].strip() for line in proc.stdout.splitlines() if line.strip()})
 
-    def commit(self, author: str, message: str, log_position: int | None) -> Version | None:
-        """Record the current memory files as a version. None when nothing changed."""
+    def commit(self, author: str, message: str, log_position: int | None,
+               paths: list[str] | None = None) -> Version | None:
+        """Record the memory files (or only `paths`) as a version. None when nothing changed."""
         assert author in AUTHORS, author
-        self.git("add", "-A", "--", *[n for n in TRACKED if (self.folder / n).exists()
-                                       or self._tracked(n)])
+        self.git("add", "-A", "--", *[n for n in (paths or TRACKED)
+                                       if (self.folder / n).exists() or self._tracked(n)])
         if self.git("diff", "--cached", "--quiet", check=False).returncode == 0 and self.head():
             return None
         trailers = f"\n\n{AUTHOR_TRAILER}: {author}"

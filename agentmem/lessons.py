@@ -18,7 +18,7 @@ from agentmem.errors import Problem
 from agentmem.pins import PIN_CLOSE, PIN_OPEN, pinned_spans
 
 FILE = "lessons.md"
-HEADING = re.compile(r"^##\s+(\S.*?)\s*#*\s*$")
+HEADING = re.compile(r"^##\s+(\S.*?)(?:\s+#+)?\s*$")   # "## C#" keeps its "#"
 FENCE = re.compile(r"^\s*(```|~~~)")
 META = re.compile(r"^\s*<!--\s*id\s*:(?P<body>.*?)-->\s*$")
 META_START = re.compile(r"^\s*<!--\s*id\s*:")

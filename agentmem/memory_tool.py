@@ -21,7 +21,7 @@ from agentmem.agent import Agent
 from agentmem.errors import AgentmemError, InvalidAgent
 from agentmem.history import Version
 from agentmem.pins import pins_preserved
-from agentmem.redact import redact
+from agentmem.redact import REDACTED, redact
 from agentmem.tokens import estimate
 
 EDITABLE = ("persona.md", "lessons.md")
@@ -113,8 +113,8 @@ def guard_agent_edit(before: dict[str, str | None], after: dict[str, str | None]
                       "read-only; edit only the text below it")
     for name in ("persona.md", "lessons.md", "archive.md"):
         new_text = after.get(name) or ""
-        if new_text != (before.get(name) or "") and redact(new_text) != new_text \
-                and redact(before.get(name) or "") == (before.get(name) or ""):
+        old_text = before.get(name) or ""
+        if redact(new_text).count(REDACTED) > redact(old_text).count(REDACTED):
             raise Refusal(f"{name}: the edit would store something that looks like a secret "
                           "(an API key, token or private key); memory is versioned and shared, "
                           "so secrets never go there")

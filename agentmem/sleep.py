@@ -67,6 +67,7 @@ class Proposal:
     calls: int = 0
     warnings: list[str] = field(default_factory=list)
     raw: list[str] = field(default_factory=list)
+    max_shrink: float = 0.3
 
     def diff(self, after: dict[str, str | None] | None = None) -> str:
         after = after or self.after
@@ -154,6 +155,9 @@ def check_operation(op: Any, n: int) -> None:
             raise Refusal(f"{where}: {key} may not contain HTML comments (metadata, pins)")
     if "body" in op and re.search(r"^#{1,2}\s", op["body"], re.M):
         raise Refusal(f"{where}: a lesson body may not contain # or ## headings")
+    for key in ("body", "text"):
+        if key in op and len(re.findall(r"^\s*(```|~~~)", op[key], re.M)) % 2:
+            raise Refusal(f"{where}: {key} opens a code block it never closes")
 
 
 # -- applying operations, deterministically --------------------------------------------------
@@ -274,15 +278,34 @@ def _add_warning(persona_text: str, text: str) -> str:
     return f"---\n{front}---\n{body}"
 
 
+def _check_lessons_kept(before: dict[str, str | None], after: dict[str, str | None],
+                        operations: list[dict[str, Any]]) -> None:
+    """Every lesson is still there unless an operation retired or merged it away."""
+    old, _ = lessons_fmt.parse(before.get("lessons.md") or "")
+    new, _ = lessons_fmt.parse(after.get("lessons.md") or "")
+    if old is None or new is None:
+        return
+    gone = {op["id"] for op in operations if op["op"] == "retire"}
+    gone |= {i for op in operations if op["op"] == "merge" for i in op["ids"][1:]}
+    added = sum(op["op"] == "add" for op in operations)
+    ids_after = {x.id for x in new.lessons}
+    missing = sorted(x.id for x in old.lessons if x.id and x.id not in gone and x.id not in ids_after)
+    if missing or len(new.lessons) != len(old.lessons) - len(gone) + added:
+        raise Refusal("the result would lose lessons no operation retired "
+                      f"({', '.join(missing) or 'a lesson without an id'})")
+
+
 def lesson_tokens(texts: dict[str, str | None]) -> int:
     """Lessons and archive together: retiring moves text, only deleting it shrinks this."""
     return estimate(texts.get("lessons.md") or "") + estimate(texts.get(ARCHIVE) or "")
 
 
 def check_result(before: dict[str, str | None], after: dict[str, str | None],
-                 max_shrink: float) -> None:
+                 max_shrink: float, operations: list[dict[str, Any]] | None = None) -> None:
     """Guards on the whole result, whatever the operations were."""
     guard_agent_edit(before, after, allow_archive=True)
+    if operations is not None:
+        _check_lessons_kept(before, after, operations)
     if not pins_preserved(before.get(ARCHIVE) or "", after.get(ARCHIVE) or ""):
         raise Refusal("archive.md: pinned text changed")
     old_archive = before.get(ARCHIVE) or ""
@@ -409,7 +432,7 @@ def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
     max_shrink = float((memory.persona.settings.get("sleep") or {}).get("max_shrink",
                                                                         DEFAULT_MAX_SHRINK))
     proposal = Proposal(agent, spec, [], before, before, p.cursor, len(p.events),
-                        warnings=p.warnings)
+                        warnings=p.warnings, max_shrink=max_shrink)
     summaries = []
     for n, chunk in enumerate(p.chunks, 1):
         messages = sleep_messages(current, chunk, n, len(p.chunks))
@@ -430,9 +453,11 @@ def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
             if reply.tool_calls:
                 raise Refusal("the model called a tool instead of answering with operations")
             operations, summary = parse_output(reply.text)
-            current = apply_operations(current, operations, known,
-                                       used_ids=agent.used_lesson_ids())
-            check_result(before, current, max_shrink)
+            result = apply_operations(current, operations, known,
+                                      used_ids=agent.used_lesson_ids())
+            check_result(current, result, max_shrink, operations)
+            check_result(before, result, max_shrink)
+            current = result
         except (Refusal, InvalidAgent) as exc:
             path = keep_refused(agent, proposal, str(exc))
             raise Refused(f"sleep pass refused, nothing was changed: {exc}",
@@ -491,9 +516,15 @@ def apply(proposal: Proposal, selected: list[int] | None = None) -> Version | No
     operations = proposal.operations if selected is None else [
         proposal.operations[i] for i in selected]
     known = {str(e) for op in proposal.operations for e in op["evidence"]}
-    after = (proposal.after if selected is None
-             else apply_operations(proposal.before, operations, known,
-                                   used_ids=agent.used_lesson_ids()))
+    after = proposal.after
+    if selected is not None:      # a reviewed subset passes every guard a whole pass does
+        try:
+            after = apply_operations(proposal.before, operations, known,
+                                     used_ids=agent.used_lesson_ids())
+            check_result(proposal.before, after, proposal.max_shrink, operations)
+        except (Refusal, InvalidAgent) as exc:
+            raise Refused(f"the chosen operations cannot be applied on their own: {exc}",
+                          "choose again, or apply all") from None
     changes = {k: v for k, v in after.items() if proposal.before.get(k) != v}
 
     def compute(texts: dict[str, str | None]) -> dict[str, str | None]:

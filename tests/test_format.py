@@ -132,3 +132,11 @@ def test_validate_reports_every_file():
     memory, problems = validate(texts)
     assert memory is None
     assert {p.file for p in problems} == {"persona.md", "lessons.md", "tools.yaml"}
+
+
+def test_headings_ending_in_a_hash_keep_it():
+    text = "# Lessons\n\n## Services are written in C#\nYes.\n\n## Closed heading ##\nx\n"
+    doc, problems = lessons.parse(text)
+    assert not problems and doc is not None
+    assert [x.title for x in doc.lessons] == ["Services are written in C#", "Closed heading"]
+    assert doc.with_ids().render().startswith("# Lessons\n\n## Services are written in C#\n<!-- id: L1")

@@ -190,3 +190,21 @@ def test_concurrent_writers_are_serialized(blank: Agent):
     text = (blank.folder / "lessons.md").read_text()
     assert all(f"## Lesson {n}\n" in text for n in range(8))
     assert len(blank.history.versions()) == 9
+
+
+def test_interrupted_write_never_takes_credit_for_a_hand_edit(blank: Agent):
+    import hashlib
+
+    text = (blank.folder / "lessons.md").read_text() + "\n## Agent wrote this\nx\n"
+    intent = {"author": "agent", "message": "Add a lesson",
+              "files": {"lessons.md": hashlib.sha256(text.encode()).hexdigest()}}
+    (blank.state_dir / "intent.json").write_text(json.dumps(intent))
+    (blank.folder / "lessons.md").write_text(text)
+    persona = blank.folder / "persona.md"
+    persona.write_text(persona.read_text() + "\nA person wrote this.\n")
+    version = blank.record_hand_edits()
+    assert version is not None and version.author == "human"
+    assert blank.history.changed_files(version) == ["persona.md"]
+    agent_version = blank.history.parent(version)
+    assert agent_version is not None and agent_version.author == "agent"
+    assert blank.history.changed_files(agent_version) == ["lessons.md"]

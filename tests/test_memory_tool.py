@@ -660,3 +660,16 @@ def test_a_persons_lesson_without_metadata_gets_an_id_but_no_borrowed_evidence(a
     lessons = {x.title: x for x in agent.load().lessons.lessons}
     assert lessons["Hand-written"].id == "L13" and lessons["Hand-written"].evidence == []
     assert lessons["Agent-written"].id == "L14" and lessons["Agent-written"].evidence == ["e99"]
+
+
+def test_a_secret_is_refused_even_when_the_file_already_looks_secret(agent: Agent):
+    path = agent.folder / "lessons.md"
+    path.write_text(path.read_text() + "\n## Demo login\nThe demo uses `password: changeme123`.\n")
+    agent.record_hand_edits()
+    before = snapshot(agent)
+    text = path.read_text()
+    outcome = _run(agent, command="insert", path="/memories/lessons.md",
+                   insert_line=len(text.splitlines()),
+                   insert_text="## Key\nsk-proj-ABCDEFGHIJKLMNOPQRSTUV1234\n", reason="remember")
+    assert outcome.ok is False and "looks like a secret" in outcome.output
+    assert snapshot(agent) == before

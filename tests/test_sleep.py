@@ -263,6 +263,7 @@ HOSTILE = [
         op(op="update", id="L3", body="x"))),
     ("tool call instead of answer", None),
     ("cut off at the token limit", "LENGTH"),
+    ("unclosed code fence", ops(op(op="update", id="L1", body="Run tests.\n```python\nx = 1"))),
     ("secret in a lesson", ops(op(op="add", title="Deploy key",
                                   body="Use sk-proj-abcdefghijklmnopqrstuvwxyz0123456789."))),
     ("code fence with prose", "Here you go:\n```json\n" + ops() + "\n```"),
@@ -366,3 +367,33 @@ def test_many_agents_across_processes(tmp_path, model):
     for folder in folders:       # written by the worker processes, read here
         assert "## Greets" in (Path(folder) / "lessons.md").read_text()
         assert Agent.open(folder).history.versions()[0].author == "sleep"
+
+
+def test_a_reviewed_subset_passes_the_same_guards(learner: Agent, model):
+    from agentmem.errors import Refused
+
+    shrink = {"summary": "s", "operations": [
+        op(op="add", title="A long new lesson", body="word " * 300),
+        op(op="update", id="L1", body="x"), op(op="update", id="L2", body="x"),
+        op(op="update", id="L3", body="x")]}
+    model.push(json.dumps(shrink))
+    proposal = core.propose(learner, SPEC)
+    assert proposal is not None
+    before = snapshot(learner)
+    with pytest.raises(Refused, match="shrink memory"):
+        core.apply(proposal, selected=[1, 2, 3])        # the updates without the addition
+    assert snapshot(learner) == before
+
+
+def test_a_reviewed_subset_that_needs_a_declined_operation_is_a_clear_error(learner: Agent, model):
+    from agentmem.errors import Refused
+
+    model.push(json.dumps({"summary": "s", "operations": [
+        op(op="add", title="New thing", body="Something new."),
+        op(op="counter", id="L5", helpful=1)]}))
+    proposal = core.propose(learner, SPEC)
+    assert proposal is not None
+    before = snapshot(learner)
+    with pytest.raises(Refused, match="lesson L5 does not exist"):
+        core.apply(proposal, selected=[1])
+    assert snapshot(learner) == before
