@@ -306,7 +306,8 @@ def check_result(before: dict[str, str | None], after: dict[str, str | None],
     guard_agent_edit(before, after, allow_archive=True)
     if operations is not None:
         _check_lessons_kept(before, after, operations)
-    if not pins_preserved(before.get(ARCHIVE) or "", after.get(ARCHIVE) or ""):
+    if before.get(ARCHIVE) != after.get(ARCHIVE) and \
+            not pins_preserved(before.get(ARCHIVE) or "", after.get(ARCHIVE) or ""):
         raise Refusal("archive.md: pinned text changed")
     old_archive = before.get(ARCHIVE) or ""
     if old_archive and not (after.get(ARCHIVE) or "").startswith(old_archive.rstrip("\n")):
@@ -453,6 +454,10 @@ def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
             if reply.tool_calls:
                 raise Refusal("the model called a tool instead of answering with operations")
             operations, summary = parse_output(reply.text)
+            if not operations:          # nothing proposed: nothing to apply or to check
+                if summary:
+                    summaries.append(summary)
+                continue
             result = apply_operations(current, operations, known,
                                       used_ids=agent.used_lesson_ids())
             check_result(current, result, max_shrink, operations)
