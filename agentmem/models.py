@@ -54,8 +54,8 @@ def user_config() -> dict[str, Any]:
     return data
 
 
-def aliases() -> dict[str, str]:
-    user = user_config().get("aliases") or {}
+def aliases(cfg: dict[str, Any] | None = None) -> dict[str, str]:
+    user = (user_config() if cfg is None else cfg).get("aliases") or {}
     return {**ALIASES, **{str(k): str(v) for k, v in user.items()}}
 
 
@@ -76,7 +76,7 @@ def resolve(flag: str | None, settings: dict[str, Any], *, sleep: bool = False) 
                        (cfg.get("model"), f"{config.config_path()} 'model:'")]
     for value, source in candidates:
         if value:
-            model = aliases().get(str(value), str(value))
+            model = aliases(cfg).get(str(value), str(value))
             api_base = settings.get("api_base") or cfg.get("api_base") or os.environ.get(
                 "AGENTMEM_API_BASE")
             return ModelSpec(model, api_base, source)

@@ -376,6 +376,8 @@ class Plan:
     prompt_tokens: int
     over_budget: bool
     warnings: list[str]
+    texts: dict[str, str | None]     # the memory files the plan was made from
+    memory: Any
 
     @property
     def output_tokens(self) -> int:
@@ -383,7 +385,10 @@ class Plan:
 
 
 def plan(agent: Agent, spec: ModelSpec) -> Plan:
-    memory = agent.load()
+    texts = agent.read_texts()
+    memory, problems = validate(texts)
+    if memory is None:
+        raise InvalidAgent(problems)
     read = agent.journal.read(agent.sleep_cursor())
     events = [e for e in read.events if e.get("kind") not in SKIP_KINDS]
     lines = [render_event(e) for e in events]
@@ -395,7 +400,7 @@ def plan(agent: Agent, spec: ModelSpec) -> Plan:
     limit = max(1000, window - fixed - OUTPUT_TOKENS)
     chunks = chunk_events(lines, limit) if lines else ([[]] if over else [])
     prompt_tokens = sum(fixed + sum(estimate(x) + 1 for x in chunk) for chunk in chunks)
-    return Plan(chunks, events, read.end, prompt_tokens, over, list(read.warnings))
+    return Plan(chunks, events, read.end, prompt_tokens, over, list(read.warnings), texts, memory)
 
 
 def estimate_cost(spec: ModelSpec, p: Plan) -> float | None:
@@ -424,8 +429,8 @@ def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
         if cost > max_cost:
             raise Refused(f"this pass would cost up to ~${cost:.4f}, over --max-cost {max_cost}",
                           "raise the cap, or use a cheaper --sleep-model")
-    memory = agent.load()
-    before: dict[str, str | None] = dict(agent.read_texts())
+    memory = p.memory                   # the files as planned: a later change is caught at apply
+    before: dict[str, str | None] = dict(p.texts)
     current = dict(before)
     known = {str(e["id"]) for e in p.events}
     for lesson in memory.lessons.lessons:
