@@ -310,10 +310,15 @@ class Agent:
             changed = {n: t for n, t in changes.items() if before.get(n) != t}
             if not changed:
                 return None
+            # files are handled with "\n"; one a person keeps with CRLF endings is written
+            # back with CRLF, so an edit changes only its own lines
+            on_disk = {n: (t if t is None or not _uses_crlf(self.folder / n)
+                           else t.replace("\r\n", "\n").replace("\n", "\r\n"))
+                       for n, t in changed.items()}
             intent = {"author": author, "message": message,
-                      "files": {n: _hash(t) for n, t in changed.items()}}
+                      "files": {n: _hash(t) for n, t in on_disk.items()}}
             atomic_write(self.state_dir / "intent.json", json.dumps(intent))
-            for name, text in changed.items():
+            for name, text in on_disk.items():
                 if text is None:
                     atomic_delete(self.folder / name)
                 else:
@@ -394,6 +399,15 @@ def _conflict(name: str) -> AgentmemError:
     return Conflict(f"{name}: later edits changed this file, so this version cannot be undone on "
                     "its own; nothing was changed",
                     "use 'agentmem revert AGENT --to VERSION' to restore a whole earlier state")
+
+
+def _uses_crlf(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    return b"\r\n" in head
 
 
 def _hash(text: str | None) -> str | None:

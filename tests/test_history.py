@@ -208,3 +208,17 @@ def test_interrupted_write_never_takes_credit_for_a_hand_edit(blank: Agent):
     agent_version = blank.history.parent(version)
     assert agent_version is not None and agent_version.author == "agent"
     assert blank.history.changed_files(agent_version) == ["lessons.md"]
+
+
+def test_crlf_files_keep_their_line_endings_on_write(blank: Agent):
+    path = blank.folder / "lessons.md"
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    blank.record_hand_edits()
+    text = blank.read_texts()["lessons.md"]
+    assert text is not None and "\r" not in text          # handled with "\n" inside
+    blank.write({"lessons.md": text + "\n## New\nOne line.\n"}, "agent", "add")
+    raw = path.read_bytes()
+    assert raw.endswith(b"## New\r\nOne line.\r\n") and b"\r\r" not in raw
+    assert raw.count(b"\n") == raw.count(b"\r\n")
+    stat = blank.history.diff(blank.history.versions()[1], blank.history.versions()[0], stat=True)
+    assert stat.split("\t")[:2] == ["3", "0"]               # only the new lines
