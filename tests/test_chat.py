@@ -81,3 +81,30 @@ def test_missing_key_names_the_variable(cli, agent: Agent):
     assert result.exit_code == 1
     assert "set OPENAI_API_KEY" in result.stderr
     assert agent.journal.path.stat().st_size == size
+
+
+def test_interactive_session_through_the_cli(cli, agent: Agent, model, monkeypatch):
+    """The REPL as a user drives it: a message, a memory edit, /diff, /undo, /good, /exit."""
+    from agentmem.commands import chat as chat_command
+
+    monkeypatch.setattr(chat_command, "_stdin_is_tty", lambda: True)
+    before = (agent.folder / "lessons.md").read_text()
+    model.push("Hello! Ready to review.",
+               ToolCall("memory", {"command": "insert", "path": "/memories/lessons.md",
+                                   "insert_line": len(before.splitlines()),
+                                   "insert_text": "\n## Prefer pathlib\nUse pathlib.\n",
+                                   "reason": "user prefers pathlib"}),
+               "Noted.")
+    script = "hi\nWe use pathlib.\n/diff\n/undo\n/good\n/nonsense\n/exit\n"
+    result = cli("chat", agent.folder, input=script)
+    assert result.exit_code == 0, result.stderr
+    assert "Hello! Ready to review." in result.stdout and "Noted." in result.stdout
+    assert "+## Prefer pathlib" in result.stdout                       # /diff
+    assert "undone as version" in result.stderr                        # /undo
+    assert "rated the last answer good" in result.stderr
+    assert "unknown command /nonsense" in result.stderr
+    assert (agent.folder / "lessons.md").read_text() == before
+    kinds = [e["kind"] for e in log_events(agent)]
+    assert kinds[-1] == "session_end" and "feedback" in kinds
+    authors = [v.author for v in agent.history.versions()[:2]]
+    assert authors == ["revert", "agent"]

@@ -39,7 +39,7 @@ def chat(
     memory = a.load()
     spec = models.resolve(model, memory.persona.settings)
     models.check_key(spec)
-    interactive = message is None and sys.stdin.isatty()
+    interactive = message is None and _stdin_is_tty()
     if interactive:
         from agentmem import llm
 
@@ -56,6 +56,10 @@ def chat(
 
                 raise UsageError("nothing to send: give -m TEXT or pipe text on stdin")
             _once(session, text, json_)
+
+
+def _stdin_is_tty() -> bool:
+    return sys.stdin.isatty()
 
 
 def _once(session: Any, text: str, json_: bool) -> None:
