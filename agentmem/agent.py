@@ -235,10 +235,25 @@ class Agent:
         with self._write_lock:
             state = self.read_state()
             state.update(values)
+            state = {k: v for k, v in state.items() if v is not None}   # None removes a key
             atomic_write(self.state_dir / "state.json", json.dumps(state, indent=2) + "\n")
 
     def sleep_cursor(self) -> Cursor:
-        return Cursor.from_json(self.read_state().get("sleep_cursor"))
+        """Where the last sleep pass stopped reading the log.
+
+        A pass announces its new cursor in state.json before committing its version (whose
+        message records the cursor too) and confirms it after. If the process died in between,
+        the committed version is the proof that the pass landed, so its cursor counts.
+        """
+        state = self.read_state()
+        cursor = Cursor.from_json(state.get("sleep_cursor"))
+        pending = state.get("pending_sleep_cursor")
+        if pending:
+            announced = Cursor.from_json(pending)
+            if announced.event > cursor.event and self.history.has_sleep_cursor(
+                    announced.event, announced.offset):
+                return announced
+        return cursor
 
     # -- writing ---------------------------------------------------------------------------
     @contextmanager

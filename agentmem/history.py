@@ -24,6 +24,7 @@ TRACKED = ("persona.md", "lessons.md", "tools.yaml", "archive.md")
 AUTHORS = ("human", "agent", "sleep", "revert", "import", "new")
 AUTHOR_TRAILER = "Agentmem-Author"
 LOG_TRAILER = "Agentmem-Log"
+CURSOR_TRAILER = "Agentmem-Sleep-Cursor"     # "EVENT OFFSET": where a sleep pass stopped reading
 _SEP = "\x1f"
 _REC = "\x1e"
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"   # git's empty tree (SHA-1 repositories)
@@ -163,6 +164,8 @@ class History:
                 elif line.startswith(LOG_TRAILER + ":"):
                     value = line.split(":", 1)[1].strip()
                     position = int(value) if value.isdigit() else None
+                elif line.startswith(CURSOR_TRAILER + ":"):
+                    continue
                 else:
                     lines.append(line)
             versions.append(Version(number=len(records) - n, commit=commit,
@@ -202,6 +205,14 @@ class History:
                 raise UsageError(f"'{ref}' matches {len(matches)} versions; give more characters")
         raise NotFound(f"unknown version '{ref}'", "name a version by number (12), position "
                        "(HEAD~1) or hash (3f2a9c1); see: agentmem history AGENT")
+
+    def has_sleep_cursor(self, event: int, offset: int) -> bool:
+        """Whether a committed sleep version recorded this cursor (used after a crash)."""
+        if not self.head():
+            return False
+        proc = self.git("log", "-1", "--format=%H", "--fixed-strings",
+                        f"--grep={CURSOR_TRAILER}: {event} {offset}", check=False)
+        return bool(proc.stdout.strip())
 
     def parent(self, version: Version) -> Version | None:
         versions = self.versions()

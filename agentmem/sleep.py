@@ -26,7 +26,7 @@ from agentmem import persona as persona_fmt
 from agentmem.agent import ARCHIVE, BLANK_ARCHIVE, Agent, validate
 from agentmem.errors import AgentmemError, Conflict, InvalidAgent, ModelError, Refused
 from agentmem.fsutil import atomic_write
-from agentmem.history import Version
+from agentmem.history import CURSOR_TRAILER, Version
 from agentmem.journal import Cursor
 from agentmem.lessons import Lesson, LessonsDoc
 from agentmem.memory_tool import Refusal, guard_agent_edit
@@ -549,8 +549,18 @@ def apply(proposal: Proposal, selected: list[int] | None = None) -> Version | No
     if selected is not None and len(operations) < len(proposal.operations):
         lines.append(f"({len(proposal.operations) - len(operations)} proposed operation(s) were "
                      "declined in review)")
-    version = agent.update(compute, "sleep", "\n".join(lines)) if changes else None
-    agent.update_state(sleep_cursor=proposal.cursor.to_json(), last_sleep={
+    version = None
+    if changes:
+        cursor = proposal.cursor
+        agent.update_state(pending_sleep_cursor=cursor.to_json())
+        lines += ["", f"{CURSOR_TRAILER}: {cursor.event} {cursor.offset}"]
+        try:
+            version = agent.update(compute, "sleep", "\n".join(lines))
+        except BaseException:
+            agent.update_state(pending_sleep_cursor=None)    # refused: leave no trace
+            raise
+    agent.update_state(sleep_cursor=proposal.cursor.to_json(), pending_sleep_cursor=None,
+                       last_sleep={
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "version": version.number if version else None, "operations": len(operations)})
     agent.journal.append({"kind": "sleep", "version": version.number if version else None,

@@ -137,9 +137,11 @@ def test_apply_refuses_when_memory_changed_during_review(learner: Agent, model):
     proposal = core.propose(learner, SPEC)
     path = learner.folder / "lessons.md"
     path.write_text(path.read_text() + "\n## Mine\nhand edit\n")
+    state = learner.read_state()
     with pytest.raises(Exception, match="memory changed while the sleep proposal"):
         core.apply(proposal)
     assert "## Mine" in path.read_text() and learner.sleep_cursor().event == 0
+    assert learner.read_state() == state
 
 
 def test_dry_run_and_json_change_nothing(cli, learner: Agent, model):
@@ -397,3 +399,30 @@ def test_a_reviewed_subset_that_needs_a_declined_operation_is_a_clear_error(lear
     with pytest.raises(Refused, match="lesson L5 does not exist"):
         core.apply(proposal, selected=[1])
     assert snapshot(learner) == before
+
+
+def test_a_crash_after_the_sleep_version_does_not_replay_its_events(learner: Agent, model,
+                                                                     monkeypatch):
+    model.push(json.dumps(GOOD))
+    proposal = core.propose(learner, SPEC)
+    assert proposal is not None
+    real = Agent.update_state
+
+    def crash_on_confirm(self, **values):
+        if "sleep_cursor" in values:
+            raise KeyboardInterrupt("killed after the commit, before the cursor write")
+        return real(self, **values)
+
+    monkeypatch.setattr(Agent, "update_state", crash_on_confirm)
+    with pytest.raises(KeyboardInterrupt):
+        core.apply(proposal)
+    monkeypatch.setattr(Agent, "update_state", real)
+    version = learner.history.versions()[0]
+    assert version.author == "sleep" and "Agentmem-Sleep-Cursor" not in version.message
+    assert learner.sleep_cursor().event == 8            # the committed pass counts
+    assert core.propose(learner, SPEC) is None          # its events are not offered again
+
+
+def test_a_crash_before_the_sleep_version_replays_its_events(learner: Agent, model):
+    learner.update_state(pending_sleep_cursor={"event": 8, "offset": 999})
+    assert learner.sleep_cursor().event == 0            # announced, never committed
