@@ -99,7 +99,6 @@ class ChatSession:
         self.last_event: str | None = None
         self.last_assistant: str | None = None
         self.user_event: str | None = None
-        self._turn_events: list[str] = []
         self._lock = FileLock(str(agent.state_dir / "session.lock"), timeout=0)
         self._window: int | None = None
         self.memory = agent.load()               # refuse to start on an invalid folder
@@ -131,7 +130,6 @@ class ChatSession:
         self.last_event = stored["id"]
         if event["kind"] == "assistant":
             self.last_assistant = stored["id"]
-        self._turn_events.append(stored["id"])
         return stored
 
     # -- context ---------------------------------------------------------------------------
@@ -160,7 +158,6 @@ class ChatSession:
     def send(self, text: str, on_text: Callable[[str], None] | None = None,
              on_tool: Callable[[str, str], None] | None = None,
              on_retry: Callable[[ModelError, float], None] | None = None) -> TurnResult:
-        self._turn_events = []
         if on_text is not None:
             shown = StreamRedactor()
             raw_on_text = on_text

@@ -154,9 +154,6 @@ class Journal:
                     break
         return found
 
-    def iter_all(self) -> Iterator[tuple[dict[str, Any] | None, str | None, int]]:
-        return self._scan(0)
-
     def _offset_ok(self, offset: int) -> bool:
         if offset <= 0:
             return False
