@@ -14,11 +14,14 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from agentmem import gitstore
 from agentmem.errors import AgentmemError, Conflict, NotFound, UsageError
+from agentmem.fsutil import fsync_dir
 
 TRACKED = ("persona.md", "lessons.md", "tools.yaml", "archive.md")
 AUTHORS = ("human", "agent", "sleep", "revert", "import", "new")
@@ -28,6 +31,7 @@ CURSOR_TRAILER = "Agentmem-Sleep-Cursor"     # "EVENT OFFSET": where a sleep pas
 _SEP = "\x1f"
 _REC = "\x1e"
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"   # git's empty tree (SHA-1 repositories)
+COUNT_FILE = "agentmem-versions"     # "COMMIT N": how many versions lead up to COMMIT (a cache)
 REL = re.compile(r"^(?:HEAD|@)?~(\d+)$|^(?:HEAD|@)$")
 
 
@@ -56,6 +60,7 @@ class History:
         self.folder = folder
         self.git_dir = folder / ".agentmem" / "git"
         self._versions: list[Version] | None = None
+        self._tree: tuple[str, dict[str, gitstore.Entry]] | None = None   # (commit, its files)
 
     # -- plumbing --------------------------------------------------------------------------
     def git(self, *args: str, check: bool = True, input: str | None = None,
@@ -97,27 +102,105 @@ class History:
         """Tracked memory files whose content differs from the latest version."""
         if not self.exists:
             return []
-        proc = self.git("status", "--porcelain", "--untracked-files=all", "--", *TRACKED)
-        return sorted({line[3:].strip() for line in proc.stdout.splitlines() if line.strip()})
+        try:
+            head = self.head()
+            entries = self._entries(head) if head else {}
+            return sorted(n for n in TRACKED if gitstore.blob_entry(self.folder / n) != entries.get(n))
+        except (gitstore.Unsupported, OSError):
+            proc = self.git("status", "--porcelain", "--untracked-files=all", "--", *TRACKED)
+            return sorted({line[3:].strip() for line in proc.stdout.splitlines() if line.strip()})
+
+    def _entries(self, commit: str) -> dict[str, gitstore.Entry]:
+        if self._tree is None or self._tree[0] != commit:
+            store = gitstore.Store(self.git_dir)
+            self._tree = (commit, store.tree(store.commit_tree(commit)))
+        return self._tree[1]
 
     def commit(self, author: str, message: str, log_position: int | None,
                paths: list[str] | None = None) -> Version | None:
         """Record the memory files (or only `paths`) as a version. None when nothing changed."""
         assert author in AUTHORS, author
+        trailers = f"\n\n{AUTHOR_TRAILER}: {author}"
+        if log_position is not None:
+            trailers += f"\n{LOG_TRAILER}: {log_position}"
+        text = gitstore.clean_message(message.strip() + trailers)
+        try:
+            return self._commit_in_process(author, text, paths)
+        except gitstore.Unsupported:
+            return self._commit_with_git(author, text, paths)
+
+    def _commit_in_process(self, author: str, text: str, paths: list[str] | None) -> Version | None:
+        store = gitstore.Store(self.git_dir)
+        ref = store.branch()
+        parent = self.head()
+        entries = dict(self._entries(parent)) if parent else {}
+        contents: list[bytes] = []
+        for name in paths or TRACKED:
+            found = gitstore.read_blob(self.folder / name)   # read once: the tree names this
+            if found is None:
+                entries.pop(name, None)
+            else:
+                entries[name], data = found
+                contents.append(data)
+        tree = gitstore.tree_body(entries)
+        if parent and gitstore.object_id("tree", tree) == store.commit_tree(parent):
+            return None
+        number = self._count(parent) + 1
+        synced: set[Path] = set()
+        for data in contents:
+            store.write("blob", data, synced)
+        tree_id = store.write("tree", tree, synced)
+        when = time.time()
+        who = gitstore.ident(f"agentmem ({author})", f"{author}@agentmem", when)
+        body = f"tree {tree_id}\n" + (f"parent {parent}\n" if parent else "") + \
+            f"author {who}\ncommitter {who}\n\n{text}"
+        commit = store.write("commit", body.encode(), synced)
+        for folder in synced:
+            fsync_dir(folder)
+        subject = " ".join(text.split("\n\n", 1)[0].split("\n"))   # git's %s
+        store.update_ref(ref, parent, commit, who,
+                         f"commit{'' if parent else ' (initial)'}: {subject}")
+        try:
+            store.write_index(self.folder, entries)
+        except (gitstore.Unsupported, OSError):
+            pass       # git's own cache of the tree; agentmem never reads it, git re-reads files
+        self._save_count(commit, number)
+        self._tree = (commit, entries)
+        version = _version(number, commit, int(when), subject, text)
+        previous = self._versions
+        self._versions = [version, *previous] if previous and previous[0].commit == parent else None
+        return version
+
+    def _commit_with_git(self, author: str, text: str, paths: list[str] | None) -> Version | None:
         self.git("add", "-A", "--", *[n for n in (paths or TRACKED)
                                        if (self.folder / n).exists() or self._tracked(n)])
         if self.git("diff", "--cached", "--quiet", check=False).returncode == 0 and self.head():
             return None
-        trailers = f"\n\n{AUTHOR_TRAILER}: {author}"
-        if log_position is not None:
-            trailers += f"\n{LOG_TRAILER}: {log_position}"
         name = f"agentmem ({author})"
         env = {"GIT_AUTHOR_NAME": name, "GIT_COMMITTER_NAME": name,
                "GIT_AUTHOR_EMAIL": f"{author}@agentmem", "GIT_COMMITTER_EMAIL": f"{author}@agentmem"}
-        self.git("commit", "-q", "--allow-empty", "-F", "-", input=message.strip() + trailers,
+        self.git("commit", "-q", "--allow-empty", "--cleanup=verbatim", "-F", "-", input=text,
                  env=env)
-        self._versions = None
+        self._versions = self._tree = None
         return self.versions()[0]
+
+    def _count(self, commit: str | None) -> int:
+        """How many versions lead up to `commit`: from a one-line cache, else from git."""
+        if commit is None:
+            return 0
+        try:
+            cached, count = (self.git_dir / COUNT_FILE).read_text(encoding="utf-8").split()
+            if cached == commit:
+                return int(count)
+        except (OSError, ValueError):
+            pass
+        return int(self.git("rev-list", "--count", commit).stdout.strip())
+
+    def _save_count(self, commit: str, count: int) -> None:
+        path = self.git_dir / COUNT_FILE
+        tmp = path.with_name(f"{COUNT_FILE}.{os.getpid()}.tmp")
+        tmp.write_text(f"{commit} {count}\n", encoding="utf-8")   # a cache, checked on use:
+        os.replace(tmp, path)                                       # no fsync needed
 
     def _tracked(self, name: str) -> bool:
         return bool(self.git("ls-files", "--", name).stdout.strip())
@@ -156,22 +239,7 @@ class History:
         versions = []
         for n, record in enumerate(records):
             commit, ts, subject, body = record.split(_SEP, 3)
-            author, position = "human", None
-            lines = []
-            for line in body.strip().splitlines():
-                if line.startswith(AUTHOR_TRAILER + ":"):
-                    author = line.split(":", 1)[1].strip()
-                elif line.startswith(LOG_TRAILER + ":"):
-                    value = line.split(":", 1)[1].strip()
-                    position = int(value) if value.isdigit() else None
-                elif line.startswith(CURSOR_TRAILER + ":"):
-                    continue
-                else:
-                    lines.append(line)
-            versions.append(Version(number=len(records) - n, commit=commit,
-                                    time=datetime.fromtimestamp(int(ts), UTC), author=author,
-                                    subject=subject, message="\n".join(lines).strip(),
-                                    log_position=position))
+            versions.append(_version(len(records) - n, commit, int(ts), subject, body))
         self._versions = versions
         return versions
 
@@ -245,6 +313,23 @@ class History:
         if new is not None:
             args.append(new.commit)
         return self.git(*args, "--", *TRACKED).stdout
+
+
+def _version(number: int, commit: str, timestamp: int, subject: str, body: str) -> Version:
+    """A Version from a commit's message: the trailers become its author and log position."""
+    author, position = "human", None
+    lines = []
+    for line in body.strip().splitlines():
+        if line.startswith(AUTHOR_TRAILER + ":"):
+            author = line.split(":", 1)[1].strip()
+        elif line.startswith(LOG_TRAILER + ":"):
+            value = line.split(":", 1)[1].strip()
+            position = int(value) if value.isdigit() else None
+        elif not line.startswith(CURSOR_TRAILER + ":"):
+            lines.append(line)
+    return Version(number=number, commit=commit, time=datetime.fromtimestamp(timestamp, UTC),
+                   author=author, subject=subject, message="\n".join(lines).strip(),
+                   log_position=position)
 
 
 def merge3(current: str, base: str, other: str, name: str) -> str:

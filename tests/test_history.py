@@ -222,3 +222,93 @@ def test_crlf_files_keep_their_line_endings_on_write(blank: Agent):
     assert raw.count(b"\n") == raw.count(b"\r\n")
     stat = blank.history.diff(blank.history.versions()[1], blank.history.versions()[0], stat=True)
     assert stat.split("\t")[:2] == ["3", "0"]               # only the new lines
+
+
+# -- versions are written in-process (agentmem/gitstore.py); git must agree with them --------
+def git(agent: Agent, *args: str) -> str:
+    return subprocess.run(["git", f"--git-dir={agent.folder / '.agentmem' / 'git'}",
+                           f"--work-tree={agent.folder}", *args],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def test_versions_written_in_process_are_an_ordinary_git_repository(blank: Agent):
+    add_lesson(blank, "Prefer ruff", "Use ruff.")
+    blank.write({"persona.md": (blank.folder / "persona.md").read_text() + "\nBe brief.\n"},
+                "agent", "# Not a comment\n\nNote   \n\n\n\nbrevity")
+    (blank.folder / "archive.md").write_text("# Archive\n")
+    blank.record_hand_edits()
+    git(blank, "fsck", "--strict", "--no-dangling")
+    assert git(blank, "status", "--porcelain", "--untracked-files=all") == ""
+    assert git(blank, "diff", "HEAD", "--stat") == ""
+    versions = blank.history.versions()
+    assert [(v.number, v.author) for v in versions] == [
+        (4, "human"), (3, "agent"), (2, "human"), (1, "new")]
+    assert git(blank, "rev-list", "--count", "HEAD").strip() == "4"
+    # git commit's clean-up (trailing spaces, runs of blank lines), but a '#' line is kept
+    assert versions[1].subject == "# Not a comment"
+    assert versions[1].message == "# Not a comment\n\nNote\n\nbrevity"
+    assert git(blank, "log", "-1", "--format=%an <%ae>").strip() == "agentmem (human) <human@agentmem>"
+    assert "commit: Hand edit of archive.md" in git(blank, "reflog", "-1")
+    assert git(blank, "ls-files").split() == ["archive.md", "lessons.md", "persona.md", "tools.yaml"]
+    # a file deleted by hand is a change too
+    (blank.folder / "archive.md").unlink()
+    assert blank.history.dirty() == ["archive.md"]
+    blank.record_hand_edits()
+    assert "archive.md" not in git(blank, "ls-files").split()
+    assert git(blank, "status", "--porcelain") == ""
+
+
+def test_dirty_agrees_with_git_status(blank: Agent):
+    def git_dirty() -> list[str]:
+        out = git(blank, "status", "--porcelain", "--untracked-files=all", "--",
+                  "persona.md", "lessons.md", "tools.yaml", "archive.md")
+        return sorted(line[3:] for line in out.splitlines())
+
+    assert blank.history.dirty() == git_dirty() == []
+    add_lesson(blank, "One", "1")
+    assert blank.history.dirty() == git_dirty() == ["lessons.md"]
+    (blank.folder / "lessons.md").write_text((blank.folder / "lessons.md").read_text())
+    os.chmod(blank.folder / "persona.md", 0o755)            # a mode change is a change too
+    assert blank.history.dirty() == git_dirty() == ["lessons.md", "persona.md"]
+    version = blank.record_hand_edits()
+    assert version is not None and version.number == 2
+    assert "100755" in git(blank, "ls-tree", "HEAD", "persona.md")
+    assert blank.history.dirty() == git_dirty() == []
+
+
+def test_packed_history_falls_back_to_git_and_numbers_stay_right(blank: Agent):
+    add_lesson(blank, "One", "1")
+    blank.record_hand_edits()
+    git(blank, "gc", "-q", "--prune=now")                   # objects are no longer loose
+    (blank.folder / ".agentmem" / "git" / "agentmem-versions").unlink()
+    fresh = Agent.open(str(blank.folder))
+    add_lesson(fresh, "Two", "2")
+    assert fresh.history.dirty() == ["lessons.md"]
+    version = fresh.write({"persona.md": (fresh.folder / "persona.md").read_text() + "\nHi.\n"},
+                          "agent", "after gc")
+    assert version is not None and version.number == 4
+    assert [v.number for v in Agent.open(str(blank.folder)).history.versions()] == [4, 3, 2, 1]
+    git(blank, "fsck", "--strict")
+    assert git(blank, "status", "--porcelain") == ""
+
+
+def test_a_stale_version_count_is_not_trusted(blank: Agent):
+    add_lesson(blank, "One", "1")
+    blank.record_hand_edits()
+    cache = blank.folder / ".agentmem" / "git" / "agentmem-versions"
+    cache.write_text("0123456789012345678901234567890123456789 99\n")
+    add_lesson(blank, "Two", "2")
+    version = Agent.open(str(blank.folder)).record_hand_edits()
+    assert version is not None and version.number == 3
+
+
+def test_a_linked_memory_file_is_versioned_by_git_itself(blank: Agent, tmp_path: Path):
+    real = tmp_path / "elsewhere.md"
+    real.write_text((blank.folder / "lessons.md").read_text() + "\n## Linked\nyes\n")
+    (blank.folder / "lessons.md").unlink()
+    (blank.folder / "lessons.md").symlink_to(real)
+    assert blank.history.dirty() == ["lessons.md"]
+    version = blank.record_hand_edits()
+    assert version is not None and version.number == 2
+    assert "120000" in git(blank, "ls-tree", "HEAD", "lessons.md")
+    assert blank.history.dirty() == []

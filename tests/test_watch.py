@@ -64,6 +64,10 @@ def test_real_watcher_thread(blank: Agent, model):
     try:
         assert watcher.ready.wait(timeout=20)
         lessons = blank.folder / "lessons.md"
+        # polling compares whole-second mtimes (notify's PollWatcher): a save within the second
+        # the fixture wrote the file would go unseen, so wait for the clock to move on
+        while int(time.time()) <= int(lessons.stat().st_mtime):
+            time.sleep(0.05)
         # 1. an editor saves by writing a temp file and renaming it over the original
         tmp = blank.folder / "lessons.md.tmp"
         tmp.write_text(lessons.read_text() + "\n## Use ruff\nNot flake8.\n")

@@ -1,0 +1,216 @@
+"""Git's on-disk formats, written and read in-process: loose objects, refs, reflogs, the index.
+
+Recording a version used to take five git subprocesses (status, add, diff, commit, log), about
+20 ms of CPU each time; `agentmem sleep` over a thousand agents spent most of its time there.
+Only the writing path and the clean/dirty check live here. Everything that reads history for
+people (log, show, diff, merge-file) still runs real git, and anything unusual (a packed object,
+a detached HEAD, a SHA-256 repository, a symbolic link) makes the caller fall back to it.
+
+The result is an ordinary repository: `git fsck`, `git status` and `git log` agree with it
+(tests/test_history.py checks all three).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+import struct
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from agentmem.fsutil import fsync_dir
+
+REGULAR, EXECUTABLE = 0o100644, 0o100755
+
+
+class Unsupported(Exception):
+    """This repository or file needs real git (the caller falls back to a subprocess)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    mode: int
+    sha: str
+
+
+def read_blob(path: Path) -> tuple[Entry, bytes] | None:
+    """A work-tree file as git would record it (its tree entry and content), read once; None
+    when it does not exist."""
+    try:
+        st = path.lstat()
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        raise Unsupported(f"{path.name} is not a regular file")
+    return Entry(EXECUTABLE if st.st_mode & stat.S_IXUSR else REGULAR, object_id("blob", data)), data
+
+
+def blob_entry(path: Path) -> Entry | None:
+    found = read_blob(path)
+    return found[0] if found else None
+
+
+def object_id(kind: str, body: bytes) -> str:
+    return hashlib.sha1(b"%s %d\0" % (kind.encode(), len(body)) + body).hexdigest()
+
+
+class Store:
+    def __init__(self, git_dir: Path) -> None:
+        self.git_dir = git_dir
+
+    # -- objects ---------------------------------------------------------------------------
+    def _path(self, sha: str) -> Path:
+        return self.git_dir / "objects" / sha[:2] / sha[2:]
+
+    def read(self, sha: str) -> tuple[str, bytes]:
+        try:
+            raw = zlib.decompress(self._path(sha).read_bytes())
+        except (FileNotFoundError, zlib.error):
+            raise Unsupported(f"object {sha} is not a loose object") from None
+        header, _, body = raw.partition(b"\0")
+        kind, _, _size = header.partition(b" ")
+        return kind.decode(), body
+
+    def write(self, kind: str, body: bytes, synced_dirs: set[Path]) -> str:
+        """Store an object (if new): temp file, fsync, rename. The folders to fsync are collected
+        in `synced_dirs` so that each is synced once, before the ref that makes them reachable."""
+        data = b"%s %d\0" % (kind.encode(), len(body)) + body
+        sha = hashlib.sha1(data).hexdigest()
+        path = self._path(sha)
+        if path.exists():
+            return sha
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.parent / f"tmp_obj_{os.getpid()}_{sha[2:10]}"
+        with open(tmp, "wb") as fh:
+            fh.write(zlib.compress(data))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, path)
+        synced_dirs.add(path.parent)
+        return sha
+
+    def tree(self, sha: str) -> dict[str, Entry]:
+        kind, body = self.read(sha)
+        if kind != "tree":
+            raise Unsupported(f"{sha} is a {kind}, not a tree")
+        entries: dict[str, Entry] = {}
+        i = 0
+        while i < len(body):
+            space = body.index(b" ", i)
+            nul = body.index(b"\0", space)
+            mode = int(body[i:space], 8)
+            name = body[space + 1:nul].decode("utf-8", "surrogateescape")
+            entries[name] = Entry(mode, body[nul + 1:nul + 21].hex())
+            i = nul + 21
+        return entries
+
+    def commit_tree(self, sha: str) -> str:
+        kind, body = self.read(sha)
+        if kind != "commit" or not body.startswith(b"tree "):
+            raise Unsupported(f"{sha} is not a commit")
+        return body[5:45].decode()
+
+    # -- refs ------------------------------------------------------------------------------
+    def branch(self) -> str:
+        """The ref HEAD points at (refs/heads/main); a detached HEAD is left to git."""
+        head = (self.git_dir / "HEAD").read_text(encoding="utf-8").strip()
+        if not head.startswith("ref: refs/heads/"):
+            raise Unsupported("HEAD is detached")
+        config = (self.git_dir / "config").read_text(encoding="utf-8", errors="replace")
+        found = re.search(r"(?im)^\s*objectformat\s*=\s*(\S+)", config)
+        if found and found.group(1).lower() != "sha1":
+            raise Unsupported("not a SHA-1 repository")
+        return head[5:]
+
+    def update_ref(self, ref: str, old: str | None, new: str, ident: str, message: str) -> None:
+        """Move `ref` from `old` to `new` the way git does: ref.lock, fsync, rename; reflog."""
+        path = self.git_dir / ref
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = path.with_name(path.name + ".lock")
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            raise Unsupported(f"{lock} exists: a git process is updating this ref") from None
+        try:
+            os.write(fd, new.encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(lock, path)
+        fsync_dir(path.parent)
+        line = f"{old or '0' * 40} {new} {ident}\t{message}\n".encode()
+        for log in (self.git_dir / "logs" / "HEAD", self.git_dir / "logs" / ref):
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "ab") as fh:
+                fh.write(line)
+
+    # -- index -----------------------------------------------------------------------------
+    def write_index(self, work_tree: Path, entries: dict[str, Entry]) -> None:
+        """Make the index match a tree. A work file whose content matches its entry gets its real
+        stat data (so `git status` is fast); any other gets zeros, which makes git re-read it."""
+        out = [b"DIRC", struct.pack(">II", 2, len(entries))]
+        for name in sorted(entries, key=lambda n: n.encode()):
+            entry = entries[name]
+            raw_name = name.encode()
+            fields = [0] * 10
+            try:
+                if blob_entry(work_tree / name) == entry:
+                    st = (work_tree / name).lstat()
+                    fields = [int(st.st_ctime), st.st_ctime_ns % 10**9, int(st.st_mtime),
+                              st.st_mtime_ns % 10**9, st.st_dev, st.st_ino, entry.mode,
+                              st.st_uid, st.st_gid, st.st_size]
+            except (OSError, Unsupported):
+                pass
+            fields[6] = entry.mode
+            record = struct.pack(">10I", *(f & 0xFFFFFFFF for f in fields))
+            record += bytes.fromhex(entry.sha) + struct.pack(">H", min(len(raw_name), 0xFFF))
+            record += raw_name
+            record += b"\0" * (8 - len(record) % 8)
+            out.append(record)
+        data = b"".join(out)
+        data += hashlib.sha1(data).digest()
+        path = self.git_dir / "index"
+        lock = path.with_name("index.lock")
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            raise Unsupported("index.lock exists: a git process is using this repository") from None
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(lock, path)
+
+
+def tree_body(entries: dict[str, Entry]) -> bytes:
+    """A tree of plain files (git sorts entries by name bytes; there are no subfolders here)."""
+    return b"".join(b"%o %s\0" % (entries[name].mode, name.encode()) + bytes.fromhex(entries[name].sha)
+                    for name in sorted(entries, key=lambda n: n.encode()))
+
+
+def ident(name: str, email: str, when: float | None = None) -> str:
+    """`Name <email> 1732540000 +0100`, in this machine's time zone, as git writes it."""
+    when = time.time() if when is None else when
+    offset = time.localtime(when).tm_gmtoff // 60
+    sign = "-" if offset < 0 else "+"
+    return f"{name} <{email}> {int(when)} {sign}{abs(offset) // 60:02d}{abs(offset) % 60:02d}"
+
+
+def clean_message(message: str) -> str:
+    """What `git commit`'s default clean-up would keep, bar the '#' comment lines: no trailing
+    spaces, no runs of blank lines, no blank lines at either end, one final newline."""
+    lines: list[str] = []
+    for line in message.splitlines():
+        line = line.rstrip()
+        if line or (lines and lines[-1]):
+            lines.append(line)
+    while lines and not lines[-1]:
+        lines.pop()
+    return "\n".join(lines) + "\n"
