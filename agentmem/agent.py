@@ -292,8 +292,9 @@ class Agent:
         if not dirty:
             return None
         versions = self.history.versions()
-        if versions and "lessons.md" in dirty:   # ids a person deletes stay used
-            self._remember_lesson_ids({"lessons.md": self.history.file_at(versions[0], "lessons.md")})
+        if versions and {"lessons.md", ARCHIVE} & set(dirty):   # ids a person deletes stay used
+            self._remember_lesson_ids({n: self.history.file_at(versions[0], n)
+                                       for n in ("lessons.md", ARCHIVE)}, self.read_texts())
         return self.history.commit("human", f"Hand edit of {', '.join(dirty)}",
                                    self.journal.last_event_number())
 
@@ -339,19 +340,21 @@ class Agent:
                 else:
                     atomic_write(self.folder / name, text)
             version = self.history.commit(author, message, self.journal.last_event_number())
-            atomic_delete(self.state_dir / "intent.json")
+            # no fsync: an intent that outlives a crash names files already committed, and is
+            # dropped as such by _record_pending
+            (self.state_dir / "intent.json").unlink(missing_ok=True)
             self._remember_lesson_ids(before, after)
             return version
 
-    def _remember_lesson_ids(self, *snapshots: dict[str, str | None]) -> None:
-        """Keep the highest lesson number ever used, so a removed lesson's id is never reused."""
-        highest = self.read_state().get("highest_lesson", 0)
-        for texts in snapshots:
-            for name in ("lessons.md", ARCHIVE):
-                for m in re.finditer(r"<!--\s*id:\s*L(\d+)\b", texts.get(name) or ""):
-                    highest = max(highest, int(m.group(1)))
-        if highest != self.read_state().get("highest_lesson", 0):
-            self.update_state(highest_lesson=highest)
+    def _remember_lesson_ids(self, before: dict[str, str | None],
+                             after: dict[str, str | None]) -> None:
+        """Keep the highest lesson number ever used, so a removed lesson's id is never reused.
+
+        Ids still in the files need no record (new ids are numbered past them), so state.json is
+        written only when a change takes the highest id out of lessons.md and archive.md."""
+        was, now = _highest_lesson(before), _highest_lesson(after)
+        if was > now and was > int(self.read_state().get("highest_lesson", 0)):
+            self.update_state(highest_lesson=was)
 
     def used_lesson_ids(self) -> set[str]:
         """Ids that must not be given to a new lesson (see _remember_lesson_ids)."""
@@ -438,6 +441,11 @@ def _digest(path: Path) -> str | None:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except FileNotFoundError:
         return None
+
+
+def _highest_lesson(texts: dict[str, str | None]) -> int:
+    return max((int(m.group(1)) for name in ("lessons.md", ARCHIVE)
+                for m in re.finditer(r"<!--\s*id:\s*L(\d+)\b", texts.get(name) or "")), default=0)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import os
 import re
 import stat
 import struct
+import threading
 import time
 import zlib
 from dataclasses import dataclass
@@ -37,17 +38,17 @@ class Entry:
     sha: str
 
 
-def read_blob(path: Path) -> tuple[Entry, bytes] | None:
-    """A work-tree file as git would record it (its tree entry and content), read once; None
-    when it does not exist."""
+def read_blob(path: Path) -> tuple[Entry, bytes, os.stat_result] | None:
+    """A work-tree file as git would record it: its tree entry, its content (read once) and the
+    stat taken before reading (for the index). None when it does not exist."""
     try:
         st = path.lstat()
+        if not stat.S_ISREG(st.st_mode):
+            raise Unsupported(f"{path.name} is not a regular file")
         data = path.read_bytes()
     except FileNotFoundError:
         return None
-    if not stat.S_ISREG(st.st_mode):
-        raise Unsupported(f"{path.name} is not a regular file")
-    return Entry(EXECUTABLE if st.st_mode & stat.S_IXUSR else REGULAR, object_id("blob", data)), data
+    return Entry(EXECUTABLE if st.st_mode & stat.S_IXUSR else REGULAR, object_id("blob", data)), data, st
 
 
 def blob_entry(path: Path) -> Entry | None:
@@ -84,9 +85,13 @@ class Store:
         path = self._path(sha)
         if path.exists():
             return sha
-        path.parent.mkdir(exist_ok=True)
-        tmp = path.parent / f"tmp_obj_{os.getpid()}_{sha[2:10]}"
-        with open(tmp, "wb") as fh:
+        tmp = path.parent / f"tmp_obj_{os.getpid()}_{threading.get_ident()}"
+        try:
+            fh = open(tmp, "wb")
+        except FileNotFoundError:
+            path.parent.mkdir(exist_ok=True)
+            fh = open(tmp, "wb")
+        with fh:
             fh.write(zlib.compress(data))
             fh.flush()
             os.fsync(fh.fileno())
@@ -131,10 +136,14 @@ class Store:
     def update_ref(self, ref: str, old: str | None, new: str, ident: str, message: str) -> None:
         """Move `ref` from `old` to `new` the way git does: ref.lock, fsync, rename; reflog."""
         path = self.git_dir / ref
-        path.parent.mkdir(parents=True, exist_ok=True)
         lock = path.with_name(path.name + ".lock")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
-            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                fd = os.open(lock, flags, 0o644)
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(lock, flags, 0o644)
         except FileExistsError:
             raise Unsupported(f"{lock} exists: a git process is updating this ref") from None
         try:
@@ -146,27 +155,27 @@ class Store:
         fsync_dir(path.parent)
         line = f"{old or '0' * 40} {new} {ident}\t{message}\n".encode()
         for log in (self.git_dir / "logs" / "HEAD", self.git_dir / "logs" / ref):
-            log.parent.mkdir(parents=True, exist_ok=True)
-            with open(log, "ab") as fh:
+            try:
+                fh = open(log, "ab")
+            except FileNotFoundError:
+                log.parent.mkdir(parents=True, exist_ok=True)
+                fh = open(log, "ab")
+            with fh:
                 fh.write(line)
 
     # -- index -----------------------------------------------------------------------------
-    def write_index(self, work_tree: Path, entries: dict[str, Entry]) -> None:
-        """Make the index match a tree. A work file whose content matches its entry gets its real
-        stat data (so `git status` is fast); any other gets zeros, which makes git re-read it."""
+    def write_index(self, entries: dict[str, Entry], stats: dict[str, os.stat_result]) -> None:
+        """Make the index match a tree. `stats` holds the work files read for this tree, stat'ed
+        before reading, so that `git status` trusts them while they stay as they were; any other
+        entry gets zeros, which makes git read the file."""
         out = [b"DIRC", struct.pack(">II", 2, len(entries))]
         for name in sorted(entries, key=lambda n: n.encode()):
             entry = entries[name]
             raw_name = name.encode()
-            fields = [0] * 10
-            try:
-                if blob_entry(work_tree / name) == entry:
-                    st = (work_tree / name).lstat()
-                    fields = [int(st.st_ctime), st.st_ctime_ns % 10**9, int(st.st_mtime),
-                              st.st_mtime_ns % 10**9, st.st_dev, st.st_ino, entry.mode,
-                              st.st_uid, st.st_gid, st.st_size]
-            except (OSError, Unsupported):
-                pass
+            st = stats.get(name)
+            fields = [0] * 10 if st is None else [
+                int(st.st_ctime), st.st_ctime_ns % 10**9, int(st.st_mtime), st.st_mtime_ns % 10**9,
+                st.st_dev, st.st_ino, 0, st.st_uid, st.st_gid, st.st_size]
             fields[6] = entry.mode
             record = struct.pack(">10I", *(f & 0xFFFFFFFF for f in fields))
             record += bytes.fromhex(entry.sha) + struct.pack(">H", min(len(raw_name), 0xFFF))

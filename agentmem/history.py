@@ -135,12 +135,13 @@ class History:
         parent = self.head()
         entries = dict(self._entries(parent)) if parent else {}
         contents: list[bytes] = []
+        stats: dict[str, os.stat_result] = {}
         for name in paths or TRACKED:
             found = gitstore.read_blob(self.folder / name)   # read once: the tree names this
             if found is None:
                 entries.pop(name, None)
             else:
-                entries[name], data = found
+                entries[name], data, stats[name] = found
                 contents.append(data)
         tree = gitstore.tree_body(entries)
         if parent and gitstore.object_id("tree", tree) == store.commit_tree(parent):
@@ -161,7 +162,7 @@ class History:
         store.update_ref(ref, parent, commit, who,
                          f"commit{'' if parent else ' (initial)'}: {subject}")
         try:
-            store.write_index(self.folder, entries)
+            store.write_index(entries, stats)
         except (gitstore.Unsupported, OSError):
             pass       # git's own cache of the tree; agentmem never reads it, git re-reads files
         self._save_count(commit, number)
@@ -290,6 +291,15 @@ class History:
     def file_at(self, version: Version | None, name: str) -> str | None:
         if version is None:
             return None
+        try:
+            entry = self._entries(version.commit).get(name)
+            if entry is None:
+                return None
+            kind, data = gitstore.Store(self.git_dir).read(entry.sha)
+            if kind == "blob" and entry.mode != 0o120000:   # as read_text reads the work file
+                return data.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
+        except gitstore.Unsupported:
+            pass
         proc = self.git("show", f"{version.commit}:{name}", check=False)
         return proc.stdout if proc.returncode == 0 else None
 

@@ -124,12 +124,13 @@ def parse(text: str, file: str = FILE) -> tuple[LessonsDoc | None, list[Problem]
     in_fence = False
     for line in lines:
         bare = line.rstrip("\r\n")
-        if FENCE.match(line):
+        # the cheap `in` tests only skip regexes that could not match
+        if ("```" in line or "~~~" in line) and FENCE.match(line):
             in_fence = not in_fence
             kinds.append("text")
-        elif not in_fence and HEADING.match(bare):
+        elif not in_fence and line.startswith("##") and HEADING.match(bare):
             kinds.append("heading")
-        elif not in_fence and (PIN_OPEN.match(bare) or PIN_CLOSE.match(bare)):
+        elif not in_fence and "pin" in line and (PIN_OPEN.match(bare) or PIN_CLOSE.match(bare)):
             kinds.append("pin")
         else:
             kinds.append("text")

@@ -12,7 +12,8 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,7 +171,9 @@ def complete(spec: ModelSpec, messages: list[dict[str, Any]], *,
                 on_text(text)
 
         try:
-            return _call(spec, messages, tools, sink if on_text else None, max_tokens, temperature)
+            with _waiting():
+                return _call(spec, messages, tools, sink if on_text else None, max_tokens,
+                             temperature)
         except ScriptExhausted:
             raise
         except ModelError:
@@ -184,8 +187,41 @@ def complete(spec: ModelSpec, messages: list[dict[str, Any]], *,
             wait = delay * (2 ** attempt)
             if on_retry:
                 on_retry(error, wait)
-            time.sleep(wait)
+            with _waiting():
+                time.sleep(wait)
     raise AssertionError("unreachable")
+
+
+_baton = threading.local()
+
+
+@contextmanager
+def baton(lock: threading.Lock) -> Iterator[None]:
+    """Run the block holding `lock`, except while this thread waits for a model.
+
+    Many threads that each mostly wait for a model, but also compute (parse, check, write),
+    run best when one computes at a time: threads fighting over the GIL cost more CPU than the
+    work itself. Waiting threads hold nothing, so the waits still overlap."""
+    lock.acquire()
+    _baton.lock = lock
+    try:
+        yield
+    finally:
+        _baton.lock = None
+        lock.release()
+
+
+@contextmanager
+def _waiting() -> Iterator[None]:
+    lock = getattr(_baton, "lock", None)
+    if lock is None:
+        yield
+        return
+    lock.release()
+    try:
+        yield
+    finally:
+        lock.acquire()
 
 
 def _call(spec: ModelSpec, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,

@@ -21,7 +21,7 @@ from agentmem.agent import Agent
 from agentmem.errors import AgentmemError, InvalidAgent
 from agentmem.history import Version
 from agentmem.pins import pins_preserved
-from agentmem.redact import REDACTED, redact
+from agentmem.redact import count_secrets
 from agentmem.tokens import estimate
 
 EDITABLE = ("persona.md", "lessons.md")
@@ -114,8 +114,7 @@ def guard_agent_edit(before: dict[str, str | None], after: dict[str, str | None]
     for name in ("persona.md", "lessons.md", "archive.md"):
         new_text = after.get(name) or ""
         old_text = before.get(name) or ""
-        if new_text != old_text and \
-                redact(new_text).count(REDACTED) > redact(old_text).count(REDACTED):
+        if new_text != old_text and count_secrets(new_text) > count_secrets(old_text):
             raise Refusal(f"{name}: the edit would store something that looks like a secret "
                           "(an API key, token or private key); memory is versioned and shared, "
                           "so secrets never go there")

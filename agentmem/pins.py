@@ -18,7 +18,11 @@ def pinned_spans(text: str, file: str) -> tuple[list[tuple[int, int]], list[Prob
     spans: list[tuple[int, int]] = []
     problems: list[Problem] = []
     start: int | None = None
+    if "pin" not in text:         # both markers contain it
+        return spans, problems
     for no, line in enumerate(text.splitlines(), start=1):
+        if "pin" not in line:
+            continue
         if PIN_OPEN.match(line):
             if start is not None:
                 problems.append(Problem(file, no, f"pin opened again before the pin opened on "

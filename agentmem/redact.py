@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import os
 import re
+from functools import lru_cache
 from typing import Any
 
 REDACTED = "[REDACTED]"
 
-_PATTERNS = [
-    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)",
-               re.S),
-    re.compile(r"\bsk-(?:ant-|proj-|or-v1-)?[A-Za-z0-9_\-]{16,}"),   # OpenAI, Anthropic, OpenRouter
-    re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"),                           # Google
-    re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),                       # AWS access key id
-    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}"),                        # GitHub
-    re.compile(r"\bgithub_pat_[A-Za-z0-9_]{40,}"),
-    re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}"),                     # Slack
-    re.compile(r"\bhf_[A-Za-z0-9]{30,}"),                               # Hugging Face
-    re.compile(r"\bgsk_[A-Za-z0-9]{30,}"),                              # Groq
-    re.compile(r"\br8_[A-Za-z0-9]{30,}"),                               # Replicate
-    re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9_\-\.=/+]{16,}"),
-    re.compile(r"(?i)((?:api[_-]?key|secret|token|password|passwd)\s*[=:]\s*[\"']?)"
-               r"[^\s\"',;]{8,}"),
+# (pattern, needles): a pattern runs only on text that contains one of its needles (case-
+# insensitive ones are looked for in the lower-cased text). A plain `in` is ~100x cheaper than a
+# regex scan starting with \b, and most text holds no secret at all.
+_PATTERNS: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)",
+                re.S), ("-----BEGIN",)),
+    (re.compile(r"\bsk-(?:ant-|proj-|or-v1-)?[A-Za-z0-9_\-]{16,}"), ("sk-",)),  # OpenAI, Anthropic
+    (re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"), ("AIza",)),                        # Google
+    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), ("AKIA", "ASIA")),             # AWS key id
+    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}"), ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
+    (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{40,}"), ("github_pat_",)),            # GitHub
+    (re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}"), ("xox",)),                   # Slack
+    (re.compile(r"\bhf_[A-Za-z0-9]{30,}"), ("hf_",)),                              # Hugging Face
+    (re.compile(r"\bgsk_[A-Za-z0-9]{30,}"), ("gsk_",)),                            # Groq
+    (re.compile(r"\br8_[A-Za-z0-9]{30,}"), ("r8_",)),                              # Replicate
+    (re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9_\-\.=/+]{16,}"), ("bearer",)),
+    (re.compile(r"(?i)((?:api[_-]?key|secret|token|password|passwd)\s*[=:]\s*[\"']?)"
+                r"[^\s\"',;]{8,}"), ("api", "secret", "token", "passw")),
 ]
 
 _ENV_HINTS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
@@ -42,12 +46,26 @@ def redact(text: str, env: list[str] | None = None) -> str:
     for value in env_secrets() if env is None else env:
         if value in text:
             text = text.replace(value, REDACTED)
-    for pattern in _PATTERNS:
+    lower = text.lower()
+    for pattern, needles in _PATTERNS:
+        haystack = lower if pattern.flags & re.I else text
+        if not any(needle in haystack for needle in needles):
+            continue
         if pattern.groups:
             text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
         else:
             text = pattern.sub(REDACTED, text)
     return text
+
+
+def count_secrets(text: str) -> int:
+    """How many secrets `text` holds (memoised: a guard compares the same texts again and again)."""
+    return _count_secrets(text, tuple(env_secrets()))
+
+
+@lru_cache(maxsize=64)
+def _count_secrets(text: str, env: tuple[str, ...]) -> int:
+    return redact(text, list(env)).count(REDACTED)
 
 
 def redact_obj(obj: Any, env: list[str] | None = None) -> Any:

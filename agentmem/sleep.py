@@ -431,7 +431,7 @@ def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
                           "raise the cap, or use a cheaper --sleep-model")
     memory = p.memory                   # the files as planned: a later change is caught at apply
     before: dict[str, str | None] = dict(p.texts)
-    current = dict(before)
+    current = before
     known = {str(e["id"]) for e in p.events}
     for lesson in memory.lessons.lessons:
         known.update(lesson.evidence)
@@ -466,7 +466,8 @@ def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
             result = apply_operations(current, operations, known,
                                       used_ids=agent.used_lesson_ids())
             check_result(current, result, max_shrink, operations)
-            check_result(before, result, max_shrink)
+            if current is not before:         # a later chunk: guard the whole pass too
+                check_result(before, result, max_shrink)
             current = result
         except (Refusal, InvalidAgent) as exc:
             path = keep_refused(agent, proposal, str(exc))
@@ -549,26 +550,27 @@ def apply(proposal: Proposal, selected: list[int] | None = None) -> Version | No
     if selected is not None and len(operations) < len(proposal.operations):
         lines.append(f"({len(proposal.operations) - len(operations)} proposed operation(s) were "
                      "declined in review)")
-    version = None
-    if changes:
-        cursor = proposal.cursor
-        agent.update_state(pending_sleep_cursor=cursor.to_json())
-        lines += ["", f"{CURSOR_TRAILER}: {cursor.event} {cursor.offset}"]
-        try:
-            version = agent.update(compute, "sleep", "\n".join(lines))
-        except BaseException:
-            agent.update_state(pending_sleep_cursor=None)    # refused: leave no trace
-            raise
-    agent.update_state(sleep_cursor=proposal.cursor.to_json(), pending_sleep_cursor=None,
-                       last_sleep={
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "version": version.number if version else None, "operations": len(operations)})
-    agent.journal.append({"kind": "sleep", "version": version.number if version else None,
-                          "operations": [describe(op) for op in operations],
-                          "events": proposal.events, "model": proposal.spec.model,
-                          "usage": {"prompt_tokens": proposal.prompt_tokens,
-                                    "completion_tokens": proposal.completion_tokens,
-                                    "cost": round(proposal.cost, 8)}})
+    with agent.locked():    # one lock for the pass's writes (each takes it again, cheaply)
+        version = None
+        if changes:
+            cursor = proposal.cursor
+            agent.update_state(pending_sleep_cursor=cursor.to_json())
+            lines += ["", f"{CURSOR_TRAILER}: {cursor.event} {cursor.offset}"]
+            try:
+                version = agent.update(compute, "sleep", "\n".join(lines))
+            except BaseException:
+                agent.update_state(pending_sleep_cursor=None)    # refused: leave no trace
+                raise
+        agent.update_state(sleep_cursor=proposal.cursor.to_json(), pending_sleep_cursor=None,
+                           last_sleep={
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "version": version.number if version else None, "operations": len(operations)})
+        agent.journal.append({"kind": "sleep", "version": version.number if version else None,
+                              "operations": [describe(op) for op in operations],
+                              "events": proposal.events, "model": proposal.spec.model,
+                              "usage": {"prompt_tokens": proposal.prompt_tokens,
+                                        "completion_tokens": proposal.completion_tokens,
+                                        "cost": round(proposal.cost, 8)}})
     return version
 
 
@@ -646,10 +648,14 @@ def _init_worker(queue: Any) -> None:
 
 
 def _threaded(folders: list[str], threads: int, options: dict[str, Any]) -> list[dict[str, Any]]:
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
+    computing = threading.Lock()     # one pass computes at a time; the model waits overlap
+
     def one(folder: str) -> dict[str, Any]:
-        summary = sleep_one(folder, **options)
+        with llm.baton(computing):
+            summary = sleep_one(folder, **options)
         if _progress is not None:
             _progress.put(summary)
         return summary
@@ -663,38 +669,52 @@ def run_many(folders: list[str], *, jobs: int, on_result: Callable[[dict[str, An
     """Sleep many agents, `jobs` at once. Threads wait on the model; past a few dozen agents
     the work is spread over one process per core too, since parsing and bookkeeping need CPU
     that one Python process (one GIL) cannot give."""
+    import gc
     import multiprocessing
     import os
     import queue as queue_mod
+    import threading
     from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 
     if processes is None:
         processes = min(os.cpu_count() or 1, jobs, max(1, len(folders) // 50))
     results: list[dict[str, Any]] = []
     if processes <= 1:
+        computing = threading.Lock()     # see _threaded
+
+        def one(folder: str) -> dict[str, Any]:
+            with llm.baton(computing):
+                return sleep_one(folder, **options)
+
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(sleep_one, f, **options) for f in folders]
+            futures = [pool.submit(one, f) for f in folders]
             for future in as_completed(futures):
                 results.append(future.result())
                 on_result(results[-1])
         return results
     threads = max(1, jobs // processes)
     context = multiprocessing.get_context("fork")
-    done = context.Queue()
-    with ProcessPoolExecutor(max_workers=processes, mp_context=context,
-                             initializer=_init_worker, initargs=(done,)) as pool:
-        slices = [folders[i::processes] for i in range(processes)]
-        workers = [pool.submit(_threaded, part, threads, options) for part in slices if part]
-        while len(results) < len(folders):
-            try:
-                summary = done.get(timeout=0.5)
-            except queue_mod.Empty:
-                failed = [w for w in workers if w.done() and w.exception() is not None]
-                if failed:
-                    failed[0].result()       # re-raises the worker's error
-                continue
-            results.append(summary)
-            on_result(summary)
-        for worker in workers:
-            worker.result()
+    # the workers share this process's memory (litellm alone is ~100 MB of objects) until they
+    # write to it; the cyclic GC would walk, and so copy, all of it in every worker
+    gc.freeze()
+    try:
+        done = context.Queue()
+        with ProcessPoolExecutor(max_workers=processes, mp_context=context,
+                                 initializer=_init_worker, initargs=(done,)) as spread:
+            slices = [folders[i::processes] for i in range(processes)]
+            workers = [spread.submit(_threaded, part, threads, options) for part in slices if part]
+            while len(results) < len(folders):
+                try:
+                    summary = done.get(timeout=0.5)
+                except queue_mod.Empty:
+                    failed = [w for w in workers if w.done() and w.exception() is not None]
+                    if failed:
+                        failed[0].result()       # re-raises the worker's error
+                    continue
+                results.append(summary)
+                on_result(summary)
+            for worker in workers:
+                worker.result()
+    finally:
+        gc.unfreeze()
     return results

@@ -1,23 +1,29 @@
 """Run the agentmem CLI in this process with a scripted sleep model installed (for batch_sleep.py).
 
-    python benchmarks/_sleep_launcher.py sleep DIR --yes --jobs 50
+    BENCH_ANSWER=learn python benchmarks/_sleep_launcher.py sleep DIR --yes --jobs 50
 
-The model answers every call with a valid, empty proposal after BENCH_DELAY seconds (default
-0.2). On exit it prints to stderr one line the benchmark reads:
+The model answers every call after BENCH_DELAY seconds (default 0.2) with a valid proposal:
+BENCH_ANSWER=learn (the default) adds one lesson citing the last event it was shown, so every
+pass writes a version; BENCH_ANSWER=empty proposes nothing. On exit it prints to stderr one line
+the benchmark reads:
 
-    LAUNCHER calls=N main_s=S setup_s=S
+    LAUNCHER main_s=S setup_s=S cpu_main_s=S cpu_workers_s=S
 
 main_s is the time spent in agentmem.cli.main (the whole CLI code path: finding and opening the
 agents, every pass, the report); setup_s is the time to import litellm and install the model,
-which a real run also pays once, at its first model call.
+which a real run also pays once, at its first model call; cpu_main_s is this process's CPU time
+(the import included), cpu_workers_s that of the worker processes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import resource
 import sys
 import time
+from typing import Any
 
 if __name__ == "__main__":
     t0 = time.perf_counter()
@@ -25,8 +31,21 @@ if __name__ == "__main__":
     from agentmem.scripted import Reply, Script
 
     delay = float(os.environ.get("BENCH_DELAY", "0.2"))
-    answer = json.dumps({"operations": [], "summary": "nothing to learn"})
-    script = llm.install_scripted(Script(responder=lambda _messages: Reply(text=answer, delay=delay)))
+    learn = os.environ.get("BENCH_ANSWER", "learn") == "learn"
+
+    def respond(messages: list[dict[str, Any]]) -> Reply:
+        operations = []
+        if learn:
+            ids = re.findall(r"^(e\d+) ", messages[-1]["content"], re.M)
+            operations.append({
+                "op": "add", "title": "Empty results return []",
+                "body": "In this codebase an empty lookup returns [] instead of raising; the "
+                        "user corrected this.",
+                "rationale": "the user corrected the review", "evidence": ids[-1:]})
+        summary = "learned one rule" if learn else "nothing to learn"
+        return Reply(text=json.dumps({"operations": operations, "summary": summary}), delay=delay)
+
+    llm.install_scripted(Script(responder=respond))
     from agentmem.cli import main
 
     t1 = time.perf_counter()
@@ -38,6 +57,9 @@ if __name__ == "__main__":
         code = exc.code
     t2 = time.perf_counter()
     sys.stdout.flush()
-    sys.stderr.write(f"LAUNCHER calls={len(script.calls)} main_s={t2 - t1:.3f} "
-                     f"setup_s={t1 - t0:.3f}\n")
+    own, workers = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                        resource.RUSAGE_CHILDREN))
+    sys.stderr.write(f"LAUNCHER main_s={t2 - t1:.3f} setup_s={t1 - t0:.3f} "
+                     f"cpu_main_s={own.ru_utime + own.ru_stime:.3f} "
+                     f"cpu_workers_s={workers.ru_utime + workers.ru_stime:.3f}\n")
     sys.exit(code if isinstance(code, int) else 1)

@@ -638,6 +638,21 @@ def test_an_id_removed_in_an_earlier_edit_is_never_reused(agent: Agent):
     assert lesson.id == "L13"      # L12 was used before, by the lesson removed above
 
 
+def test_an_id_a_person_deleted_by_hand_is_never_reused(agent: Agent):
+    path = agent.folder / "lessons.md"
+    text = path.read_text()
+    path.write_text(text[:text.index("## Group repeated nits")])      # a person drops L12
+    agent.record_hand_edits()
+    assert json.loads((agent.state_dir / "state.json").read_text())["highest_lesson"] == 12
+    text = path.read_text()
+    added = _run(agent, command="insert", path="/memories/lessons.md",
+                 insert_line=len(text.splitlines()),
+                 insert_text="## Prefer pathlib\nUse pathlib in new code.\n", reason="new lesson")
+    assert added.ok is True, added.output
+    lesson = next(x for x in agent.load().lessons.lessons if x.title == "Prefer pathlib")
+    assert lesson.id == "L13"
+
+
 def test_an_edit_that_would_store_a_secret_is_refused(agent: Agent):
     before = snapshot(agent)
     text = (agent.folder / "lessons.md").read_text()
