@@ -5,7 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from agentmem.baton import waiting
+
 TMP_SUFFIX = ".agentmem.tmp"
+
+
+def fsync(fd: int) -> None:
+    """os.fsync, letting another thread of a batch compute meanwhile (agentmem.baton)."""
+    with waiting():
+        os.fsync(fd)
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
@@ -18,7 +26,7 @@ def atomic_write(path: Path, data: str | bytes) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(raw)
             fh.flush()
-            os.fsync(fh.fileno())
+            fsync(fh.fileno())
         if path.exists():
             os.chmod(tmp, path.stat().st_mode & 0o7777)
         else:
@@ -47,7 +55,7 @@ def fsync_dir(folder: Path) -> None:
     except OSError:  # pragma: no cover - platforms without directory fds
         return
     try:
-        os.fsync(fd)
+        fsync(fd)
     except OSError:  # pragma: no cover
         pass
     finally:

@@ -23,7 +23,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentmem.fsutil import fsync_dir
+from agentmem.fsutil import fsync, fsync_dir
 
 REGULAR, EXECUTABLE = 0o100644, 0o100755
 
@@ -94,7 +94,7 @@ class Store:
         with fh:
             fh.write(zlib.compress(data))
             fh.flush()
-            os.fsync(fh.fileno())
+            fsync(fh.fileno())
         os.chmod(tmp, 0o444)
         os.replace(tmp, path)
         synced_dirs.add(path.parent)
@@ -148,7 +148,7 @@ class Store:
             raise Unsupported(f"{lock} exists: a git process is updating this ref") from None
         try:
             os.write(fd, new.encode() + b"\n")
-            os.fsync(fd)
+            fsync(fd)
         finally:
             os.close(fd)
         os.replace(lock, path)
@@ -192,7 +192,7 @@ class Store:
             raise Unsupported("index.lock exists: a git process is using this repository") from None
         try:
             os.write(fd, data)
-            os.fsync(fd)
+            fsync(fd)
         finally:
             os.close(fd)
         os.replace(lock, path)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agentmem.fsutil import fsync
 from agentmem.redact import env_secrets, redact_obj
 
 FILE = "log.jsonl"
@@ -79,7 +80,7 @@ class Journal:
                 if not self._ends_with_newline(fd):
                     data = "\n" + data   # isolate a torn last line instead of extending it
                 os.write(fd, data.encode("utf-8"))
-                os.fsync(fd)
+                fsync(fd)
             finally:
                 os.close(fd)
             return stored

@@ -12,11 +12,11 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentmem import baton
 from agentmem.errors import ModelError
 from agentmem.models import ModelSpec
 from agentmem.scripted import PROVIDER as SCRIPTED
@@ -171,7 +171,7 @@ def complete(spec: ModelSpec, messages: list[dict[str, Any]], *,
                 on_text(text)
 
         try:
-            with _waiting():
+            with baton.waiting():
                 return _call(spec, messages, tools, sink if on_text else None, max_tokens,
                              temperature)
         except ScriptExhausted:
@@ -187,41 +187,20 @@ def complete(spec: ModelSpec, messages: list[dict[str, Any]], *,
             wait = delay * (2 ** attempt)
             if on_retry:
                 on_retry(error, wait)
-            with _waiting():
+            with baton.waiting():
                 time.sleep(wait)
     raise AssertionError("unreachable")
 
 
-_baton = threading.local()
 
-
-@contextmanager
-def baton(lock: threading.Lock) -> Iterator[None]:
-    """Run the block holding `lock`, except while this thread waits for a model.
-
-    Many threads that each mostly wait for a model, but also compute (parse, check, write),
-    run best when one computes at a time: threads fighting over the GIL cost more CPU than the
-    work itself. Waiting threads hold nothing, so the waits still overlap."""
-    lock.acquire()
-    _baton.lock = lock
+def warm_up(spec: ModelSpec) -> None:
+    """Do litellm's one-time work of a first call (lazy imports, its tokenizer) without a model:
+    a process that forks workers afterwards spares each of them doing it again."""
     try:
-        yield
-    finally:
-        _baton.lock = None
-        lock.release()
-
-
-@contextmanager
-def _waiting() -> Iterator[None]:
-    lock = getattr(_baton, "lock", None)
-    if lock is None:
-        yield
-        return
-    lock.release()
-    try:
-        yield
-    finally:
-        lock.acquire()
+        litellm().completion(model=spec.model, messages=[{"role": "user", "content": "hi"}],
+                             mock_response="ok", max_tokens=1)
+    except Exception:  # noqa: BLE001, S110 - only an optimisation; the real call reports errors
+        pass
 
 
 def _call(spec: ModelSpec, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,

@@ -20,8 +20,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from agentmem import baton, llm, prompts
 from agentmem import lessons as lessons_fmt
-from agentmem import llm, prompts
 from agentmem import persona as persona_fmt
 from agentmem.agent import ARCHIVE, BLANK_ARCHIVE, Agent, validate
 from agentmem.errors import AgentmemError, Conflict, InvalidAgent, ModelError, Refused
@@ -639,29 +639,33 @@ def sleep_one(folder: str, model: str | None, apply_it: bool, max_cost: float | 
     return summary
 
 
-_progress: Any = None     # a worker process's queue back to the parent (see run_many)
+_progress: Any = None     # in a worker process: the queue of results back to the parent
+_todo: Any = None         # ... and the queue of agent folders to sleep (see run_many)
 
 
-def _init_worker(queue: Any) -> None:
-    global _progress
-    _progress = queue
+def _init_worker(progress: Any, todo: Any) -> None:
+    global _progress, _todo
+    _progress, _todo = progress, todo
 
 
-def _threaded(folders: list[str], threads: int, options: dict[str, Any]) -> list[dict[str, Any]]:
+def _threaded(threads: int, options: dict[str, Any]) -> int:
+    """A worker process: `threads` threads take folders from the shared queue until a None."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
     computing = threading.Lock()     # one pass computes at a time; the model waits overlap
 
-    def one(folder: str) -> dict[str, Any]:
-        with llm.baton(computing):
-            summary = sleep_one(folder, **options)
-        if _progress is not None:
+    def take() -> int:
+        done = 0
+        while (folder := _todo.get()) is not None:
+            with baton.holding(computing):
+                summary = sleep_one(folder, **options)
             _progress.put(summary)
-        return summary
+            done += 1
+        return done
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        return list(pool.map(one, folders))
+        return sum(pool.map(lambda _: take(), range(threads)))
 
 
 def run_many(folders: list[str], *, jobs: int, on_result: Callable[[dict[str, Any]], None],
@@ -683,7 +687,7 @@ def run_many(folders: list[str], *, jobs: int, on_result: Callable[[dict[str, An
         computing = threading.Lock()     # see _threaded
 
         def one(folder: str) -> dict[str, Any]:
-            with llm.baton(computing):
+            with baton.holding(computing):
                 return sleep_one(folder, **options)
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -692,17 +696,21 @@ def run_many(folders: list[str], *, jobs: int, on_result: Callable[[dict[str, An
                 results.append(future.result())
                 on_result(results[-1])
         return results
-    threads = max(1, jobs // processes)
+    threads = [jobs // processes + (i < jobs % processes) for i in range(processes)]
     context = multiprocessing.get_context("fork")
+    _warm_up(folders[0], options.get("model"))
     # the workers share this process's memory (litellm alone is ~100 MB of objects) until they
     # write to it; the cyclic GC would walk, and so copy, all of it in every worker
     gc.freeze()
     try:
-        done = context.Queue()
+        done, todo = context.Queue(), context.Queue()
+        for folder in folders:               # taken as threads free up: no worker idles
+            todo.put(folder)                 # while another has a backlog
+        for _ in range(jobs):
+            todo.put(None)
         with ProcessPoolExecutor(max_workers=processes, mp_context=context,
-                                 initializer=_init_worker, initargs=(done,)) as spread:
-            slices = [folders[i::processes] for i in range(processes)]
-            workers = [spread.submit(_threaded, part, threads, options) for part in slices if part]
+                                 initializer=_init_worker, initargs=(done, todo)) as spread:
+            workers = [spread.submit(_threaded, n, options) for n in threads]
             while len(results) < len(folders):
                 try:
                     summary = done.get(timeout=0.5)
@@ -718,3 +726,14 @@ def run_many(folders: list[str], *, jobs: int, on_result: Callable[[dict[str, An
     finally:
         gc.unfreeze()
     return results
+
+
+def _warm_up(folder: str, model: str | None) -> None:
+    """Pay litellm's first-call costs once here, so that forked workers do not each pay them."""
+    from agentmem import models
+
+    try:
+        spec = models.resolve(model, Agent.open(folder).load().persona.settings, sleep=True)
+    except AgentmemError:
+        return                                # that agent's own pass will report it
+    llm.warm_up(spec)

@@ -70,3 +70,36 @@ def test_missing_key_and_keyless_providers(monkeypatch):
     models.check_key(ModelSpec("openai/local", "http://localhost:8000/v1", "x"))
     monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
     models.check_key(ModelSpec("anthropic/claude-haiku-4-5", None, "--model"))
+
+
+def test_warm_up_makes_no_model_call(model):
+    llm.warm_up(ModelSpec("scripted/x", None, "test"))
+    assert model.calls == []
+
+
+def test_a_model_wait_lets_another_thread_hold_the_baton(model):
+    import threading
+
+    from agentmem import baton
+
+    computing = threading.Lock()
+    seen: list[bool] = []
+
+    def respond(_messages):
+        seen.append(computing.acquire(timeout=5))   # free while this thread waits
+        computing.release()
+        return "ok"
+
+    model.responder = respond
+    with baton.holding(computing):
+        assert llm.complete(ModelSpec("scripted/x", None, "test"),
+                            [{"role": "user", "content": "hi"}]).text == "ok"
+        assert computing.locked()                   # held again once the reply is in
+        with baton.waiting():
+            with baton.waiting():                   # nested: released once, taken back once
+                assert not computing.locked()
+            assert not computing.locked()
+        assert computing.locked()
+    assert seen == [True] and not computing.locked()
+    with baton.waiting():                           # without a baton: nothing to let go
+        pass
