@@ -17,14 +17,15 @@ _local = threading.local()
 
 
 @contextmanager
-def holding(lock: threading.Lock) -> Iterator[None]:
-    """Run the block holding `lock`, except inside `waiting()` blocks on this thread."""
+def holding(lock: threading.Lock, slots: threading.Semaphore | None = None) -> Iterator[None]:
+    """Run the block holding `lock`, except inside `waiting()` blocks on this thread; model
+    calls inside it also take one of `slots` (at most that many wait on a model at once)."""
     lock.acquire()
-    _local.lock = lock
+    _local.lock, _local.slots = lock, slots
     try:
         yield
     finally:
-        _local.lock = None
+        _local.lock = _local.slots = None
         lock.release()
 
 
@@ -42,3 +43,15 @@ def waiting() -> Iterator[None]:
     finally:
         lock.acquire()
         _local.lock = lock
+
+
+@contextmanager
+def model_call() -> Iterator[None]:
+    """Waiting for a model: in a batch, also hold one of the model slots meanwhile."""
+    slots = getattr(_local, "slots", None)
+    with waiting():
+        if slots is None:
+            yield
+            return
+        with slots:
+            yield

@@ -171,7 +171,7 @@ def complete(spec: ModelSpec, messages: list[dict[str, Any]], *,
                 on_text(text)
 
         try:
-            with baton.waiting():
+            with baton.model_call():
                 return _call(spec, messages, tools, sink if on_text else None, max_tokens,
                              temperature)
         except ScriptExhausted:

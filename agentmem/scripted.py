@@ -80,13 +80,14 @@ class Script:
                                "params": {k: v for k, v in params.items() if k != "tools"}})
             if self.replies:
                 return self.replies.popleft()
-            if self.responder is not None:
-                return _coerce(self.responder(messages))
-            last = messages[-1].get("content") if messages else None
-            error = ScriptExhausted(f"scripted model: no reply queued for call #{len(self.calls)} "
-                                    f"(last message: {str(last)[:200]!r})")
-            self.exhausted.append(error)
-            raise error
+            responder = self.responder
+            if responder is None:
+                last = messages[-1].get("content") if messages else None
+                error = ScriptExhausted(f"scripted model: no reply queued for call "
+                                        f"#{len(self.calls)} (last message: {str(last)[:200]!r})")
+                self.exhausted.append(error)
+                raise error
+        return _coerce(responder(messages))      # outside the lock: concurrent calls overlap
 
     def assert_done(self) -> None:
         if self.exhausted:

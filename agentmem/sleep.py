@@ -648,53 +648,75 @@ def _init_worker(progress: Any, todo: Any) -> None:
     _progress, _todo = progress, todo
 
 
-def _threaded(threads: int, options: dict[str, Any]) -> int:
-    """A worker process: `threads` threads take folders from the shared queue until a None."""
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    computing = threading.Lock()     # one pass computes at a time; the model waits overlap
-
-    def take() -> int:
+def _threaded(jobs: int, options: dict[str, Any]) -> int:
+    """A worker process: threads take folders from the shared queue until a None; at most
+    `jobs` of them wait on the model at once (see _passes)."""
+    def take(run: Callable[[str], dict[str, Any]]) -> int:
         done = 0
         while (folder := _todo.get()) is not None:
-            with baton.holding(computing):
-                summary = sleep_one(folder, **options)
-            _progress.put(summary)
+            _progress.put(run(folder))
             done += 1
         return done
 
+    return sum(_passes(jobs, options, take, threads=_threads_for(jobs)))
+
+
+def _threads_for(jobs: int) -> int:
+    """Twice the model slots: while `jobs` threads wait on the model, as many more read and
+    write agents around their calls, so a slot never waits for a pass's disk work."""
+    return 2 * jobs
+
+
+def _passes(jobs: int, options: dict[str, Any], body: Callable[[Callable[[str], dict[str, Any]]], Any],
+            threads: int) -> list[Any]:
+    """Run `body(run)` on `threads` threads, where run(folder) sleeps one agent: one pass
+    computes at a time (agentmem.baton), and at most `jobs` wait on the model at once."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    computing, slots = threading.Lock(), threading.Semaphore(jobs)
+
+    def run(folder: str) -> dict[str, Any]:
+        with baton.holding(computing, slots):
+            return sleep_one(folder, **options)
+
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        return sum(pool.map(lambda _: take(), range(threads)))
+        return list(pool.map(lambda _: body(run), range(threads)))
 
 
 def run_many(folders: list[str], *, jobs: int, on_result: Callable[[dict[str, Any]], None],
              processes: int | None = None, **options: Any) -> list[dict[str, Any]]:
-    """Sleep many agents, `jobs` at once. Threads wait on the model; past a few dozen agents
-    the work is spread over one process per core too, since parsing and bookkeeping need CPU
-    that one Python process (one GIL) cannot give."""
+    """Sleep many agents, with at most `jobs` waiting on the model at once. Threads wait on the
+    model; past a few dozen agents the work is spread over one process per core too, since
+    parsing, checking and writing need CPU that one Python process (one GIL) cannot give."""
     import gc
     import multiprocessing
     import os
     import queue as queue_mod
     import threading
-    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+    from concurrent.futures import ProcessPoolExecutor
 
     if processes is None:
         processes = min(os.cpu_count() or 1, jobs, max(1, len(folders) // 50))
     results: list[dict[str, Any]] = []
     if processes <= 1:
-        computing = threading.Lock()     # see _threaded
+        waiting: queue_mod.SimpleQueue[str] = queue_mod.SimpleQueue()
+        lock = threading.Lock()
+        for folder in folders:
+            waiting.put(folder)
 
-        def one(folder: str) -> dict[str, Any]:
-            with baton.holding(computing):
-                return sleep_one(folder, **options)
+        def take(run: Callable[[str], dict[str, Any]]) -> None:
+            while True:
+                try:
+                    folder = waiting.get_nowait()
+                except queue_mod.Empty:
+                    return
+                summary = run(folder)
+                with lock:
+                    results.append(summary)
+                    on_result(summary)
 
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(one, f) for f in folders]
-            for future in as_completed(futures):
-                results.append(future.result())
-                on_result(results[-1])
+        _passes(jobs, options, take, threads=min(len(folders), _threads_for(jobs)))
         return results
     threads = [jobs // processes + (i < jobs % processes) for i in range(processes)]
     context = multiprocessing.get_context("fork")
@@ -706,8 +728,8 @@ def run_many(folders: list[str], *, jobs: int, on_result: Callable[[dict[str, An
         done, todo = context.Queue(), context.Queue()
         for folder in folders:               # taken as threads free up: no worker idles
             todo.put(folder)                 # while another has a backlog
-        for _ in range(jobs):
-            todo.put(None)
+        for _ in range(sum(_threads_for(n) for n in threads)):
+            todo.put(None)                   # one stop for each worker thread
         with ProcessPoolExecutor(max_workers=processes, mp_context=context,
                                  initializer=_init_worker, initargs=(done, todo)) as spread:
             workers = [spread.submit(_threaded, n, options) for n in threads]

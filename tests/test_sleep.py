@@ -426,3 +426,33 @@ def test_a_crash_after_the_sleep_version_does_not_replay_its_events(learner: Age
 def test_a_crash_before_the_sleep_version_replays_its_events(learner: Agent, model):
     learner.update_state(pending_sleep_cursor={"event": 8, "offset": 999})
     assert learner.sleep_cursor().event == 0            # announced, never committed
+
+
+def test_jobs_bounds_the_model_calls_in_flight(tmp_path, model):
+    import threading
+    import time
+
+    from agentmem.agent import Agent
+
+    folders = []
+    for n in range(8):
+        a = Agent.create(str(tmp_path / "fleet" / f"a{n}"))
+        a.journal.append({"kind": "user", "content": f"hello {n}"})
+        folders.append(str(a.folder))
+    lock = threading.Lock()
+    now, most = [0], [0]
+
+    def respond(_messages):
+        with lock:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        time.sleep(0.05)
+        with lock:
+            now[0] -= 1
+        return json.dumps({"operations": [], "summary": "nothing"})
+
+    model.responder = respond
+    results = core.run_many(folders, jobs=3, processes=1, on_result=lambda _r: None,
+                            model="scripted/x", apply_it=True, max_cost=None, max_tokens=None)
+    assert len(results) == 8 and all(r["ok"] for r in results), results
+    assert most[0] == 3      # the bound is reached, and never passed, though 6 threads run

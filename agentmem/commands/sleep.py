@@ -17,7 +17,7 @@ def sleep(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only show the proposal."),
     json_: bool = typer.Option(False, "--json", help="Print the proposal (and result) as JSON."),
     model: str = typer.Option(None, "--model", help="Sleep model (else sleep_model:, then model:)."),
-    jobs: int = typer.Option(4, "--jobs", "-j", min=1, max=256, help="Agents slept at once."),
+    jobs: int = typer.Option(4, "--jobs", "-j", min=1, max=256, help="Agents waiting on the model at once."),
     max_cost: float = typer.Option(None, "--max-cost", help="Refuse a pass estimated above this USD."),
     max_tokens: int = typer.Option(None, "--max-tokens", help="Refuse a pass estimated above this "
                                    "many tokens."),
