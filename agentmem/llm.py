@@ -193,16 +193,6 @@ def complete(spec: ModelSpec, messages: list[dict[str, Any]], *,
 
 
 
-def warm_up(spec: ModelSpec) -> None:
-    """Do litellm's one-time work of a first call (lazy imports, its tokenizer) without a model:
-    a process that forks workers afterwards spares each of them doing it again."""
-    try:
-        litellm().completion(model=spec.model, messages=[{"role": "user", "content": "hi"}],
-                             mock_response="ok", max_tokens=1)
-    except Exception:  # noqa: BLE001, S110 - only an optimisation; the real call reports errors
-        pass
-
-
 def _call(spec: ModelSpec, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
           on_text: Callable[[str], None] | None, max_tokens: int | None,
           temperature: float | None) -> Completion:

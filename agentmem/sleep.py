@@ -720,19 +720,22 @@ def run_many(folders: list[str], *, jobs: int, on_result: Callable[[dict[str, An
         return results
     threads = [jobs // processes + (i < jobs % processes) for i in range(processes)]
     context = multiprocessing.get_context("fork")
-    _warm_up(folders[0], options.get("model"))
     # the workers share this process's memory (litellm alone is ~100 MB of objects) until they
-    # write to it; the cyclic GC would walk, and so copy, all of it in every worker
+    # write to it; the cyclic GC would walk, and so copy, all of it in every worker. No model
+    # call may happen in this process before the fork: litellm logs calls on background
+    # threads, and a fork while one of them holds an import lock leaves the workers hung.
     gc.freeze()
     try:
         done, todo = context.Queue(), context.Queue()
-        for folder in folders:               # taken as threads free up: no worker idles
-            todo.put(folder)                 # while another has a backlog
-        for _ in range(sum(_threads_for(n) for n in threads)):
-            todo.put(None)                   # one stop for each worker thread
         with ProcessPoolExecutor(max_workers=processes, mp_context=context,
                                  initializer=_init_worker, initargs=(done, todo)) as spread:
             workers = [spread.submit(_threaded, n, options) for n in threads]
+            # filled once the workers exist (its feeder thread starts after the fork); folders
+            # are taken as threads free up, so no worker idles while another has a backlog
+            for folder in folders:
+                todo.put(folder)
+            for _ in range(sum(_threads_for(n) for n in threads)):
+                todo.put(None)                   # one stop for each worker thread
             while len(results) < len(folders):
                 try:
                     summary = done.get(timeout=0.5)
@@ -749,13 +752,3 @@ def run_many(folders: list[str], *, jobs: int, on_result: Callable[[dict[str, An
         gc.unfreeze()
     return results
 
-
-def _warm_up(folder: str, model: str | None) -> None:
-    """Pay litellm's first-call costs once here, so that forked workers do not each pay them."""
-    from agentmem import models
-
-    try:
-        spec = models.resolve(model, Agent.open(folder).load().persona.settings, sleep=True)
-    except AgentmemError:
-        return                                # that agent's own pass will report it
-    llm.warm_up(spec)

@@ -72,11 +72,6 @@ def test_missing_key_and_keyless_providers(monkeypatch):
     models.check_key(ModelSpec("anthropic/claude-haiku-4-5", None, "--model"))
 
 
-def test_warm_up_makes_no_model_call(model):
-    llm.warm_up(ModelSpec("scripted/x", None, "test"))
-    assert model.calls == []
-
-
 def test_a_model_wait_lets_another_thread_hold_the_baton(model):
     import threading
 
