@@ -662,9 +662,10 @@ def _threaded(jobs: int, options: dict[str, Any]) -> int:
 
 
 def _threads_for(jobs: int) -> int:
-    """Twice the model slots: while `jobs` threads wait on the model, as many more read and
-    write agents around their calls, so a slot never waits for a pass's disk work."""
-    return 2 * jobs
+    """A few threads more than model slots: while `jobs` threads wait on the model, the others
+    read and write agents around their calls (one computes at a time, the rest wait on the
+    disk), so a slot never waits for a pass's disk work. More would only add hand-offs."""
+    return jobs + 4
 
 
 def _passes(jobs: int, options: dict[str, Any], body: Callable[[Callable[[str], dict[str, Any]]], Any],
