@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentmem import config
+from agentmem import baton, config
 from agentmem.errors import (
     AgentmemError,
     Conflict,
@@ -232,7 +232,7 @@ class Agent:
             return {}
 
     def update_state(self, **values: Any) -> None:
-        with self._write_lock:
+        with self.locked():
             state = self.read_state()
             state.update(values)
             state = {k: v for k, v in state.items() if v is not None}   # None removes a key
@@ -260,12 +260,17 @@ class Agent:
     def locked(self) -> Iterator[None]:
         from filelock import Timeout
 
+        lock = self._write_lock
         try:
-            with self._write_lock:
-                yield
+            with baton.waiting():           # another process may hold it: let others compute
+                lock.acquire()
         except Timeout:
             raise Locked(f"{self.folder} is busy: another agentmem process holds its write lock",
                          "wait for it to finish and try again") from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     def record_hand_edits(self) -> Version | None:
         with self.locked():
@@ -279,7 +284,8 @@ class Agent:
             intent = _read_json(intent_path)
             atomic_delete(intent_path)
             files = intent.get("files", {})
-            if dirty and all(_digest(self.folder / n) == h for n, h in files.items()):
+            if any(n in dirty for n in files) and \
+                    all(_digest(self.folder / n) == h for n, h in files.items()):
                 # the interrupted write was complete on disk: commit it as its author, and
                 # anything else that changed as the person's own version below
                 version = self.history.commit(intent.get("author", "human"),
@@ -348,13 +354,11 @@ class Agent:
 
     def _remember_lesson_ids(self, before: dict[str, str | None],
                              after: dict[str, str | None]) -> None:
-        """Keep the highest lesson number ever used, so a removed lesson's id is never reused.
-
-        Ids still in the files need no record (new ids are numbered past them), so state.json is
-        written only when a change takes the highest id out of lessons.md and archive.md."""
-        was, now = _highest_lesson(before), _highest_lesson(after)
-        if was > now and was > int(self.read_state().get("highest_lesson", 0)):
-            self.update_state(highest_lesson=was)
+        """Keep the highest lesson number ever used, so a removed lesson's id is never reused
+        (a pass numbers new lessons past it and past what the files hold)."""
+        highest = max(_highest_lesson(before), _highest_lesson(after))
+        if highest > int(self.read_state().get("highest_lesson", 0)):
+            self.update_state(highest_lesson=highest)
 
     def used_lesson_ids(self) -> set[str]:
         """Ids that must not be given to a new lesson (see _remember_lesson_ids)."""

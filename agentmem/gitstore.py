@@ -90,6 +90,7 @@ class Store:
             fh = open(tmp, "wb")
         except FileNotFoundError:
             path.parent.mkdir(exist_ok=True)
+            synced_dirs.add(path.parent.parent)     # the new folder's entry in objects/
             fh = open(tmp, "wb")
         with fh:
             fh.write(zlib.compress(data))
@@ -147,11 +148,22 @@ class Store:
         except FileExistsError:
             raise Unsupported(f"{lock} exists: a git process is updating this ref") from None
         try:
+            try:                     # under the lock: the ref must still be where we built on
+                current: str | None = path.read_text(encoding="utf-8").strip() or None
+            except FileNotFoundError:
+                current = old            # packed (the caller read packed-refs) or no commit yet
+            if current != old:
+                raise Unsupported(f"{ref} moved to {current} meanwhile")
             os.write(fd, new.encode() + b"\n")
             fsync(fd)
-        finally:
             os.close(fd)
-        os.replace(lock, path)
+            fd = -1
+            os.replace(lock, path)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            lock.unlink(missing_ok=True)
+            raise
         fsync_dir(path.parent)
         line = f"{old or '0' * 40} {new} {ident}\t{message}\n".encode()
         for log in (self.git_dir / "logs" / "HEAD", self.git_dir / "logs" / ref):
@@ -174,7 +186,8 @@ class Store:
             raw_name = name.encode()
             st = stats.get(name)
             fields = [0] * 10 if st is None else [
-                int(st.st_ctime), st.st_ctime_ns % 10**9, int(st.st_mtime), st.st_mtime_ns % 10**9,
+                st.st_ctime_ns // 10**9, st.st_ctime_ns % 10**9, st.st_mtime_ns // 10**9,
+                st.st_mtime_ns % 10**9,
                 st.st_dev, st.st_ino, 0, st.st_uid, st.st_gid, st.st_size]
             fields[6] = entry.mode
             record = struct.pack(">10I", *(f & 0xFFFFFFFF for f in fields))
@@ -193,9 +206,14 @@ class Store:
         try:
             os.write(fd, data)
             fsync(fd)
-        finally:
             os.close(fd)
-        os.replace(lock, path)
+            fd = -1
+            os.replace(lock, path)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            lock.unlink(missing_ok=True)
+            raise
 
 
 def tree_body(entries: dict[str, Entry]) -> bytes:

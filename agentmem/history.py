@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agentmem import gitstore
+from agentmem import baton, gitstore
 from agentmem.errors import AgentmemError, Conflict, NotFound, UsageError
 from agentmem.fsutil import fsync_dir
 
@@ -73,9 +73,10 @@ class History:
         cmd = ["git", "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false",
                "-c", "core.autocrlf=false", "-c", "core.quotepath=false", *args]
         try:
-            proc = subprocess.run(cmd, cwd=self.folder, env=full_env, input=input,
-                                  capture_output=True, text=True, encoding="utf-8",
-                                  errors="replace")
+            with baton.waiting():         # in a batch, another pass computes meanwhile
+                proc = subprocess.run(cmd, cwd=self.folder, env=full_env, input=input,
+                                      capture_output=True, text=True, encoding="utf-8",
+                                      errors="replace")
         except FileNotFoundError as exc:
             raise AgentmemError("git is not installed", "install git and try again") from exc
         if check and proc.returncode != 0:

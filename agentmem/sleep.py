@@ -697,8 +697,11 @@ def run_many(folders: list[str], *, jobs: int, on_result: Callable[[dict[str, An
     import threading
     from concurrent.futures import ProcessPoolExecutor
 
+    if not folders:
+        return []
     if processes is None:
-        processes = min(os.cpu_count() or 1, jobs, max(1, len(folders) // 50))
+        processes = os.cpu_count() or 1
+    processes = max(1, min(processes, jobs, max(1, len(folders) // 50)))
     results: list[dict[str, Any]] = []
     if processes <= 1:
         waiting: queue_mod.SimpleQueue[str] = queue_mod.SimpleQueue()
@@ -737,19 +740,44 @@ def run_many(folders: list[str], *, jobs: int, on_result: Callable[[dict[str, An
                 todo.put(folder)
             for _ in range(sum(_threads_for(n) for n in threads)):
                 todo.put(None)                   # one stop for each worker thread
-            while len(results) < len(folders):
-                try:
-                    summary = done.get(timeout=0.5)
-                except queue_mod.Empty:
-                    failed = [w for w in workers if w.done() and w.exception() is not None]
-                    if failed:
-                        failed[0].result()       # re-raises the worker's error
-                    continue
-                results.append(summary)
-                on_result(summary)
-            for worker in workers:
-                worker.result()
+            try:
+                while len(results) < len(folders):
+                    try:
+                        summary = done.get(timeout=0.5)
+                    except queue_mod.Empty:
+                        failed = [w for w in workers if w.done() and w.exception() is not None]
+                        if failed:
+                            failed[0].result()       # re-raises the worker's error
+                        continue
+                    results.append(summary)
+                    on_result(summary)
+                for worker in workers:
+                    worker.result()
+            except BaseException:
+                _abandon(todo, done, workers, sum(_threads_for(n) for n in threads))
+                raise
     finally:
         gc.unfreeze()
     return results
+
+
+def _abandon(todo: Any, done: Any, workers: list[Any], stops: int) -> None:
+    """After an error (or Ctrl-C): let the workers finish the passes under way and stop, and
+    keep reading their results meanwhile, so no process waits forever on a full pipe."""
+    import queue as queue_mod
+
+    while True:                   # no new agent is started
+        try:
+            todo.get_nowait()
+        except queue_mod.Empty:
+            break
+    for _ in range(stops):
+        todo.put(None)
+    while not all(w.done() for w in workers):
+        try:
+            done.get(timeout=0.2)
+        except queue_mod.Empty:
+            pass
+    todo.cancel_join_thread()
+    done.cancel_join_thread()
 

@@ -456,3 +456,26 @@ def test_jobs_bounds_the_model_calls_in_flight(tmp_path, model):
                             model="scripted/x", apply_it=True, max_cost=None, max_tokens=None)
     assert len(results) == 8 and all(r["ok"] for r in results), results
     assert most[0] == 3      # the bound is reached, and never passed, though 7 threads run
+
+
+def test_a_failing_worker_process_is_reported_not_hung(tmp_path):
+    folders = [str(tmp_path / f"a{n}") for n in range(120)]
+    with pytest.raises(TypeError):
+        core.run_many(folders, jobs=4, processes=2, on_result=lambda _r: None, not_an_option=1)
+    assert core.run_many([], jobs=4, on_result=lambda _r: None) == []
+
+
+def test_an_id_deleted_by_hand_since_the_last_version_is_not_given_out_again(agent: Agent, model):
+    path = agent.folder / "lessons.md"
+    agent.write({"lessons.md": path.read_text() + "\n## Agent's own\n<!-- id: L13 -->\n"
+                 "Learned in chat.\n"}, "agent", "learned")
+    text = path.read_text()
+    path.write_text(text[:text.index("## Agent's own")])    # a person deletes L13, unrecorded
+    agent.update_state(sleep_cursor=agent.journal.end_cursor().to_json())
+    agent.journal.append({"kind": "user", "content": "Use pathlib."})
+    last = f"e{agent.journal.last_event_number()}"
+    model.push(ops(op(op="add", title="Prefer pathlib", body="Use pathlib.", evidence=[last])))
+    result = core.run_pass(agent, SPEC)
+    assert result.ok, result.message
+    added = next(x for x in agent.load().lessons.lessons if x.title == "Prefer pathlib")
+    assert added.id == "L14"
