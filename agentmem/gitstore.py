@@ -20,6 +20,7 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,33 +138,16 @@ class Store:
     def update_ref(self, ref: str, old: str | None, new: str, ident: str, message: str) -> None:
         """Move `ref` from `old` to `new` the way git does: ref.lock, fsync, rename; reflog."""
         path = self.git_dir / ref
-        lock = path.with_name(path.name + ".lock")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-        try:
+
+        def check() -> None:         # under the lock: the ref must still be where we built on
             try:
-                fd = os.open(lock, flags, 0o644)
-            except FileNotFoundError:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(lock, flags, 0o644)
-        except FileExistsError:
-            raise Unsupported(f"{lock} exists: a git process is updating this ref") from None
-        try:
-            try:                     # under the lock: the ref must still be where we built on
                 current: str | None = path.read_text(encoding="utf-8").strip() or None
             except FileNotFoundError:
                 current = old            # packed (the caller read packed-refs) or no commit yet
             if current != old:
                 raise Unsupported(f"{ref} moved to {current} meanwhile")
-            os.write(fd, new.encode() + b"\n")
-            fsync(fd)
-            os.close(fd)
-            fd = -1
-            os.replace(lock, path)
-        except BaseException:
-            if fd >= 0:
-                os.close(fd)
-            lock.unlink(missing_ok=True)
-            raise
+
+        _replace_locked(path, new.encode() + b"\n", check)
         fsync_dir(path.parent)
         line = f"{old or '0' * 40} {new} {ident}\t{message}\n".encode()
         for log in (self.git_dir / "logs" / "HEAD", self.git_dir / "logs" / ref):
@@ -197,23 +181,34 @@ class Store:
             out.append(record)
         data = b"".join(out)
         data += hashlib.sha1(data).digest()
-        path = self.git_dir / "index"
-        lock = path.with_name("index.lock")
+        _replace_locked(self.git_dir / "index", data)
+
+def _replace_locked(path: Path, data: bytes, check: Callable[[], None] | None = None) -> None:
+    """Replace `path` the way git does: create PATH.lock exclusively (its lock too), run
+    `check` while holding it, write and sync, rename over PATH. A failure leaves no lock."""
+    lock = path.with_name(path.name + ".lock")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
         try:
-            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            raise Unsupported("index.lock exists: a git process is using this repository") from None
-        try:
-            os.write(fd, data)
-            fsync(fd)
+            fd = os.open(lock, flags, 0o644)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, flags, 0o644)
+    except FileExistsError:
+        raise Unsupported(f"{lock} exists: a git process is using this repository") from None
+    try:
+        if check is not None:
+            check()
+        os.write(fd, data)
+        fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.replace(lock, path)
+    except BaseException:
+        if fd >= 0:
             os.close(fd)
-            fd = -1
-            os.replace(lock, path)
-        except BaseException:
-            if fd >= 0:
-                os.close(fd)
-            lock.unlink(missing_ok=True)
-            raise
+        lock.unlink(missing_ok=True)
+        raise
 
 
 def tree_body(entries: dict[str, Entry]) -> bytes:

@@ -312,3 +312,21 @@ def test_a_linked_memory_file_is_versioned_by_git_itself(blank: Agent, tmp_path:
     assert version is not None and version.number == 2
     assert "120000" in git(blank, "ls-tree", "HEAD", "lessons.md")
     assert blank.history.dirty() == []
+
+
+def test_a_ref_moved_meanwhile_is_left_alone_and_no_lock_stays(blank: Agent):
+    from agentmem import gitstore
+
+    git_dir = blank.folder / ".agentmem" / "git"
+    store = gitstore.Store(git_dir)
+    ref = store.branch()
+    head = blank.history.head()
+    with pytest.raises(gitstore.Unsupported, match="moved"):
+        store.update_ref(ref, "0" * 40, "1" * 40, "x <x@x> 0 +0000", "commit: stale")
+    assert blank.history.head() == head
+    assert not (git_dir / (ref + ".lock")).exists()
+    (git_dir / "index.lock").write_text("someone else's")   # a git process at work: not ours
+    add_lesson(blank, "One", "1")
+    version = blank.record_hand_edits()                    # the version is recorded anyway
+    assert version is not None and version.number == 2
+    assert (git_dir / "index.lock").read_text() == "someone else's"
