@@ -352,14 +352,20 @@ def test_evidence_on_a_lesson_is_capped_to_the_newest_ids():
     assert kept == ids[-core.MAX_EVIDENCE:]
 
 
-def test_many_agents_across_processes(tmp_path, model):
-    from agentmem.agent import Agent
-
+def fleet(tmp_path, count: int) -> list[str]:
+    """`count` new agents, each with one new user event to sleep on."""
     folders = []
-    for n in range(4):
+    for n in range(count):
         a = Agent.create(str(tmp_path / "fleet" / f"a{n}"))
         a.journal.append({"kind": "user", "content": f"hello {n}"})
         folders.append(str(a.folder))
+    return folders
+
+
+def test_many_agents_across_processes(tmp_path, model):
+    from agentmem.agent import Agent
+
+    folders = fleet(tmp_path, 4)
     model.responder = lambda messages: json.dumps({"operations": [op(
         op="add", title="Greets", body="Says hello.", evidence=["e1"])], "summary": "s"})
     seen = []
@@ -432,13 +438,7 @@ def test_jobs_bounds_the_model_calls_in_flight(tmp_path, model):
     import threading
     import time
 
-    from agentmem.agent import Agent
-
-    folders = []
-    for n in range(8):
-        a = Agent.create(str(tmp_path / "fleet" / f"a{n}"))
-        a.journal.append({"kind": "user", "content": f"hello {n}"})
-        folders.append(str(a.folder))
+    folders = fleet(tmp_path, 8)
     lock = threading.Lock()
     now, most = [0], [0]
 
