@@ -224,12 +224,7 @@ class Agent:
 
     # -- state -----------------------------------------------------------------------------
     def read_state(self) -> dict[str, Any]:
-        path = self.state_dir / "state.json"
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return data if isinstance(data, dict) else {}
-        except (FileNotFoundError, ValueError):
-            return {}
+        return read_json(self.state_dir / "state.json")
 
     def update_state(self, **values: Any) -> None:
         with self.locked():
@@ -281,11 +276,11 @@ class Agent:
         intent_path = self.state_dir / "intent.json"
         dirty = self.history.dirty()
         if intent_path.exists():
-            intent = _read_json(intent_path)
+            intent = read_json(intent_path)
             atomic_delete(intent_path)
             files = intent.get("files", {})
             if any(n in dirty for n in files) and \
-                    all(_digest(self.folder / n) == h for n, h in files.items()):
+                    all(file_digest(self.folder / n) == h for n, h in files.items()):
                 # the interrupted write was complete on disk: commit it as its author, and
                 # anything else that changed as the person's own version below
                 version = self.history.commit(intent.get("author", "human"),
@@ -438,7 +433,8 @@ def _hash(text: str | None) -> str | None:
     return None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _digest(path: Path) -> str | None:
+def file_digest(path: Path) -> str | None:
+    """sha256 of a file's bytes (as intent.json records them); None when it does not exist."""
     import hashlib
 
     try:
@@ -452,7 +448,8 @@ def _highest_lesson(texts: dict[str, str | None]) -> int:
                 for m in re.finditer(r"<!--\s*id:\s*L(\d+)\b", texts.get(name) or "")), default=0)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a file; {} when it is missing, unreadable or not an object."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         return data if isinstance(data, dict) else {}

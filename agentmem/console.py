@@ -90,6 +90,11 @@ def warn(message: str) -> None:
     _styled([("warning: ", "yellow bold"), (message, "")])
 
 
+def retrying(error: Any, wait: float) -> None:
+    """The on_retry callback of llm.complete: a transient model error, retried after `wait`."""
+    warn(f"{error.message}; retrying in {wait:g} s")
+
+
 def error(message: str, hint: str | None = None) -> None:
     for n, line in enumerate(message.splitlines() or [message]):
         _styled([("Error: " if n == 0 else "  ", "red bold"), (line, "")])

@@ -141,12 +141,8 @@ def load_scenario(path: Path) -> Scenario:
 
 
 def _check(expect: dict[str, Any]) -> Check:
-    def listed(key: str) -> list[str]:
-        value = expect.get(key) or []
-        return [value] if isinstance(value, str) else [str(v) for v in value]
-
-    return Check(listed("contains"), listed("not_contains"), expect.get("regex"),
-                 expect.get("judge"))
+    return Check(_listed(expect.get("contains") or None), _listed(expect.get("not_contains") or None),
+                 expect.get("regex"), expect.get("judge"))
 
 
 # -- the scripted stand-in for a model ----------------------------------------------------
@@ -198,10 +194,6 @@ class ScenarioResult:
     def passed(self, condition: str) -> tuple[int, int]:
         rows = [p for p in self.probes if p.condition == condition]
         return sum(p.ok for p in rows), len(rows)
-
-    @property
-    def memory_ok(self) -> bool:
-        return all(ok for _, ok, _ in self.memory)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "error": self.error, "events": self.events,

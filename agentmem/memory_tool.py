@@ -9,7 +9,6 @@ error string to the model and changes nothing on disk.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from agentmem.history import Version
 from agentmem.pins import pins_preserved
 from agentmem.redact import count_secrets
 from agentmem.tokens import estimate
+from agentmem.toolrun import parse_arguments
 
 EDITABLE = ("persona.md", "lessons.md")
 ROOT = "/memories"
@@ -132,9 +132,7 @@ class MemoryTool:
 
     def run(self, raw_arguments: str) -> ToolOutcome:
         try:
-            args = json.loads(raw_arguments or "{}")
-            if not isinstance(args, dict):
-                raise ValueError
+            args = parse_arguments(raw_arguments)
         except ValueError:
             return ToolOutcome(False, "error: arguments must be a JSON object")
         command = args.get("command")
@@ -187,7 +185,7 @@ class MemoryTool:
             current = texts.get(name) or ""
             new = apply_command(command, current, args)
             if name == "lessons.md":
-                new = self._link_new_lessons(current, new)
+                new = self._link_new_lessons(current, new, texts.get("archive.md"))
             memory = persona_fmt.parse(texts.get("persona.md") or "")[0]
             budgets = memory.budgets if memory else persona_fmt.DEFAULT_BUDGETS
             budget = budgets["persona" if name == "persona.md" else "lessons"]
@@ -203,14 +201,14 @@ class MemoryTool:
             return f"{name}: no change (the text is already like that)", None
         return f"{name} updated (version {version.number})", version
 
-    def _link_new_lessons(self, old: str, new: str) -> str:
+    def _link_new_lessons(self, old: str, new: str, archive_text: str | None) -> str:
         """Give lessons the agent just wrote an id, and the current turn's events as evidence."""
         before, _ = lessons_fmt.parse(old)
         after, problems = lessons_fmt.parse(new)
         if after is None:
             raise InvalidAgent(problems)
         known = {lesson.id for lesson in (before.lessons if before else []) if lesson.id}
-        archive = lessons_fmt.parse(self.agent.read_texts().get("archive.md") or "")[0]
+        archive = lessons_fmt.parse(archive_text or "")[0]
         known |= {lesson.id for lesson in (archive.lessons if archive else []) if lesson.id}
         doc = after.with_ids(reserved=known | self.agent.used_lesson_ids())
         # a lesson is the agent's new one when it was not there before; a person's lesson

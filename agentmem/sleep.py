@@ -27,7 +27,7 @@ from agentmem.agent import ARCHIVE, BLANK_ARCHIVE, Agent, validate
 from agentmem.errors import AgentmemError, Conflict, InvalidAgent, ModelError, Refused
 from agentmem.fsutil import atomic_write
 from agentmem.history import CURSOR_TRAILER, Version
-from agentmem.journal import Cursor
+from agentmem.journal import Cursor, event_number
 from agentmem.lessons import Lesson, LessonsDoc
 from agentmem.memory_tool import Refusal, guard_agent_edit
 from agentmem.models import ModelSpec
@@ -69,11 +69,10 @@ class Proposal:
     raw: list[str] = field(default_factory=list)
     max_shrink: float = 0.3
 
-    def diff(self, after: dict[str, str | None] | None = None) -> str:
-        after = after or self.after
+    def diff(self) -> str:
         out: list[str] = []
         for name in ("persona.md", "lessons.md", ARCHIVE):
-            a, b = self.before.get(name) or "", after.get(name) or ""
+            a, b = self.before.get(name) or "", self.after.get(name) or ""
             if a != b:
                 out += difflib.unified_diff(a.splitlines(keepends=True), b.splitlines(keepends=True),
                                             f"a/{name}", f"b/{name}")
@@ -172,7 +171,11 @@ def apply_operations(before: dict[str, str | None], operations: list[dict[str, A
     archive, problems = lessons_fmt.parse(before.get(ARCHIVE) or BLANK_ARCHIVE, ARCHIVE)
     if archive is None:
         raise InvalidAgent(problems)
-    doc = doc.with_ids({(x.id or "").split("-")[0] for x in archive.lessons} | set(used_ids))
+
+    def reserved() -> set[str]:        # archived ids stay taken; the archive grows as we go
+        return {(x.id or "").split("-")[0] for x in archive.lessons} | set(used_ids)
+
+    doc = doc.with_ids(reserved())
     persona_text = before.get("persona.md") or ""
 
     def lesson(lesson_id: str, where: str) -> Lesson:
@@ -199,8 +202,7 @@ def apply_operations(before: dict[str, str | None], operations: list[dict[str, A
         evidence = list(op["evidence"])
         if kind == "add":
             doc.append(Lesson(title=op["title"].strip(), body=op["body"].strip(),
-                              id=doc.next_id({(x.id or "").split("-")[0] for x in archive.lessons}
-                                             | set(used_ids)),
+                              id=doc.next_id(reserved()),
                               evidence=evidence, raw=None))
         elif kind == "update":
             old = lesson(op["id"], where)
@@ -240,9 +242,7 @@ def _union(*lists: list[str]) -> list[str]:
     ids = list(dict.fromkeys(e for items in lists for e in items))
     if len(ids) <= MAX_EVIDENCE:
         return ids
-    def number(e: str) -> int:
-        return int(e[1:]) if e[1:].isdigit() else 0
-    return sorted(sorted(ids, key=number)[-MAX_EVIDENCE:], key=ids.index)
+    return sorted(sorted(ids, key=lambda e: event_number(e) or 0)[-MAX_EVIDENCE:], key=ids.index)
 
 
 def _archive_id(archive: LessonsDoc, lesson_id: str) -> str:
@@ -440,6 +440,7 @@ def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
     proposal = Proposal(agent, spec, [], before, before, p.cursor, len(p.events),
                         warnings=p.warnings, max_shrink=max_shrink)
     summaries = []
+    used_ids = agent.used_lesson_ids()
     for n, chunk in enumerate(p.chunks, 1):
         messages = sleep_messages(current, chunk, n, len(p.chunks))
         try:
@@ -463,8 +464,7 @@ def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
                 if summary:
                     summaries.append(summary)
                 continue
-            result = apply_operations(current, operations, known,
-                                      used_ids=agent.used_lesson_ids())
+            result = apply_operations(current, operations, known, used_ids=used_ids)
             check_result(current, result, max_shrink, operations)
             if current is not before:         # a later chunk: guard the whole pass too
                 check_result(before, result, max_shrink)

@@ -8,7 +8,6 @@ by a time window, so they are never recorded twice.
 from __future__ import annotations
 
 import fnmatch
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from agentmem import models
-from agentmem.agent import STATE_DIR, Agent, validate
+from agentmem.agent import STATE_DIR, Agent, file_digest, read_json, validate
 from agentmem.errors import AgentmemError, InvalidAgent, Problem
 from agentmem.history import TRACKED, Version
 from agentmem.journal import FILE as LOG_FILE
@@ -52,22 +51,9 @@ def classify(agent: Agent) -> Classification:
         return Classification("none")
     intent_path = agent.state_dir / "intent.json"
     if intent_path.exists():
-        import hashlib
-
-        try:
-            intent = json.loads(intent_path.read_text(encoding="utf-8"))
-        except ValueError:
-            intent = {}
-        hashes = intent.get("files", {})
-
-        def digest(name: str) -> str | None:
-            try:
-                return hashlib.sha256((agent.folder / name).read_bytes()).hexdigest()
-            except FileNotFoundError:
-                return None
-
-        if hashes and set(dirty) <= set(hashes) and all(digest(n) == h for n, h in hashes.items()
-                                                        if n in dirty):
+        hashes = read_json(intent_path).get("files", {})
+        if hashes and set(dirty) <= set(hashes) and all(
+                file_digest(agent.folder / n) == h for n, h in hashes.items() if n in dirty):
             return Classification("own", dirty)
     _, problems = validate(agent.read_texts())
     if problems:

@@ -101,7 +101,7 @@ def test_only_llm_imports_litellm():
 
 def test_only_watcher_imports_watchfiles():
     users = [_rel(p) for p in ALL_MODULES if "watchfiles" in _imports(p)]
-    assert set(users) <= {"agentmem/watcher.py"}
+    assert users == ["agentmem/watcher.py"]
 
 
 def test_rich_only_in_console_and_commands():

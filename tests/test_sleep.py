@@ -363,8 +363,6 @@ def fleet(tmp_path, count: int) -> list[str]:
 
 
 def test_many_agents_across_processes(tmp_path, model):
-    from agentmem.agent import Agent
-
     folders = fleet(tmp_path, 4)
     model.responder = lambda messages: json.dumps({"operations": [op(
         op="add", title="Greets", body="Says hello.", evidence=["e1"])], "summary": "s"})

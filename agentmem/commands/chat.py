@@ -69,7 +69,7 @@ def _once(session: Any, text: str, json_: bool) -> None:
         sys.stdout.write(chunk)
         sys.stdout.flush()
 
-    result = session.send(text, on_text=None if json_ else stream, on_retry=_retrying)
+    result = session.send(text, on_text=None if json_ else stream, on_retry=console.retrying)
     for warning in result.warnings:
         console.warn(warning)
     if json_:
@@ -79,12 +79,6 @@ def _once(session: Any, text: str, json_: bool) -> None:
     for version in result.memory_versions:
         console.info(f"memory: version {version.number} by the agent: {version.subject} "
                      f"(undo: agentmem revert {session.agent.folder} {version.number})")
-
-
-def _retrying(error: Any, wait: float) -> None:
-    from agentmem import console
-
-    console.warn(f"{error.message}; retrying in {wait:g} s")
 
 
 def _ask_approval(tool: Any, args: dict[str, Any]) -> bool:
@@ -149,13 +143,13 @@ def _reply(session: Any, text: str) -> None:
                 chunks.append(chunk)
                 live.update(Markdown("".join(chunks)))
 
-            result = session.send(text, on_text=stream, on_tool=_show_tool, on_retry=_retrying)
+            result = session.send(text, on_text=stream, on_tool=_show_tool, on_retry=console.retrying)
     else:
         def stream(chunk: str) -> None:
             sys.stdout.write(chunk)
             sys.stdout.flush()
 
-        result = session.send(text, on_text=stream, on_tool=_show_tool, on_retry=_retrying)
+        result = session.send(text, on_text=stream, on_tool=_show_tool, on_retry=console.retrying)
         if result.text and not result.text.endswith("\n"):
             sys.stdout.write("\n")
     for warning in result.warnings:

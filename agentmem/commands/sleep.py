@@ -72,7 +72,7 @@ def _one(folder: Path, yes: bool, dry_run: bool, json_: bool, model: str | None,
     models.check_key(spec)
     with _pass_lock(agent):
         proposal = core.propose(agent, spec, max_cost=max_cost, max_tokens=max_tokens,
-                                on_retry=_retrying)
+                                on_retry=console.retrying)
         if proposal is None:
             if json_:
                 console.print_json({"agent": str(agent.folder), "operations": [], "events": 0})
@@ -161,12 +161,6 @@ def _ask(proposal: Any) -> list[int] | None:
     return selected
 
 
-def _retrying(error: Any, wait: float) -> None:
-    from agentmem import console
-
-    console.warn(f"{error.message}; retrying in {wait:g} s")
-
-
 def _many(agents: list[Any], apply_it: bool, json_: bool, model: str | None, jobs: int,
           max_cost: float | None, max_tokens: int | None) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -201,7 +195,7 @@ def interactive_sleep(session: Any) -> None:
     agent = session.agent
     spec = models.resolve(None, agent.load().persona.settings, sleep=True)
     with _pass_lock(agent):
-        proposal = core.propose(agent, spec, on_retry=_retrying)
+        proposal = core.propose(agent, spec, on_retry=console.retrying)
         if proposal is None:
             console.info("nothing new since the last sleep")
             return
