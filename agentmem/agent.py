@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +25,9 @@ from agentmem.fsutil import atomic_delete, atomic_write
 from agentmem.history import TRACKED, History, Version, merge3
 from agentmem.journal import FILE as LOG_FILE
 from agentmem.journal import Cursor, Journal
+from agentmem.locks import FileLock, LockTimeout
 
 if TYPE_CHECKING:   # the parsers (and yaml) load only when a command reads memory
-    from filelock import FileLock
-
     from agentmem import persona, tooldefs
     from agentmem.lessons import LessonsDoc
 
@@ -117,8 +116,6 @@ class Agent:
     @property
     def _write_lock(self) -> FileLock:
         if self._lock is None:
-            from filelock import FileLock
-
             self._lock = FileLock(str(self.state_dir / "write.lock"), timeout=30)
         return self._lock
 
@@ -253,13 +250,11 @@ class Agent:
     # -- writing ---------------------------------------------------------------------------
     @contextmanager
     def locked(self) -> Iterator[None]:
-        from filelock import Timeout
-
         lock = self._write_lock
         try:
             with baton.waiting():           # another process may hold it: let others compute
                 lock.acquire()
-        except Timeout:
+        except LockTimeout:
             raise Locked(f"{self.folder} is busy: another agentmem process holds its write lock",
                          "wait for it to finish and try again") from None
         try:
@@ -308,9 +303,12 @@ class Agent:
         """
         return self.update(lambda _texts: changes, author, message, check=check)
 
-    def update(self, compute: Any, author: str, message: str, *, check: Any = None) -> Version | None:
+    def update(self, compute: Any, author: str, message: str, *, check: Any = None,
+               state: Callable[[Version | None], dict[str, Any]] | None = None) -> Version | None:
         """Like write, but `compute(current texts) -> changes` runs under the lock, after hand
-        edits are recorded, so an edit is always computed from what is really on disk."""
+        edits are recorded, so an edit is always computed from what is really on disk.
+        `state(version)` gives values for state.json, written (in one write) once the version
+        is recorded, or once nothing turned out to change."""
         with self.locked():
             self._record_pending()
             before = self.read_texts()
@@ -326,6 +324,8 @@ class Agent:
                 check(before, after)
             changed = {n: t for n, t in changes.items() if before.get(n) != t}
             if not changed:
+                if state is not None:
+                    self.update_state(**state(None))
                 return None
             # files are handled with "\n"; one a person keeps with CRLF endings is written
             # back with CRLF, so an edit changes only its own lines
@@ -344,16 +344,27 @@ class Agent:
             # no fsync: an intent that outlives a crash names files already committed, and is
             # dropped as such by _record_pending
             (self.state_dir / "intent.json").unlink(missing_ok=True)
-            self._remember_lesson_ids(before, after)
+            values = self._lesson_ids_to_remember(before, after)
+            if state is not None:
+                values.update(state(version))
+            if values:
+                self.update_state(**values)
             return version
 
     def _remember_lesson_ids(self, before: dict[str, str | None],
                              after: dict[str, str | None]) -> None:
+        values = self._lesson_ids_to_remember(before, after)
+        if values:
+            self.update_state(**values)
+
+    def _lesson_ids_to_remember(self, before: dict[str, str | None],
+                                after: dict[str, str | None]) -> dict[str, Any]:
         """Keep the highest lesson number ever used, so a removed lesson's id is never reused
         (a pass numbers new lessons past it and past what the files hold)."""
         highest = max(_highest_lesson(before), _highest_lesson(after))
         if highest > int(self.read_state().get("highest_lesson", 0)):
-            self.update_state(highest_lesson=highest)
+            return {"highest_lesson": highest}
+        return {}
 
     def used_lesson_ids(self) -> set[str]:
         """Ids that must not be given to a new lesson (see _remember_lesson_ids)."""

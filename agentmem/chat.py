@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from filelock import FileLock, Timeout
-
 from agentmem import llm, prompts, toolrun
 from agentmem.agent import Agent, Memory
 from agentmem.errors import Locked, ModelError
 from agentmem.history import Version
 from agentmem.lessons import LessonsDoc
+from agentmem.locks import FileLock, LockTimeout
 from agentmem.memory_tool import SCHEMA as MEMORY_SCHEMA
 from agentmem.memory_tool import MemoryTool
 from agentmem.models import ModelSpec
@@ -107,7 +106,7 @@ class ChatSession:
     def open(self) -> None:
         try:
             self._lock.acquire()
-        except Timeout:
+        except LockTimeout:
             raise Locked(f"another chat session, or a background sleep pass, is open for "
                          f"{self.agent.name}", "wait for it to end and try again") from None
         self._log({"kind": "session_start", "model": self.spec.model})

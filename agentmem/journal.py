@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agentmem.fsutil import fsync
+from agentmem.locks import FileLock
 from agentmem.redact import env_secrets, redact_obj
 
 FILE = "log.jsonl"
@@ -64,8 +65,6 @@ class Journal:
     # -- writing ---------------------------------------------------------------------------
     def append(self, *events: dict[str, Any]) -> list[dict[str, Any]]:
         """Append events (redacted), assigning ids and times. Durable when this returns."""
-        from filelock import FileLock
-
         env = env_secrets()      # scanned once per append, not once per string
         with FileLock(str(self._lock_path), timeout=30):
             last = self.last_event_number()

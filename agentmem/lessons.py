@@ -11,8 +11,10 @@ time agentmem writes the file.
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from agentmem.errors import Problem
 from agentmem.pins import PIN_CLOSE, PIN_OPEN, pinned_spans
@@ -117,6 +119,22 @@ class LessonsDoc:
 
 
 def parse(text: str, file: str = FILE) -> tuple[LessonsDoc | None, list[Problem]]:
+    """The document, or None and every problem found. Memoised on the text (a sleep pass parses
+    the same files several times); each call gets its own copy, free to change."""
+    doc, problems = _parse(text, file)
+    if doc is None:
+        return None, list(problems)
+    return LessonsDoc([p if isinstance(p, str) else _copy(p) for p in doc.parts]), []
+
+
+def _copy(lesson: Lesson) -> Lesson:
+    twin = copy.copy(lesson)
+    twin.evidence = list(lesson.evidence)
+    return twin
+
+
+@lru_cache(maxsize=64)
+def _parse(text: str, file: str) -> tuple[LessonsDoc | None, tuple[Problem, ...]]:
     lines = text.splitlines(keepends=True)
     spans, problems = pinned_spans(text, file)
     # a lesson starts at a `##` heading and ends at the next heading or pin marker
@@ -165,8 +183,8 @@ def parse(text: str, file: str = FILE) -> tuple[LessonsDoc | None, list[Problem]
                                         "delete its metadata comment"))
             seen[lesson.id] = lesson.line
     if problems:
-        return None, problems
-    return LessonsDoc(parts), []
+        return None, tuple(problems)
+    return LessonsDoc(parts), ()
 
 
 def _parse_block(block: list[str], line: int, file: str) -> tuple[Lesson | None, list[Problem]]:

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from filelock import FileLock, Timeout
-
 from agentmem import baton, llm, prompts
 from agentmem import lessons as lessons_fmt
 from agentmem import persona as persona_fmt
@@ -29,6 +27,7 @@ from agentmem.fsutil import atomic_write
 from agentmem.history import CURSOR_TRAILER, Version
 from agentmem.journal import Cursor, event_number
 from agentmem.lessons import Lesson, LessonsDoc
+from agentmem.locks import FileLock, LockTimeout
 from agentmem.memory_tool import Refusal, guard_agent_edit
 from agentmem.models import ModelSpec
 from agentmem.pins import pins_preserved
@@ -550,21 +549,29 @@ def apply(proposal: Proposal, selected: list[int] | None = None) -> Version | No
     if selected is not None and len(operations) < len(proposal.operations):
         lines.append(f"({len(proposal.operations) - len(operations)} proposed operation(s) were "
                      "declined in review)")
+    landed: list[Version | None] = []
+
+    def done(version: Version | None) -> dict[str, Any]:
+        landed.append(version)       # asked for once the version is recorded
+        return {"sleep_cursor": proposal.cursor.to_json(), "pending_sleep_cursor": None,
+                "last_sleep": {"time": datetime.now(UTC).isoformat(timespec="seconds"),
+                               "version": version.number if version else None,
+                               "operations": len(operations)}}
+
     with agent.locked():    # one lock for the pass's writes (each takes it again, cheaply)
         version = None
         if changes:
             cursor = proposal.cursor
             agent.update_state(pending_sleep_cursor=cursor.to_json())
             lines += ["", f"{CURSOR_TRAILER}: {cursor.event} {cursor.offset}"]
-            try:
-                version = agent.update(compute, "sleep", "\n".join(lines))
+            try:   # the cursor moves in the same state write that follows the version
+                version = agent.update(compute, "sleep", "\n".join(lines), state=done)
             except BaseException:
-                agent.update_state(pending_sleep_cursor=None)    # refused: leave no trace
+                if not landed:   # refused: leave no trace (a recorded version keeps its cursor)
+                    agent.update_state(pending_sleep_cursor=None)
                 raise
-        agent.update_state(sleep_cursor=proposal.cursor.to_json(), pending_sleep_cursor=None,
-                           last_sleep={
-            "time": datetime.now(UTC).isoformat(timespec="seconds"),
-            "version": version.number if version else None, "operations": len(operations)})
+        else:
+            agent.update_state(**done(None))
         agent.journal.append({"kind": "sleep", "version": version.number if version else None,
                               "operations": [describe(op) for op in operations],
                               "events": proposal.events, "model": proposal.spec.model,
@@ -593,7 +600,7 @@ def run_pass(agent: Agent, spec: ModelSpec, *, apply_it: bool = True, max_cost: 
     lock = sleep_lock(agent)
     try:
         lock.acquire()
-    except Timeout:
+    except LockTimeout:
         return PassResult(agent, False, "a sleep pass is already running for this agent")
     try:
         proposal = propose(agent, spec, max_cost=max_cost, max_tokens=max_tokens)

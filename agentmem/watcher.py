@@ -14,13 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from agentmem import models
 from agentmem.agent import STATE_DIR, Agent, file_digest, read_json, validate
 from agentmem.errors import AgentmemError, InvalidAgent, Problem
 from agentmem.history import TRACKED, Version
 from agentmem.journal import FILE as LOG_FILE
+from agentmem.locks import FileLock, LockTimeout
 
 DEBRIS = ("*~", "*.swp", "*.swo", "*.swx", ".#*", "4913", "*.tmp", "#*#", ".DS_Store")
 WATCHED = set(TRACKED) | {LOG_FILE}
@@ -180,7 +179,7 @@ class Watcher:
             session = FileLock(str(agent.state_dir / "session.lock"), timeout=0)
             try:
                 session.acquire()       # no chat may start while we sleep, and none is open
-            except Timeout:
+            except LockTimeout:
                 return
             try:
                 spec = models.resolve(self.model, agent.load().persona.settings, sleep=True)

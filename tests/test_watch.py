@@ -109,7 +109,7 @@ def test_real_watcher_thread(blank: Agent, model):
 
 
 def test_watcher_never_sleeps_during_a_chat_session(blank: Agent, model):
-    from filelock import FileLock
+    from agentmem.locks import FileLock
 
     blank.journal.append(*({"kind": "user", "content": str(n)} for n in range(5)))
     events: list[WatchEvent] = []

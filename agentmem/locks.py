@@ -1,0 +1,127 @@
+"""Locks between processes: an OS lock (flock) on a lock file, re-entrant within one object.
+
+agentmem used the filelock package, which costs ~200 µs of CPU per acquire (it resolves the
+path, tracks forks, keeps a registry); a sleep pass takes its locks several times, and a batch of
+a thousand passes spent a second of CPU there. This is the part agentmem needs: an exclusive
+lock that the OS drops when the process dies, a timeout, and re-entry by the thread that holds
+it. Lock files are never deleted (deleting one while another process waits on it would let two
+processes in at once).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+_POLL_MAX = 0.05      # seconds between tries while another process holds the lock
+
+
+class LockTimeout(Exception):
+    """The lock was still held by someone else when the timeout ran out."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"could not take the lock {path}")
+        self.path = path
+
+
+class FileLock:
+    """`with FileLock(path, timeout=30):` ... A timeout of 0 tries once; a negative one waits
+    for ever. The thread holding the lock may take it again (released at the last release);
+    other threads and other processes wait."""
+
+    def __init__(self, path: str | Path, timeout: float = -1) -> None:
+        self.path = str(path)
+        self.timeout = timeout
+        self._guard = threading.RLock()     # one thread at a time in this process
+        self._count = 0
+        self._fd = -1
+
+    @property
+    def is_locked(self) -> bool:
+        return self._count > 0
+
+    def acquire(self, timeout: float | None = None) -> FileLock:
+        timeout = self.timeout if timeout is None else timeout
+        deadline = None if timeout < 0 else time.monotonic() + timeout
+        if not (self._guard.acquire(blocking=False) or
+                (timeout != 0 and self._guard.acquire(timeout=-1 if timeout < 0 else timeout))):
+            raise LockTimeout(self.path)
+        try:
+            if self._count == 0:
+                self._fd = _lock(self.path, deadline)
+            self._count += 1
+        except BaseException:
+            self._guard.release()
+            raise
+        return self
+
+    def release(self) -> None:
+        if self._count <= 0:
+            raise RuntimeError(f"{self.path} is not locked")
+        self._count -= 1
+        if self._count == 0:
+            fd, self._fd = self._fd, -1
+            try:
+                _unlock(fd)
+            finally:
+                os.close(fd)
+        self._guard.release()
+
+    def __enter__(self) -> FileLock:
+        return self.acquire()
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.release()
+
+
+def _lock(path: str, deadline: float | None) -> int:
+    """Open `path` (created if needed) and lock it, polling until `deadline`."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    pause = 0.001
+    try:
+        while not _try_lock(fd):
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise LockTimeout(path)
+            time.sleep(pause if left is None else min(pause, left))
+            pause = min(pause * 2, _POLL_MAX)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _try_lock(fd: int) -> bool:
+    """Take the lock if it is free; False when another open file holds it."""
+    if fcntl is None:  # pragma: no cover - Windows: lock the first byte
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _unlock(fd: int) -> None:
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    else:  # pragma: no cover - Windows
+        import msvcrt
+
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
