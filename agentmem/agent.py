@@ -21,7 +21,7 @@ from agentmem.errors import (
     Problem,
     UsageError,
 )
-from agentmem.fsutil import atomic_delete, atomic_write
+from agentmem.fsutil import atomic_delete, atomic_write, read_bytes, read_text
 from agentmem.history import TRACKED, History, Version, merge3
 from agentmem.journal import FILE as LOG_FILE
 from agentmem.journal import Cursor, Journal
@@ -206,7 +206,7 @@ class Agent:
         for name in TRACKED:
             path = self.folder / name
             try:
-                texts[name] = path.read_text(encoding="utf-8")
+                texts[name] = read_text(path)
             except FileNotFoundError:
                 texts[name] = None
             except UnicodeDecodeError:
@@ -449,7 +449,7 @@ def file_digest(path: Path) -> str | None:
     import hashlib
 
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return hashlib.sha256(read_bytes(path)[0]).hexdigest()
     except FileNotFoundError:
         return None
 
@@ -462,7 +462,7 @@ def _highest_lesson(texts: dict[str, str | None]) -> int:
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from a file; {} when it is missing, unreadable or not an object."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}

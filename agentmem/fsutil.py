@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 
 from agentmem.baton import waiting
@@ -14,6 +16,41 @@ def fsync(fd: int) -> None:
     """os.fsync, letting another thread of a batch compute meanwhile (agentmem.baton)."""
     with waiting():
         os.fsync(fd)
+
+
+class NotRegular(OSError):
+    """read_bytes(regular=True) found a link, a folder or a device, not a plain file."""
+
+
+def read_bytes(path: Path | str, *, regular: bool = False) -> tuple[bytes, os.stat_result]:
+    """A whole file and its stat, taken before reading, in raw system calls (open(), with its
+    buffer and tty check, makes twice as many on the paths a sleep pass reads again and again).
+    regular=True raises NotRegular for anything but a plain file (a link is not followed)."""
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+    if regular:      # no link followed, and a FIFO neither blocks the open nor gets read
+        flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if regular and exc.errno == errno.ELOOP:
+            raise NotRegular(errno.ELOOP, "a symbolic link", str(path)) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if regular and not stat.S_ISREG(st.st_mode):
+            raise NotRegular(errno.EINVAL, "not a regular file", str(path))
+        chunks = [os.read(fd, st.st_size + 1)]
+        while chunks[-1] and (len(chunks) > 1 or len(chunks[0]) > st.st_size):
+            chunks.append(os.read(fd, 1 << 16))        # it grew since the stat
+        return b"".join(chunks), st
+    finally:
+        os.close(fd)
+
+
+def read_text(path: Path | str) -> str:
+    """A UTF-8 file as Path.read_text reads it (universal newlines)."""
+    text = read_bytes(path)[0].decode("utf-8")
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentmem.fsutil import fsync, fsync_dir
+from agentmem.fsutil import NotRegular, fsync, fsync_dir, read_bytes, read_text
 
 REGULAR, EXECUTABLE = 0o100644, 0o100755
 
@@ -43,12 +43,11 @@ def read_blob(path: Path) -> tuple[Entry, bytes, os.stat_result] | None:
     """A work-tree file as git would record it: its tree entry, its content (read once) and the
     stat taken before reading (for the index). None when it does not exist."""
     try:
-        st = path.lstat()
-        if not stat.S_ISREG(st.st_mode):
-            raise Unsupported(f"{path.name} is not a regular file")
-        data = path.read_bytes()
+        data, st = read_bytes(path, regular=True)
     except FileNotFoundError:
         return None
+    except NotRegular:
+        raise Unsupported(f"{path.name} is not a regular file") from None
     return Entry(EXECUTABLE if st.st_mode & stat.S_IXUSR else REGULAR, object_id("blob", data)), data, st
 
 
@@ -71,7 +70,7 @@ class Store:
 
     def read(self, sha: str) -> tuple[str, bytes]:
         try:
-            raw = zlib.decompress(self._path(sha).read_bytes())
+            raw = zlib.decompress(read_bytes(self._path(sha))[0])
         except (FileNotFoundError, zlib.error):
             raise Unsupported(f"object {sha} is not a loose object") from None
         header, _, body = raw.partition(b"\0")
@@ -126,10 +125,10 @@ class Store:
     # -- refs ------------------------------------------------------------------------------
     def branch(self) -> str:
         """The ref HEAD points at (refs/heads/main); a detached HEAD is left to git."""
-        head = (self.git_dir / "HEAD").read_text(encoding="utf-8").strip()
+        head = read_text(self.git_dir / "HEAD").strip()
         if not head.startswith("ref: refs/heads/"):
             raise Unsupported("HEAD is detached")
-        config = (self.git_dir / "config").read_text(encoding="utf-8", errors="replace")
+        config = read_bytes(self.git_dir / "config")[0].decode("utf-8", "replace")
         found = re.search(r"(?im)^\s*objectformat\s*=\s*(\S+)", config)
         if found and found.group(1).lower() != "sha1":
             raise Unsupported("not a SHA-1 repository")
@@ -141,7 +140,7 @@ class Store:
 
         def check() -> None:         # under the lock: the ref must still be where we built on
             try:
-                current: str | None = path.read_text(encoding="utf-8").strip() or None
+                current: str | None = read_text(path).strip() or None
             except FileNotFoundError:
                 current = old            # packed (the caller read packed-refs) or no commit yet
             if current != old:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from agentmem import baton, gitstore
 from agentmem.errors import AgentmemError, Conflict, NotFound, UsageError
-from agentmem.fsutil import fsync_dir
+from agentmem.fsutil import fsync_dir, read_text
 
 TRACKED = ("persona.md", "lessons.md", "tools.yaml", "archive.md")
 AUTHORS = ("human", "agent", "sleep", "revert", "import", "new")
@@ -191,7 +191,7 @@ class History:
         if commit is None:
             return 0
         try:
-            cached, count = (self.git_dir / COUNT_FILE).read_text(encoding="utf-8").split()
+            cached, count = read_text(self.git_dir / COUNT_FILE).split()
             if cached == commit:
                 return int(count)
         except (OSError, ValueError):
@@ -210,13 +210,14 @@ class History:
     def head(self) -> str | None:
         """The latest commit, read from the ref files (no subprocess on the common path)."""
         try:
-            ref = (self.git_dir / "HEAD").read_text(encoding="utf-8").strip()
+            ref = read_text(self.git_dir / "HEAD").strip()
             if not ref.startswith("ref: "):
                 return ref or None
             name = ref[5:]
-            path = self.git_dir / name
-            if path.is_file():
-                return path.read_text(encoding="utf-8").strip() or None
+            try:
+                return read_text(self.git_dir / name).strip() or None
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                pass
             packed = self.git_dir / "packed-refs"
             if packed.is_file():
                 for line in packed.read_text(encoding="utf-8").splitlines():

@@ -29,15 +29,13 @@ _PATTERNS: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
                 r"[^\s\"',;]{8,}"), ("api", "secret", "token", "passw")),
 ]
 
-_ENV_HINTS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+_ENV_HINT = re.compile("KEY|TOKEN|SECRET|PASSWORD", re.I)
 
 
 def env_secrets() -> list[str]:
     """Values of environment variables that look like keys, longest first."""
-    values = []
-    for name, value in os.environ.items():
-        if any(h in name.upper() for h in _ENV_HINTS) and len(value) >= 12:
-            values.append(value)
+    values = [value for name, value in os.environ.items()
+              if len(value) >= 12 and _ENV_HINT.search(name)]
     return sorted(values, key=len, reverse=True)
 
 
