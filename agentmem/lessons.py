@@ -11,7 +11,6 @@ time agentmem writes the file.
 
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -128,7 +127,8 @@ def parse(text: str, file: str = FILE) -> tuple[LessonsDoc | None, list[Problem]
 
 
 def _copy(lesson: Lesson) -> Lesson:
-    twin = copy.copy(lesson)
+    twin = object.__new__(Lesson)          # copy.copy, without its ~10 µs of protocol
+    twin.__dict__.update(lesson.__dict__)
     twin.evidence = list(lesson.evidence)
     return twin
 

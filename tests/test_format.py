@@ -140,3 +140,18 @@ def test_headings_ending_in_a_hash_keep_it():
     assert not problems and doc is not None
     assert [x.title for x in doc.lessons] == ["Services are written in C#", "Closed heading"]
     assert doc.with_ids().render().startswith("# Lessons\n\n## Services are written in C#\n<!-- id: L1")
+
+
+def test_a_parsed_document_is_the_callers_own_despite_the_memo():
+    doc, _ = lessons.parse(LESSONS)
+    assert doc is not None
+    doc.lessons[0].evidence.append("e999")
+    doc.lessons[0].title = "changed"
+    doc.replace("L2", None)
+    problems = lessons.parse(LESSONS.replace("helpful: 2", "helpful: lots"))[1]
+    problems.clear()                                  # a caller may change its problem list too
+    again, _ = lessons.parse(LESSONS)
+    assert again is not None and again.render() == LESSONS
+    assert [x.id for x in again.lessons] == ["L1", "L2", None]
+    assert "e999" not in again.lessons[0].evidence and again.lessons[0].title != "changed"
+    assert lessons.parse(LESSONS.replace("helpful: 2", "helpful: lots"))[1]
