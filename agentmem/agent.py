@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ if TYPE_CHECKING:   # the parsers (and yaml) load only when a command reads memo
     from agentmem.lessons import LessonsDoc
 
 STATE_DIR = ".agentmem"
+INTENT = "intent.json"     # in STATE_DIR: the write under way (see Agent.update)
 ARCHIVE = "archive.md"
 MEMORY_FILES = ("persona.md", "lessons.md", "tools.yaml")
 BLANK_PERSONA = """---
@@ -233,13 +235,18 @@ class Agent:
     def sleep_cursor(self) -> Cursor:
         """Where the last sleep pass stopped reading the log.
 
-        A pass announces its new cursor in state.json before committing its version (whose
-        message records the cursor too) and confirms it after. If the process died in between,
-        the committed version is the proof that the pass landed, so its cursor counts.
+        A pass that writes a version names its new cursor in the write's intent (see update),
+        and state.json takes it once the version is recorded. If the process died in between,
+        the recorded version is the proof that the pass landed, so its cursor counts.
         """
         state = self.read_state()
         cursor = Cursor.from_json(state.get("sleep_cursor"))
-        pending = state.get("pending_sleep_cursor")
+        landed = self._landed_intent(state)
+        if landed and landed.get("sleep_cursor"):
+            announced = Cursor.from_json(landed["sleep_cursor"])
+            if announced.event > cursor.event:
+                return announced
+        pending = state.get("pending_sleep_cursor")     # written by agentmem before 0.2
         if pending:
             announced = Cursor.from_json(pending)
             if announced.event > cursor.event and self.history.has_sleep_cursor(
@@ -266,14 +273,28 @@ class Agent:
         with self.locked():
             return self._record_pending()
 
+    def _landed_intent(self, state: dict[str, Any]) -> dict[str, Any] | None:
+        """The state values of an interrupted write whose version was recorded but whose
+        state.json write was not: its files are on disk as it wrote them, and committed."""
+        intent = read_json(self.state_dir / INTENT)
+        values = intent.get("state")
+        if not isinstance(values, dict) or not intent.get("id") or \
+                state.get("last_intent") == intent["id"]:
+            return None
+        files = intent.get("files", {})
+        if not all(file_digest(self.folder / n) == h for n, h in files.items()) or \
+                set(files) & set(self.history.dirty()):
+            return None
+        return values
+
     def _record_pending(self) -> Version | None:
         """Commit what is on disk but not yet versioned: an interrupted write, or hand edits."""
-        intent_path = self.state_dir / "intent.json"
+        intent_path = self.state_dir / INTENT
         dirty = self.history.dirty()
         if intent_path.exists():
             intent = read_json(intent_path)
-            atomic_delete(intent_path)
             files = intent.get("files", {})
+            version = None
             if any(n in dirty for n in files) and \
                     all(file_digest(self.folder / n) == h for n, h in files.items()):
                 # the interrupted write was complete on disk: commit it as its author, and
@@ -283,8 +304,12 @@ class Agent:
                                               self.journal.last_event_number(),
                                               paths=[n for n in files if n in dirty])
                 dirty = self.history.dirty()
-                if not dirty:
-                    return version
+            landed = self._landed_intent(self.read_state())
+            if landed is not None:        # and the state.json write it was followed by
+                self.update_state(**landed, last_intent=intent["id"])
+            atomic_delete(intent_path)
+            if version is not None and not dirty:
+                return version
         if not dirty:
             return None
         versions = self.history.versions()
@@ -332,23 +357,26 @@ class Agent:
             on_disk = {n: (t if t is None or not _uses_crlf(self.folder / n)
                            else t.replace("\r\n", "\n").replace("\n", "\r\n"))
                        for n, t in changed.items()}
-            intent = {"author": author, "message": message,
-                      "files": {n: _hash(t) for n, t in on_disk.items()}}
-            atomic_write(self.state_dir / "intent.json", json.dumps(intent))
+            intent: dict[str, Any] = {"id": secrets.token_hex(8), "author": author,
+                                      "message": message,
+                                      "files": {n: _hash(t) for n, t in on_disk.items()}}
+            if state is not None:     # written to state.json even if we die after the commit
+                intent["state"] = state(None)
+            atomic_write(self.state_dir / INTENT, json.dumps(intent))
             for name, text in on_disk.items():
                 if text is None:
                     atomic_delete(self.folder / name)
                 else:
                     atomic_write(self.folder / name, text)
             version = self.history.commit(author, message, self.journal.last_event_number())
-            # no fsync: an intent that outlives a crash names files already committed, and is
-            # dropped as such by _record_pending
-            (self.state_dir / "intent.json").unlink(missing_ok=True)
             values = self._lesson_ids_to_remember(before, after)
             if state is not None:
-                values.update(state(version))
+                values.update(state(version), last_intent=intent["id"])
             if values:
                 self.update_state(**values)
+            # no fsync: an intent that outlives a crash names files already committed and a
+            # state write already done (last_intent), and is dropped as such by _record_pending
+            (self.state_dir / INTENT).unlink(missing_ok=True)
             return version
 
     def _remember_lesson_ids(self, before: dict[str, str | None],

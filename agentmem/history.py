@@ -31,7 +31,7 @@ CURSOR_TRAILER = "Agentmem-Sleep-Cursor"     # "EVENT OFFSET": where a sleep pas
 _SEP = "\x1f"
 _REC = "\x1e"
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"   # git's empty tree (SHA-1 repositories)
-COUNT_FILE = "agentmem-versions"     # "COMMIT N": how many versions lead up to COMMIT (a cache)
+COUNT_FILE = "agentmem-versions"     # "COMMIT N end": N versions lead up to COMMIT (a cache)
 REL = re.compile(r"^(?:HEAD|@)?~(\d+)$|^(?:HEAD|@)$")
 
 
@@ -191,18 +191,22 @@ class History:
         if commit is None:
             return 0
         try:
-            cached, count = read_text(self.git_dir / COUNT_FILE).split()
-            if cached == commit:
+            cached, count, end = read_text(self.git_dir / COUNT_FILE).split()
+            if cached == commit and end == "end":
                 return int(count)
         except (OSError, ValueError):
             pass
         return int(self.git("rev-list", "--count", commit).stdout.strip())
 
     def _save_count(self, commit: str, count: int) -> None:
-        path = self.git_dir / COUNT_FILE
-        tmp = path.with_name(f"{COUNT_FILE}.{os.getpid()}.tmp")
-        tmp.write_text(f"{commit} {count}\n", encoding="utf-8")   # a cache, checked on use:
-        os.replace(tmp, path)                                       # no fsync needed
+        """Rewritten in place, with no temp file, rename or fsync: it is a cache, checked on use
+        (a line cut short by a crash lacks its final "end" and is ignored, as is a stale commit),
+        and creating a file costs more than the rest of this write."""
+        fd = os.open(self.git_dir / COUNT_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, f"{commit} {count} end\n".encode())
+        finally:
+            os.close(fd)
 
     def _tracked(self, name: str) -> bool:
         return bool(self.git("ls-files", "--", name).stdout.strip())

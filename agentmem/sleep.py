@@ -21,7 +21,7 @@ from typing import Any
 from agentmem import baton, llm, prompts
 from agentmem import lessons as lessons_fmt
 from agentmem import persona as persona_fmt
-from agentmem.agent import ARCHIVE, BLANK_ARCHIVE, Agent, validate
+from agentmem.agent import ARCHIVE, BLANK_ARCHIVE, INTENT, Agent, validate
 from agentmem.errors import AgentmemError, Conflict, InvalidAgent, ModelError, Refused
 from agentmem.fsutil import atomic_write
 from agentmem.history import CURSOR_TRAILER, Version
@@ -549,10 +549,8 @@ def apply(proposal: Proposal, selected: list[int] | None = None) -> Version | No
     if selected is not None and len(operations) < len(proposal.operations):
         lines.append(f"({len(proposal.operations) - len(operations)} proposed operation(s) were "
                      "declined in review)")
-    landed: list[Version | None] = []
 
     def done(version: Version | None) -> dict[str, Any]:
-        landed.append(version)       # asked for once the version is recorded
         return {"sleep_cursor": proposal.cursor.to_json(), "pending_sleep_cursor": None,
                 "last_sleep": {"time": datetime.now(UTC).isoformat(timespec="seconds"),
                                "version": version.number if version else None,
@@ -562,15 +560,13 @@ def apply(proposal: Proposal, selected: list[int] | None = None) -> Version | No
         version = None
         if changes:
             cursor = proposal.cursor
-            agent.update_state(pending_sleep_cursor=cursor.to_json())
             lines += ["", f"{CURSOR_TRAILER}: {cursor.event} {cursor.offset}"]
-            try:   # the cursor moves in the same state write that follows the version
-                version = agent.update(compute, "sleep", "\n".join(lines), state=done)
-            except BaseException:
-                if not landed:   # refused: leave no trace (a recorded version keeps its cursor)
-                    agent.update_state(pending_sleep_cursor=None)
-                raise
+            # the cursor moves with the version: named in the write's intent, and written to
+            # state.json in the one write that follows the version (see Agent.update)
+            version = agent.update(compute, "sleep", "\n".join(lines), state=done)
         else:
+            if (agent.state_dir / INTENT).exists():
+                agent.record_hand_edits()   # settle an interrupted write before moving on
             agent.update_state(**done(None))
         agent.journal.append({"kind": "sleep", "version": version.number if version else None,
                               "operations": [describe(op) for op in operations],

@@ -296,10 +296,15 @@ def test_a_stale_version_count_is_not_trusted(blank: Agent):
     add_lesson(blank, "One", "1")
     blank.record_hand_edits()
     cache = blank.folder / ".agentmem" / "git" / "agentmem-versions"
-    cache.write_text("0123456789012345678901234567890123456789 99\n")
+    cache.write_text("0123456789012345678901234567890123456789 99 end\n")
     add_lesson(blank, "Two", "2")
     version = Agent.open(str(blank.folder)).record_hand_edits()
     assert version is not None and version.number == 3
+    assert cache.read_text() == f"{version.commit} 3 end\n"
+    cache.write_text(f"{version.commit} 9")       # cut short by a crash: no "end"
+    add_lesson(blank, "Three", "3")
+    version = Agent.open(str(blank.folder)).record_hand_edits()
+    assert version is not None and version.number == 4
 
 
 def test_a_linked_memory_file_is_versioned_by_git_itself(blank: Agent, tmp_path: Path):

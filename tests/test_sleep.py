@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -425,6 +426,66 @@ def test_a_crash_after_the_sleep_version_does_not_replay_its_events(learner: Age
     assert version.author == "sleep" and "Agentmem-Sleep-Cursor" not in version.message
     assert learner.sleep_cursor().event == 8            # the committed pass counts
     assert core.propose(learner, SPEC) is None          # its events are not offered again
+
+
+def test_the_next_write_settles_a_pass_that_died_after_its_version(learner: Agent, model,
+                                                                  monkeypatch):
+    model.push(json.dumps(GOOD))
+    proposal = core.propose(learner, SPEC)
+    assert proposal is not None
+    real = Agent.update_state
+
+    def crash_on_confirm(self, **values):
+        if "sleep_cursor" in values:
+            raise KeyboardInterrupt("killed after the commit, before the cursor write")
+        return real(self, **values)
+
+    monkeypatch.setattr(Agent, "update_state", crash_on_confirm)
+    with pytest.raises(KeyboardInterrupt):
+        core.apply(proposal)
+    monkeypatch.undo()
+    intent = learner.state_dir / "intent.json"
+    assert intent.exists() and "sleep_cursor" not in learner.read_state()
+    versions = len(learner.history.versions())
+    assert learner.record_hand_edits() is None            # nothing new to version ...
+    assert len(learner.history.versions()) == versions
+    state = learner.read_state()                           # ... but the pass's state lands
+    assert state["sleep_cursor"]["event"] == 8 and not intent.exists()
+    assert state["last_intent"]
+
+
+@pytest.mark.parametrize("settled", [True, False])
+def test_a_leftover_intent_never_moves_the_cursor_back(learner: Agent, model, settled: bool):
+    model.push(json.dumps(GOOD))
+    assert core.run_pass(learner, SPEC).ok
+    intent = learner.state_dir / "intent.json"
+    assert not intent.exists() and learner.sleep_cursor().event == 8
+    # the unlink of a finished write is not synced, so after a crash its intent may come back;
+    # settled=False: one whose state write never happened either (same files, another id)
+    files = {"lessons.md": hashlib.sha256((learner.folder / "lessons.md").read_bytes()).hexdigest()}
+    leftover = {"id": learner.read_state()["last_intent"] if settled else "0123abcd",
+                "author": "sleep", "message": "m", "files": files,
+                "state": {"sleep_cursor": {"event": 8, "offset": 1}}}
+    intent.write_text(json.dumps(leftover))
+    assert learner.sleep_cursor().event == 8
+    learner.journal.append({"session": "s3", "kind": "user", "content": "thanks"})   # e10
+    model.push(json.dumps({"operations": [], "summary": "nothing"}))
+    assert core.run_pass(learner, SPEC).ok          # reads e9 (its sleep event) and e10
+    assert learner.sleep_cursor().event == 10 and not intent.exists()
+    learner.record_hand_edits()
+    assert learner.sleep_cursor().event == 10
+
+
+def test_an_intent_whose_files_were_never_written_moves_nothing(learner: Agent):
+    intent = learner.state_dir / "intent.json"
+    intent.write_text(json.dumps({"id": "abc", "author": "sleep", "message": "m",
+                                  "files": {"lessons.md": "0" * 64},
+                                  "state": {"sleep_cursor": {"event": 8, "offset": 1}}}))
+    assert learner.sleep_cursor().event == 0
+    before = len(learner.history.versions())
+    assert learner.record_hand_edits() is None
+    assert len(learner.history.versions()) == before
+    assert "sleep_cursor" not in learner.read_state() and not intent.exists()
 
 
 def test_a_crash_before_the_sleep_version_replays_its_events(learner: Agent, model):
