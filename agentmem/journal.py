@@ -94,16 +94,16 @@ class Journal:
     def last_event_number(self) -> int:
         """The number of the newest readable event, read from the end of the file (O(1))."""
         try:
-            size = self.path.stat().st_size
+            fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
             return 0
-        with open(self.path, "rb") as fh:
-            end = size
+        try:
+            end = os.fstat(fd).st_size
             carry = b""
+            step = 4096                  # the last line is usually short: read little first
             while end > 0:
-                start = max(0, end - _TAIL_CHUNK)
-                fh.seek(start)
-                chunk = fh.read(end - start) + carry
+                start = max(0, end - step)
+                chunk = os.pread(fd, end - start, start) + carry
                 lines = chunk.split(b"\n")
                 carry = lines[0] if start > 0 else b""
                 for raw in reversed(lines[1:] if start > 0 else lines):
@@ -111,6 +111,9 @@ class Journal:
                     if number is not None:
                         return number
                 end = start
+                step = min(step * 4, _TAIL_CHUNK)
+        finally:
+            os.close(fd)
         return 0
 
     def end_cursor(self) -> Cursor:

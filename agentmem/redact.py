@@ -29,6 +29,9 @@ _PATTERNS: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
                 r"[^\s\"',;]{8,}"), ("api", "secret", "token", "passw")),
 ]
 
+# (pattern, needles, needles are looked for in the lower-cased text): flags read once, not per call
+_CHECKS = [(p, needles, bool(p.flags & re.I)) for p, needles in _PATTERNS]
+
 _ENV_HINT = re.compile("KEY|TOKEN|SECRET|PASSWORD", re.I)
 
 
@@ -45,8 +48,8 @@ def redact(text: str, env: list[str] | None = None) -> str:
         if value in text:
             text = text.replace(value, REDACTED)
     lower = text.lower()
-    for pattern, needles in _PATTERNS:
-        haystack = lower if pattern.flags & re.I else text
+    for pattern, needles, folded in _CHECKS:
+        haystack = lower if folded else text
         if not any(needle in haystack for needle in needles):
             continue
         if pattern.groups:

@@ -65,6 +65,20 @@ def test_last_event_number_reads_the_tail_only(tmp_path: Path):
     assert j.last_event_number() == 2000
 
 
+def test_last_event_number_finds_a_long_last_event_behind_a_torn_line(tmp_path: Path):
+    journal = Journal(tmp_path / "log.jsonl", tmp_path / "log.lock")
+    journal.append({"kind": "user", "content": "short"})
+    for size in (100, 4095, 4096, 5000, 70_000):     # around and past the first tail read
+        journal.append({"kind": "tool_result", "content": "x" * size})
+        expected = journal.last_event_number()
+        with open(journal.path, "ab") as fh:
+            fh.write(b'{"id": "e999", "kind": "user", "content": "torn')     # no newline
+        assert journal.last_event_number() == expected
+        data = journal.path.read_bytes()
+        journal.path.write_bytes(data[:data.rindex(b"\n") + 1])
+    assert journal.last_event_number() == 6
+
+
 def test_secrets_never_reach_the_log(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("MY_SERVICE_TOKEN", "tok-1234567890abcdef")
     j = make(tmp_path)
