@@ -53,6 +53,13 @@ def read_text(path: Path | str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is written (it may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def atomic_write(path: Path, data: str | bytes) -> None:
     """Replace `path` with `data` so that a crash leaves either the old or the new file."""
     import tempfile
@@ -86,7 +93,7 @@ def atomic_delete(path: Path) -> None:
     fsync_dir(path.parent)
 
 
-def fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path | str) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:  # pragma: no cover - platforms without directory fds

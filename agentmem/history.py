@@ -148,7 +148,7 @@ class History:
         if parent and gitstore.object_id("tree", tree) == store.commit_tree(parent):
             return None
         number = self._count(parent) + 1
-        synced: set[Path] = set()
+        synced: set[str] = set()
         for data in contents:
             store.write("blob", data, synced)
         tree_id = store.write("tree", tree, synced)

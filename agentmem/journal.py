@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agentmem.fsutil import fsync
+from agentmem.fsutil import fsync, write_all
 from agentmem.locks import FileLock
 from agentmem.redact import env_secrets, redact_obj
 
@@ -78,7 +78,7 @@ class Journal:
             try:
                 if not self._ends_with_newline(fd):
                     data = "\n" + data   # isolate a torn last line instead of extending it
-                os.write(fd, data.encode("utf-8"))
+                write_all(fd, data.encode("utf-8"))
                 fsync(fd)
             finally:
                 os.close(fd)
