@@ -242,10 +242,8 @@ class Agent:
         state = self.read_state()
         cursor = Cursor.from_json(state.get("sleep_cursor"))
         landed = self._landed_intent(state)
-        if landed and landed.get("sleep_cursor"):
-            announced = Cursor.from_json(landed["sleep_cursor"])
-            if announced.event > cursor.event:
-                return announced
+        if landed:
+            return Cursor.from_json(landed["sleep_cursor"])
         pending = state.get("pending_sleep_cursor")     # written by agentmem before 0.2
         if pending:
             announced = Cursor.from_json(pending)
@@ -274,17 +272,18 @@ class Agent:
             return self._record_pending()
 
     def _landed_intent(self, state: dict[str, Any]) -> dict[str, Any] | None:
-        """The state values of an interrupted write whose version was recorded but whose
-        state.json write was not: its files are on disk as it wrote them, and committed."""
+        """The state values of an interrupted sleep write whose version was recorded but whose
+        state.json write was not. The history is the proof (the version's message names the
+        cursor), not the files, which a person may have edited since."""
         intent = read_json(self.state_dir / INTENT)
         values = intent.get("state")
         if not isinstance(values, dict) or not intent.get("id") or \
-                state.get("last_intent") == intent["id"]:
+                state.get("last_intent") == intent["id"] or not values.get("sleep_cursor"):
             return None
-        files = intent.get("files", {})
-        if not all(file_digest(self.folder / n) == h for n, h in files.items()) or \
-                set(files) & set(self.history.dirty()):
-            return None
+        announced = Cursor.from_json(values["sleep_cursor"])
+        if announced.event <= Cursor.from_json(state.get("sleep_cursor")).event or \
+                not self.history.has_sleep_cursor(announced.event, announced.offset):
+            return None       # older than the cursor (it never moves back), or never recorded
         return values
 
     def _record_pending(self) -> Version | None:
@@ -333,7 +332,8 @@ class Agent:
         """Like write, but `compute(current texts) -> changes` runs under the lock, after hand
         edits are recorded, so an edit is always computed from what is really on disk.
         `state(version)` gives values for state.json, written (in one write) once the version
-        is recorded, or once nothing turned out to change."""
+        is recorded, or once nothing turned out to change. They are named in the write's intent
+        too, so that a sleep cursor among them survives a crash right after the version."""
         with self.locked():
             self._record_pending()
             before = self.read_texts()

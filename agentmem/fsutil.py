@@ -32,7 +32,7 @@ def read_bytes(path: Path | str, *, regular: bool = False) -> tuple[bytes, os.st
     try:
         fd = os.open(path, flags)
     except OSError as exc:
-        if regular and exc.errno == errno.ELOOP:
+        if regular and exc.errno in (errno.ELOOP, errno.EMLINK):    # EMLINK: BSDs
             raise NotRegular(errno.ELOOP, "a symbolic link", str(path)) from None
         raise
     try:
@@ -40,8 +40,8 @@ def read_bytes(path: Path | str, *, regular: bool = False) -> tuple[bytes, os.st
         if regular and not stat.S_ISREG(st.st_mode):
             raise NotRegular(errno.EINVAL, "not a regular file", str(path))
         chunks = [os.read(fd, st.st_size + 1)]
-        while chunks[-1] and (len(chunks) > 1 or len(chunks[0]) > st.st_size):
-            chunks.append(os.read(fd, 1 << 16))        # it grew since the stat
+        while chunks[-1]:                     # to the end: a read may return less than asked
+            chunks.append(os.read(fd, 1 << 16))
         return b"".join(chunks), st
     finally:
         os.close(fd)

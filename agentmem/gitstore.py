@@ -99,8 +99,10 @@ class Store:
                 pass
             synced_dirs.add(folder[:-3])             # the new folder's entry in objects/
             fd = os.open(tmp, flags, 0o444)
-        except PermissionError:                      # a read-only leftover of a crashed write
-            os.unlink(tmp)
+        except PermissionError:
+            if not os.path.lexists(tmp):             # the folder itself is read-only
+                raise
+            os.unlink(tmp)                           # a read-only leftover of a crashed write
             fd = os.open(tmp, flags, 0o444)
         try:
             write_all(fd, zlib.compress(data))

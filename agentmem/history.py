@@ -21,7 +21,7 @@ from pathlib import Path
 
 from agentmem import baton, gitstore
 from agentmem.errors import AgentmemError, Conflict, NotFound, UsageError
-from agentmem.fsutil import fsync_dir, read_text
+from agentmem.fsutil import fsync_dir, read_text, write_all
 
 TRACKED = ("persona.md", "lessons.md", "tools.yaml", "archive.md")
 AUTHORS = ("human", "agent", "sleep", "revert", "import", "new")
@@ -204,7 +204,7 @@ class History:
         and creating a file costs more than the rest of this write."""
         fd = os.open(self.git_dir / COUNT_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            os.write(fd, f"{commit} {count} end\n".encode())
+            write_all(fd, f"{commit} {count} end\n".encode())
         finally:
             os.close(fd)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from pathlib import Path
 from types import TracebackType
 
@@ -22,6 +23,16 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 _POLL_MAX = 0.05      # seconds between tries while another process holds the lock
+_all: weakref.WeakSet[FileLock] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for lock in list(_all):
+        lock._forget()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class LockTimeout(Exception):
@@ -43,6 +54,8 @@ class FileLock:
         self._guard = threading.RLock()     # one thread at a time in this process
         self._count = 0
         self._fd = -1
+        self._owner: int | None = None      # the thread holding it
+        _all.add(self)
 
     @property
     def is_locked(self) -> bool:
@@ -57,6 +70,7 @@ class FileLock:
         try:
             if self._count == 0:
                 self._fd = _lock(self.path, deadline)
+                self._owner = threading.get_ident()
             self._count += 1
         except BaseException:
             self._guard.release()
@@ -64,16 +78,26 @@ class FileLock:
         return self
 
     def release(self) -> None:
-        if self._count <= 0:
-            raise RuntimeError(f"{self.path} is not locked")
-        self._count -= 1
-        if self._count == 0:
-            fd, self._fd = self._fd, -1
-            try:
-                _unlock(fd)
-            finally:
-                os.close(fd)
-        self._guard.release()
+        if self._count <= 0 or self._owner != threading.get_ident():
+            raise RuntimeError(f"{self.path} is not locked by this thread")
+        try:
+            self._count -= 1
+            if self._count == 0:
+                fd, self._fd, self._owner = self._fd, -1, None
+                try:
+                    _unlock(fd)
+                finally:
+                    os.close(fd)
+        finally:
+            self._guard.release()
+
+    def _forget(self) -> None:
+        """In a forked child: the parent's hold is not the child's (closing the child's copy
+        of the descriptor leaves the parent's lock alone; flock goes with the last copy)."""
+        self._guard = threading.RLock()
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._count, self._fd, self._owner = 0, -1, None
 
     def __enter__(self) -> FileLock:
         return self.acquire()

@@ -109,3 +109,49 @@ def test_a_waiting_process_gets_it_when_the_holder_lets_go(tmp_path: Path) -> No
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_a_release_from_another_thread_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    lock = FileLock(tmp_path / "a.lock", timeout=0)
+    errors: list[BaseException] = []
+
+    def release() -> None:
+        try:
+            lock.release()
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            errors.append(exc)
+
+    with lock:
+        thread = threading.Thread(target=release)
+        thread.start()
+        thread.join(5)
+        assert len(errors) == 1 and isinstance(errors[0], RuntimeError)
+        assert lock.is_locked
+        with pytest.raises(LockTimeout):             # the file is still locked
+            FileLock(tmp_path / "a.lock", timeout=0).acquire()
+    with FileLock(tmp_path / "a.lock", timeout=0):   # and free once the holder lets go
+        pass
+
+
+def test_a_forked_child_does_not_inherit_the_hold(tmp_path: Path) -> None:
+    import os
+
+    lock = FileLock(tmp_path / "a.lock", timeout=0)
+    with lock:
+        pid = os.fork()
+        if pid == 0:                                  # the child: not holding, cannot take it
+            code = 0
+            try:
+                if lock.is_locked:
+                    code = 1
+                try:
+                    lock.acquire()
+                    code = 2
+                except LockTimeout:
+                    pass
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        with pytest.raises(LockTimeout):              # the child's exit kept our lock
+            FileLock(tmp_path / "a.lock", timeout=0).acquire()

@@ -454,6 +454,31 @@ def test_the_next_write_settles_a_pass_that_died_after_its_version(learner: Agen
     assert state["last_intent"]
 
 
+def test_a_hand_edit_after_such_a_crash_keeps_the_passs_cursor(learner: Agent, model,
+                                                               monkeypatch):
+    model.push(json.dumps(GOOD))
+    proposal = core.propose(learner, SPEC)
+    assert proposal is not None
+    real = Agent.update_state
+
+    def crash_on_confirm(self, **values):
+        if "sleep_cursor" in values:
+            raise KeyboardInterrupt("killed after the commit, before the cursor write")
+        return real(self, **values)
+
+    monkeypatch.setattr(Agent, "update_state", crash_on_confirm)
+    with pytest.raises(KeyboardInterrupt):
+        core.apply(proposal)
+    monkeypatch.undo()
+    lessons = learner.folder / "lessons.md"
+    lessons.write_text(lessons.read_text() + "\nA note of my own.\n")    # the files moved on
+    assert learner.sleep_cursor().event == 8
+    assert learner.record_hand_edits() is not None         # the note is versioned ...
+    assert learner.sleep_cursor().event == 8                # ... and the pass still counts
+    assert learner.read_state()["sleep_cursor"]["event"] == 8
+    assert core.propose(learner, SPEC) is None
+
+
 @pytest.mark.parametrize("settled", [True, False])
 def test_a_leftover_intent_never_moves_the_cursor_back(learner: Agent, model, settled: bool):
     model.push(json.dumps(GOOD))
