@@ -67,22 +67,31 @@ def atomic_write(path: Path, data: str | bytes) -> None:
     raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-            fh.flush()
-            fsync(fh.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
-        else:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        try:
+            write_all(fd, raw)
+            try:
+                mode = os.stat(path).st_mode & 0o7777
+            except FileNotFoundError:
+                mode = 0o644
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, mode)
+            else:  # pragma: no cover - Windows before Python 3.13
+                os.chmod(tmp, mode)
+            with waiting():     # sync, rename, sync the folder: one wait, others compute
+                os.fsync(fd)
+                os.close(fd)
+                fd = -1
+                os.replace(tmp, path)
+                fsync_dir(path.parent)
+        finally:
+            if fd >= 0:
+                os.close(fd)
     except BaseException:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
         raise
-    fsync_dir(path.parent)
 
 
 def atomic_delete(path: Path) -> None:

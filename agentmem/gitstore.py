@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentmem.baton import waiting
 from agentmem.fsutil import NotRegular, fsync, fsync_dir, read_bytes, read_text, write_all
 
 REGULAR, EXECUTABLE = 0o100644, 0o100755
@@ -77,41 +78,29 @@ class Store:
         kind, _, _size = header.partition(b" ")
         return kind.decode(), body
 
-    def write(self, kind: str, body: bytes, synced_dirs: set[str]) -> str:
-        """Store an object (if new): temp file, fsync, rename. The folders to fsync are collected
-        in `synced_dirs` so that each is synced once, before the ref that makes them reachable.
-        (Plain strings, not Paths: this runs a few times per version, and pathlib costs more
-        than the system calls here.)"""
-        data = b"%s %d\0" % (kind.encode(), len(body)) + body
-        sha = hashlib.sha1(data).hexdigest()
-        path = self._path(sha)
-        if os.path.exists(path):
-            return sha
-        folder = path[:-39]
-        tmp = f"{folder}/tmp_obj_{os.getpid()}_{threading.get_ident()}"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
-        try:
-            fd = os.open(tmp, flags, 0o444)          # read-only, as git leaves objects
-        except FileNotFoundError:
-            try:
-                os.mkdir(folder)
-            except FileExistsError:
-                pass
-            synced_dirs.add(folder[:-3])             # the new folder's entry in objects/
-            fd = os.open(tmp, flags, 0o444)
-        except PermissionError:
-            if not os.path.lexists(tmp):             # the folder itself is read-only
-                raise
-            os.unlink(tmp)                           # a read-only leftover of a crashed write
-            fd = os.open(tmp, flags, 0o444)
-        try:
-            write_all(fd, zlib.compress(data))
-            fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        synced_dirs.add(folder)
-        return sha
+    def write_objects(self, objects: list[tuple[str, bytes]]) -> list[str]:
+        """Store objects (those not stored yet) and return their ids: each is written to a temp
+        file, then synced and renamed into place, and the folders that gained an entry are
+        synced, so all are durable before a ref makes them reachable. The syncs happen in one
+        wait (agentmem.baton): in a batch, another pass computes meanwhile. (Plain strings,
+        not Paths: pathlib costs more than the system calls here.)"""
+        ids: list[str] = []
+        todo: dict[str, bytes] = {}
+        for kind, body in objects:
+            data = b"%s %d\0" % (kind.encode(), len(body)) + body
+            sha = hashlib.sha1(data).hexdigest()
+            ids.append(sha)
+            path = self._path(sha)
+            if path not in todo and not os.path.exists(path):
+                todo[path] = zlib.compress(data)
+        if todo:
+            with waiting():
+                folders: set[str] = set()
+                for n, (path, packed) in enumerate(todo.items()):
+                    folders |= _store_object(path, packed, n)
+                for folder in sorted(folders):
+                    fsync_dir(folder)
+        return ids
 
     def tree(self, sha: str) -> dict[str, Entry]:
         kind, body = self.read(sha)
@@ -158,8 +147,9 @@ class Store:
             if current != old:
                 raise Unsupported(f"{ref} moved to {current} meanwhile")
 
-        _replace_locked(path, new.encode() + b"\n", check)
-        fsync_dir(path.parent)
+        with waiting():     # the ref file and its folder synced in one wait
+            _replace_locked(path, new.encode() + b"\n", check)
+            fsync_dir(path.parent)
         line = f"{old or '0' * 40} {new} {ident}\t{message}\n".encode()
         for log in (self.git_dir / "logs" / "HEAD", self.git_dir / "logs" / ref):
             try:
@@ -193,6 +183,35 @@ class Store:
         data = b"".join(out)
         data += hashlib.sha1(data).digest()
         _replace_locked(self.git_dir / "index", data)
+
+def _store_object(path: str, packed: bytes, n: int) -> set[str]:
+    """Write one loose object (temp file, fsync, rename); the folders to sync afterwards."""
+    folder = path[:-39]
+    tmp = f"{folder}/tmp_obj_{os.getpid()}_{threading.get_ident()}_{n}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+    folders = {folder}
+    try:
+        fd = os.open(tmp, flags, 0o444)          # read-only, as git leaves objects
+    except FileNotFoundError:
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            pass
+        folders.add(folder[:-3])                 # the new folder's entry in objects/
+        fd = os.open(tmp, flags, 0o444)
+    except PermissionError:
+        if not os.path.lexists(tmp):             # the folder itself is read-only
+            raise
+        os.unlink(tmp)                           # a read-only leftover of a crashed write
+        fd = os.open(tmp, flags, 0o444)
+    try:
+        write_all(fd, packed)
+        fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return folders
+
 
 def _replace_locked(path: Path, data: bytes, check: Callable[[], None] | None = None) -> None:
     """Replace `path` the way git does: create PATH.lock exclusively (its lock too), run

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from agentmem import baton, gitstore
 from agentmem.errors import AgentmemError, Conflict, NotFound, UsageError
-from agentmem.fsutil import fsync_dir, read_text, write_all
+from agentmem.fsutil import read_text, write_all
 
 TRACKED = ("persona.md", "lessons.md", "tools.yaml", "archive.md")
 AUTHORS = ("human", "agent", "sleep", "revert", "import", "new")
@@ -148,17 +148,12 @@ class History:
         if parent and gitstore.object_id("tree", tree) == store.commit_tree(parent):
             return None
         number = self._count(parent) + 1
-        synced: set[str] = set()
-        for data in contents:
-            store.write("blob", data, synced)
-        tree_id = store.write("tree", tree, synced)
         when = time.time()
         who = gitstore.ident(f"agentmem ({author})", f"{author}@agentmem", when)
-        body = f"tree {tree_id}\n" + (f"parent {parent}\n" if parent else "") + \
-            f"author {who}\ncommitter {who}\n\n{text}"
-        commit = store.write("commit", body.encode(), synced)
-        for folder in synced:
-            fsync_dir(folder)
+        body = f"tree {gitstore.object_id('tree', tree)}\n" + \
+            (f"parent {parent}\n" if parent else "") + f"author {who}\ncommitter {who}\n\n{text}"
+        commit = store.write_objects([*(("blob", data) for data in contents), ("tree", tree),
+                                      ("commit", body.encode())])[-1]
         subject = " ".join(text.split("\n\n", 1)[0].split("\n"))   # git's %s
         store.update_ref(ref, parent, commit, who,
                          f"commit{'' if parent else ' (initial)'}: {subject}")
