@@ -406,8 +406,8 @@ def test_a_reviewed_subset_that_needs_a_declined_operation_is_a_clear_error(lear
     assert snapshot(learner) == before
 
 
-def test_a_crash_after_the_sleep_version_does_not_replay_its_events(learner: Agent, model,
-                                                                     monkeypatch):
+def die_after_the_version(learner: Agent, model, monkeypatch) -> None:
+    """A sleep pass that records its version and is killed before its state.json write."""
     model.push(json.dumps(GOOD))
     proposal = core.propose(learner, SPEC)
     assert proposal is not None
@@ -418,10 +418,15 @@ def test_a_crash_after_the_sleep_version_does_not_replay_its_events(learner: Age
             raise KeyboardInterrupt("killed after the commit, before the cursor write")
         return real(self, **values)
 
-    monkeypatch.setattr(Agent, "update_state", crash_on_confirm)
-    with pytest.raises(KeyboardInterrupt):
-        core.apply(proposal)
-    monkeypatch.setattr(Agent, "update_state", real)
+    with monkeypatch.context() as patch:
+        patch.setattr(Agent, "update_state", crash_on_confirm)
+        with pytest.raises(KeyboardInterrupt):
+            core.apply(proposal)
+
+
+def test_a_crash_after_the_sleep_version_does_not_replay_its_events(learner: Agent, model,
+                                                                     monkeypatch):
+    die_after_the_version(learner, model, monkeypatch)
     version = learner.history.versions()[0]
     assert version.author == "sleep" and "Agentmem-Sleep-Cursor" not in version.message
     assert learner.sleep_cursor().event == 8            # the committed pass counts
@@ -430,20 +435,7 @@ def test_a_crash_after_the_sleep_version_does_not_replay_its_events(learner: Age
 
 def test_the_next_write_settles_a_pass_that_died_after_its_version(learner: Agent, model,
                                                                   monkeypatch):
-    model.push(json.dumps(GOOD))
-    proposal = core.propose(learner, SPEC)
-    assert proposal is not None
-    real = Agent.update_state
-
-    def crash_on_confirm(self, **values):
-        if "sleep_cursor" in values:
-            raise KeyboardInterrupt("killed after the commit, before the cursor write")
-        return real(self, **values)
-
-    monkeypatch.setattr(Agent, "update_state", crash_on_confirm)
-    with pytest.raises(KeyboardInterrupt):
-        core.apply(proposal)
-    monkeypatch.undo()
+    die_after_the_version(learner, model, monkeypatch)
     intent = learner.state_dir / "intent.json"
     assert intent.exists() and "sleep_cursor" not in learner.read_state()
     versions = len(learner.history.versions())
@@ -456,20 +448,7 @@ def test_the_next_write_settles_a_pass_that_died_after_its_version(learner: Agen
 
 def test_a_hand_edit_after_such_a_crash_keeps_the_passs_cursor(learner: Agent, model,
                                                                monkeypatch):
-    model.push(json.dumps(GOOD))
-    proposal = core.propose(learner, SPEC)
-    assert proposal is not None
-    real = Agent.update_state
-
-    def crash_on_confirm(self, **values):
-        if "sleep_cursor" in values:
-            raise KeyboardInterrupt("killed after the commit, before the cursor write")
-        return real(self, **values)
-
-    monkeypatch.setattr(Agent, "update_state", crash_on_confirm)
-    with pytest.raises(KeyboardInterrupt):
-        core.apply(proposal)
-    monkeypatch.undo()
+    die_after_the_version(learner, model, monkeypatch)
     lessons = learner.folder / "lessons.md"
     lessons.write_text(lessons.read_text() + "\nA note of my own.\n")    # the files moved on
     assert learner.sleep_cursor().event == 8
