@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
-import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -244,7 +244,7 @@ class Agent:
         landed = self._landed_intent(state)
         if landed:
             return Cursor.from_json(landed["sleep_cursor"])
-        pending = state.get("pending_sleep_cursor")     # written by agentmem before 0.2
+        pending = state.get("pending_sleep_cursor")     # left by earlier agentmem builds
         if pending:
             announced = Cursor.from_json(pending)
             if announced.event > cursor.event and self.history.has_sleep_cursor(
@@ -357,7 +357,7 @@ class Agent:
             on_disk = {n: (t if t is None or not _uses_crlf(self.folder / n)
                            else t.replace("\r\n", "\n").replace("\n", "\r\n"))
                        for n, t in changed.items()}
-            intent: dict[str, Any] = {"id": secrets.token_hex(8), "author": author,
+            intent: dict[str, Any] = {"id": os.urandom(8).hex(), "author": author,
                                       "message": message,
                                       "files": {n: _hash(t) for n, t in on_disk.items()}}
             if state is not None:     # written to state.json even if we die after the commit

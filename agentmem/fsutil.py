@@ -49,7 +49,12 @@ def read_bytes(path: Path | str, *, regular: bool = False) -> tuple[bytes, os.st
 
 def read_text(path: Path | str) -> str:
     """A UTF-8 file as Path.read_text reads it (universal newlines)."""
-    text = read_bytes(path)[0].decode("utf-8")
+    return decode_text(read_bytes(path)[0])
+
+
+def decode_text(data: bytes, errors: str = "strict") -> str:
+    """UTF-8 bytes as text with universal newlines, as Path.read_text decodes a file."""
+    text = data.decode("utf-8", errors)
     return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
@@ -65,27 +70,21 @@ def atomic_write(path: Path, data: str | bytes) -> None:
     import tempfile
 
     raw = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o644
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
-        try:
-            write_all(fd, raw)
+        with waiting():     # write, sync, rename, sync the folder: one wait, others compute
             try:
-                mode = os.stat(path).st_mode & 0o7777
-            except FileNotFoundError:
-                mode = 0o644
-            if hasattr(os, "fchmod"):
-                os.fchmod(fd, mode)
-            else:  # pragma: no cover - Windows before Python 3.13
+                write_all(fd, raw)
                 os.chmod(tmp, mode)
-            with waiting():     # sync, rename, sync the folder: one wait, others compute
                 os.fsync(fd)
+            finally:
                 os.close(fd)
-                fd = -1
-                os.replace(tmp, path)
-                fsync_dir(path.parent)
-        finally:
-            if fd >= 0:
-                os.close(fd)
+            os.replace(tmp, path)
+            fsync_dir(path.parent)
     except BaseException:
         try:
             os.unlink(tmp)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from agentmem import baton, gitstore
 from agentmem.errors import AgentmemError, Conflict, NotFound, UsageError
-from agentmem.fsutil import read_text, write_all
+from agentmem.fsutil import decode_text, read_text, write_all
 
 TRACKED = ("persona.md", "lessons.md", "tools.yaml", "archive.md")
 AUTHORS = ("human", "agent", "sleep", "revert", "import", "new")
@@ -144,9 +144,9 @@ class History:
             else:
                 entries[name], data, stats[name] = found
                 contents.append(data)
-        tree = gitstore.tree_body(entries)
-        if parent and gitstore.object_id("tree", tree) == store.commit_tree(parent):
+        if parent and entries == self._entries(parent):      # the parent's tree, cached
             return None
+        tree = gitstore.tree_body(entries)
         number = self._count(parent) + 1
         when = time.time()
         who = gitstore.ident(f"agentmem ({author})", f"{author}@agentmem", when)
@@ -298,7 +298,7 @@ class History:
                 return None
             kind, data = gitstore.Store(self.git_dir).read(entry.sha)
             if kind == "blob" and entry.mode != 0o120000:   # as read_text reads the work file
-                return data.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
+                return decode_text(data, "replace")
         except gitstore.Unsupported:
             pass
         proc = self.git("show", f"{version.commit}:{name}", check=False)

@@ -726,6 +726,7 @@ def run_many(folders: list[str], *, jobs: int, on_result: Callable[[dict[str, An
         _passes(jobs, options, take, threads=min(len(folders), _threads_for(jobs)))
         return results
     threads = [jobs // processes + (i < jobs % processes) for i in range(processes)]
+    stops = sum(_threads_for(n) for n in threads)      # one None per worker thread
     context = multiprocessing.get_context("fork")
     # the workers share this process's memory (litellm alone is ~100 MB of objects) until they
     # write to it; the cyclic GC would walk, and so copy, all of it in every worker. No model
@@ -741,7 +742,7 @@ def run_many(folders: list[str], *, jobs: int, on_result: Callable[[dict[str, An
             # are taken as threads free up, so no worker idles while another has a backlog
             for folder in folders:
                 todo.put(folder)
-            for _ in range(sum(_threads_for(n) for n in threads)):
+            for _ in range(stops):
                 todo.put(None)                   # one stop for each worker thread
             try:
                 while len(results) < len(folders):
@@ -757,7 +758,7 @@ def run_many(folders: list[str], *, jobs: int, on_result: Callable[[dict[str, An
                 for worker in workers:
                     worker.result()
             except BaseException:
-                _abandon(todo, done, workers, sum(_threads_for(n) for n in threads))
+                _abandon(todo, done, workers, stops)
                 raise
     finally:
         gc.unfreeze()

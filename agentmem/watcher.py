@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentmem import models
-from agentmem.agent import STATE_DIR, Agent, file_digest, read_json, validate
+from agentmem.agent import INTENT, STATE_DIR, Agent, file_digest, read_json, validate
 from agentmem.errors import AgentmemError, InvalidAgent, Problem
 from agentmem.history import TRACKED, Version
 from agentmem.journal import FILE as LOG_FILE
@@ -48,7 +48,7 @@ def classify(agent: Agent) -> Classification:
     dirty = agent.history.dirty()
     if not dirty:
         return Classification("none")
-    intent_path = agent.state_dir / "intent.json"
+    intent_path = agent.state_dir / INTENT
     if intent_path.exists():
         hashes = read_json(intent_path).get("files", {})
         if hashes and set(dirty) <= set(hashes) and all(

@@ -10,12 +10,15 @@ which `benchmarks/run.py` collects into one table. Benchmarks always exit 0.
 from __future__ import annotations
 
 import atexit
+import json
 import os
+import re
 import shutil
 import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -57,3 +60,18 @@ def result(name: str, figure: str, target: str, ok: bool) -> bool:
 
 def section(title: str) -> None:
     print(f"\n== {title}", flush=True)
+
+
+def sleep_answer(messages: list[dict[str, Any]], learn: bool) -> str:
+    """The batch benchmarks' sleep model: with learn, one new lesson citing the newest event it
+    was shown (so the pass writes a version); otherwise no operation."""
+    operations = []
+    if learn:
+        ids = re.findall(r"^(e\d+) ", messages[-1]["content"], re.M)
+        operations.append({
+            "op": "add", "title": "Empty results return []",
+            "body": "In this codebase an empty lookup returns [] instead of raising; the user "
+                    "corrected this.",
+            "rationale": "the user corrected the review", "evidence": ids[-1:]})
+    summary = "learned one rule" if learn else "nothing to learn"
+    return json.dumps({"operations": operations, "summary": summary})

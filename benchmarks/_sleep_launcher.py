@@ -17,9 +17,7 @@ which a real run also pays once, at its first model call; cpu_main_s is this pro
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import resource
 import sys
 import time
@@ -27,6 +25,8 @@ from typing import Any
 
 if __name__ == "__main__":
     t0 = time.perf_counter()
+    from _common import sleep_answer  # the script's folder is on sys.path
+
     from agentmem import llm
     from agentmem.scripted import Reply, Script
 
@@ -34,16 +34,7 @@ if __name__ == "__main__":
     learn = os.environ.get("BENCH_ANSWER", "learn") == "learn"
 
     def respond(messages: list[dict[str, Any]]) -> Reply:
-        operations = []
-        if learn:
-            ids = re.findall(r"^(e\d+) ", messages[-1]["content"], re.M)
-            operations.append({
-                "op": "add", "title": "Empty results return []",
-                "body": "In this codebase an empty lookup returns [] instead of raising; the "
-                        "user corrected this.",
-                "rationale": "the user corrected the review", "evidence": ids[-1:]})
-        summary = "learned one rule" if learn else "nothing to learn"
-        return Reply(text=json.dumps({"operations": operations, "summary": summary}), delay=delay)
+        return Reply(text=sleep_answer(messages, learn), delay=delay)
 
     llm.install_scripted(Script(responder=respond))
     from agentmem.cli import main

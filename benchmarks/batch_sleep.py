@@ -31,7 +31,7 @@ from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import isolate, median, ms, result, section  # noqa: E402
+from _common import isolate, median, ms, result, section, sleep_answer  # noqa: E402
 
 AGENTS = int(sys.argv[1]) if __name__ == "__main__" and len(sys.argv) > 1 else 1000
 JOBS = 50
@@ -111,7 +111,6 @@ def run_cli(root: Path, delay: float, answer: str) -> dict[str, float]:
 
 def pass_cpu(template: Path, tmp: Path, answer: str, count: int = 30) -> float:
     """CPU time of one pass (open, load, run_pass) in this process, zero-latency model."""
-    import json
 
     from agentmem import llm
     from agentmem import sleep as core
@@ -119,13 +118,7 @@ def pass_cpu(template: Path, tmp: Path, answer: str, count: int = 30) -> float:
     from agentmem.models import ModelSpec
     from agentmem.scripted import Script
 
-    def respond(messages: list[dict[str, Any]]) -> str:
-        ids = re.findall(r"^(e\d+) ", messages[-1]["content"], re.M)
-        operations = [{"op": "add", "title": "Empty results return []", "body": "Return [].",
-                       "rationale": "corrected", "evidence": ids[-1:]}] if answer == "learn" else []
-        return json.dumps({"operations": operations, "summary": "x"})
-
-    llm.install_scripted(Script(responder=respond))
+    llm.install_scripted(Script(responder=lambda m: sleep_answer(m, answer == "learn")))
     spec = ModelSpec("scripted/bench", None, "benchmark")
     folders = []
     for i in range(count + 1):

@@ -14,7 +14,6 @@ Kernel time is not counted: `strace -c -f` on the same runs gives the system cal
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -25,16 +24,9 @@ from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import isolate, section  # noqa: E402
+from _common import isolate, section, sleep_answer  # noqa: E402
 
 PASSES = 20
-
-
-def respond(messages: list[dict[str, Any]], learn: bool) -> str:
-    ids = re.findall(r"^(e\d+) ", messages[-1]["content"], re.M)
-    operations = [{"op": "add", "title": "Empty results return []", "body": "Return [].",
-                   "rationale": "corrected", "evidence": ids[-1:]}] if learn else []
-    return json.dumps({"operations": operations, "summary": "x"})
 
 
 def child(passes: int, learn: bool, litellm: bool) -> None:
@@ -50,10 +42,10 @@ def child(passes: int, learn: bool, litellm: bool) -> None:
     if litellm:
         from agentmem.scripted import Script
 
-        llm.install_scripted(Script(responder=lambda m: respond(m, learn)))
+        llm.install_scripted(Script(responder=lambda m: sleep_answer(m, learn)))
     else:
         def direct(spec: ModelSpec, messages: list[dict[str, Any]], *_: Any) -> llm.Completion:
-            return llm.Completion(text=respond(messages, learn), tool_calls=[],
+            return llm.Completion(text=sleep_answer(messages, learn), tool_calls=[],
                                   finish_reason="stop", prompt_tokens=100, completion_tokens=10,
                                   cost=0.0, model=spec.model)
 
