@@ -11,6 +11,7 @@ import pytest
 
 from agentmem.agent import Agent
 from agentmem.errors import Conflict, InvalidAgent
+from agentmem.history import History
 from tests.conftest import snapshot
 
 
@@ -231,7 +232,11 @@ def git(agent: Agent, *args: str) -> str:
                           capture_output=True, text=True, check=True).stdout
 
 
-def test_versions_written_in_process_are_an_ordinary_git_repository(blank: Agent):
+def test_versions_written_in_process_are_an_ordinary_git_repository(blank: Agent, monkeypatch):
+    def no_git(*args, **kwargs):
+        raise AssertionError("a version fell back to a git subprocess")
+
+    monkeypatch.setattr(History, "_commit_with_git", no_git)    # the in-process path, only
     add_lesson(blank, "Prefer ruff", "Use ruff.")
     blank.write({"persona.md": (blank.folder / "persona.md").read_text() + "\nBe brief.\n"},
                 "agent", "# Not a comment\n\nNote   \n\n\n\nbrevity")
@@ -244,6 +249,8 @@ def test_versions_written_in_process_are_an_ordinary_git_repository(blank: Agent
     assert [(v.number, v.author) for v in versions] == [
         (4, "human"), (3, "agent"), (2, "human"), (1, "new")]
     assert git(blank, "rev-list", "--count", "HEAD").strip() == "4"
+    cache = blank.folder / ".agentmem" / "git" / "agentmem-versions"
+    assert cache.read_text() == f"{versions[0].commit} 4 end\n"
     # git commit's clean-up (trailing spaces, runs of blank lines), but a '#' line is kept
     assert versions[1].subject == "# Not a comment"
     assert versions[1].message == "# Not a comment\n\nNote\n\nbrevity"
@@ -258,7 +265,15 @@ def test_versions_written_in_process_are_an_ordinary_git_repository(blank: Agent
     assert git(blank, "status", "--porcelain") == ""
 
 
-def test_dirty_agrees_with_git_status(blank: Agent):
+def test_dirty_agrees_with_git_status(blank: Agent, monkeypatch):
+    real_git = History.git
+
+    def no_status(self, *args, **kwargs):      # dirty() must answer in-process, not via git
+        assert args[0] != "status", "dirty() fell back to git status"
+        return real_git(self, *args, **kwargs)
+
+    monkeypatch.setattr(History, "git", no_status)
+
     def git_dirty() -> list[str]:
         out = git(blank, "status", "--porcelain", "--untracked-files=all", "--",
                   "persona.md", "lessons.md", "tools.yaml", "archive.md")

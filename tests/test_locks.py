@@ -19,6 +19,10 @@ lock = FileLock(sys.argv[1])
 lock.acquire()
 print("held", flush=True)
 time.sleep(float(sys.argv[2]))
+if len(sys.argv) > 3:                  # let go, and live on
+    lock.release()
+    print("released", flush=True)
+    time.sleep(30)
 """
 
 
@@ -98,14 +102,16 @@ def test_another_process_is_kept_out_until_the_holder_dies(tmp_path: Path) -> No
 
 def test_a_waiting_process_gets_it_when_the_holder_lets_go(tmp_path: Path) -> None:
     path = tmp_path / "a.lock"
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path), "0.5"],
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path), "0.5", "release"],
                             stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
         started = time.monotonic()
         with FileLock(path, timeout=10):
             waited = time.monotonic() - started
+            assert proc.poll() is None           # released by a live holder, not by its death
         assert 0.1 < waited < 10
+        assert proc.stdout.readline().strip() == "released"
     finally:
         proc.kill()
         proc.wait(10)

@@ -464,6 +464,7 @@ def test_a_leftover_intent_never_moves_the_cursor_back(learner: Agent, model, se
     assert core.run_pass(learner, SPEC).ok
     intent = learner.state_dir / "intent.json"
     assert not intent.exists() and learner.sleep_cursor().event == 8
+    first = learner.read_state()["sleep_cursor"]
     # the unlink of a finished write is not synced, so after a crash its intent may come back;
     # settled=False: one whose state write never happened either (same files, another id)
     files = {"lessons.md": hashlib.sha256((learner.folder / "lessons.md").read_bytes()).hexdigest()}
@@ -478,6 +479,12 @@ def test_a_leftover_intent_never_moves_the_cursor_back(learner: Agent, model, se
     assert learner.sleep_cursor().event == 10 and not intent.exists()
     learner.record_hand_edits()
     assert learner.sleep_cursor().event == 10
+    # the first pass's own intent, unsettled, naming its real (recorded) cursor: still older
+    intent.write_text(json.dumps({**leftover, "id": "fedcba98", "state": {"sleep_cursor": first}}))
+    assert learner.history.has_sleep_cursor(first["event"], first["offset"])
+    assert learner.sleep_cursor().event == 10
+    learner.record_hand_edits()
+    assert learner.read_state()["sleep_cursor"]["event"] == 10
 
 
 def test_an_intent_whose_files_were_never_written_moves_nothing(learner: Agent):
