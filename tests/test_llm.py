@@ -98,3 +98,34 @@ def test_a_model_wait_lets_another_thread_hold_the_baton(model):
     assert seen == [True] and not computing.locked()
     with baton.waiting():                           # without a baton: nothing to let go
         pass
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_litellm_logging_runs_only_when_someone_listens(model, monkeypatch, stream):
+    """litellm's background success logging is skipped while no callback is registered (it only
+    costs CPU and a thread), and runs again as soon as one is."""
+    import threading
+    import time
+
+    from litellm.litellm_core_utils.litellm_logging import Logging
+
+    lib = llm.litellm()
+    logged = threading.Event()
+    original = Logging.success_handler
+
+    def spy(self, *args, **kwargs):
+        logged.set()
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Logging, "success_handler", spy)
+    spec, messages = ModelSpec("scripted/x", None, "test"), [{"role": "user", "content": "hi"}]
+    on_text = (lambda _text: None) if stream else None
+    model.push("unheard", "heard")
+    assert llm.complete(spec, messages, on_text=on_text).text == "unheard"
+    time.sleep(0.3)                                   # the pool would have run it by now
+    assert not logged.is_set()
+
+    heard = []
+    monkeypatch.setattr(lib, "success_callback", [lambda *args, **kwargs: heard.append(1)])
+    assert llm.complete(spec, messages, on_text=on_text).text == "heard"
+    assert logged.wait(5), "a registered callback must still get litellm's logging"
