@@ -182,7 +182,8 @@ class Store:
             out.append(record)
         data = b"".join(out)
         data += hashlib.sha1(data).digest()
-        _replace_locked(self.git_dir / "index", data)
+        # not synced, as git does not sync it by default: a cache git rebuilds from the files
+        _replace_locked(self.git_dir / "index", data, sync=False)
 
 def _store_object(path: str, packed: bytes, n: int) -> set[str]:
     """Write one loose object (temp file, fsync, rename); the folders to sync afterwards."""
@@ -213,9 +214,11 @@ def _store_object(path: str, packed: bytes, n: int) -> set[str]:
     return folders
 
 
-def _replace_locked(path: Path, data: bytes, check: Callable[[], None] | None = None) -> None:
+def _replace_locked(path: Path, data: bytes, check: Callable[[], None] | None = None, *,
+                    sync: bool = True) -> None:
     """Replace `path` the way git does: create PATH.lock exclusively (its lock too), run
-    `check` while holding it, write and sync, rename over PATH. A failure leaves no lock."""
+    `check` while holding it, write and sync (unless sync=False), rename over PATH. A failure
+    leaves no lock."""
     lock = path.with_name(path.name + ".lock")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
@@ -230,7 +233,8 @@ def _replace_locked(path: Path, data: bytes, check: Callable[[], None] | None = 
         if check is not None:
             check()
         write_all(fd, data)
-        fsync(fd)
+        if sync:
+            fsync(fd)
         os.close(fd)
         fd = -1
         os.replace(lock, path)

@@ -33,12 +33,19 @@ _PATTERNS: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
 _CHECKS = [(p, needles, bool(p.flags & re.I)) for p, needles in _PATTERNS]
 
 _ENV_HINT = re.compile("KEY|TOKEN|SECRET|PASSWORD", re.I)
+_ENV_HINT_BYTES = re.compile(b"KEY|TOKEN|SECRET|PASSWORD", re.I)
 
 
 def env_secrets() -> list[str]:
     """Values of environment variables that look like keys, longest first."""
-    values = [value for name, value in os.environ.items()
-              if len(value) >= 12 and _ENV_HINT.search(name)]
+    raw = getattr(os.environ, "_data", None)   # POSIX: the bytes, without decoding every one
+    if os.name == "posix" and isinstance(raw, dict):
+        values = [os.fsdecode(value) for name, value in raw.items()
+                  if len(value) >= 12 and _ENV_HINT_BYTES.search(name)]
+        values = [value for value in values if len(value) >= 12]
+    else:
+        values = [value for name, value in os.environ.items()
+                  if len(value) >= 12 and _ENV_HINT.search(name)]
     return sorted(values, key=len, reverse=True)
 
 

@@ -46,3 +46,20 @@ def test_stream_redactor_catches_a_secret_split_across_chunks():
         shown = "".join(r.feed(text[i:i + size]) for i in range(0, len(text), size)) + r.flush()
         assert secret not in shown and "abcdefghijklmnopqrstu" not in shown
         assert shown == "Your key [REDACTED] leaked; rotate it.\nBearer [REDACTED] end"
+
+
+def test_environment_values_named_like_keys_are_redacted(monkeypatch):
+    """Any value of 12+ characters in a variable named like a key is a secret, wherever it
+    shows up, even when it matches no known key shape."""
+    from agentmem.redact import env_secrets
+
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "plain-words-but-secret")
+    monkeypatch.setenv("ACME_PASSWORD", "pässwörd-ünïcode")        # non-ASCII: 16 characters
+    monkeypatch.setenv("SHORT_KEY", "ééééééé")                     # 7 characters, 14 bytes
+    monkeypatch.setenv("HARMLESS_NAME", "plain-words-not-secret")
+    found = env_secrets()
+    assert "plain-words-but-secret" in found and "pässwörd-ünïcode" in found
+    assert "ééééééé" not in found and "plain-words-not-secret" not in found
+    assert found == sorted(found, key=len, reverse=True)
+    text = redact("token plain-words-but-secret and pässwörd-ünïcode, plain-words-not-secret")
+    assert text == "token [REDACTED] and [REDACTED], plain-words-not-secret"
