@@ -12,7 +12,11 @@ the benchmark reads:
 main_s is the time spent in agentmem.cli.main (the whole CLI code path: finding and opening the
 agents, every pass, the report); setup_s is the time to import litellm and install the model,
 which a real run also pays once, at its first model call; cpu_main_s is this process's CPU time
-(the import included), cpu_workers_s that of the worker processes.
+(the import included), cpu_workers_s that of the worker processes. A second line gives when the
+first agent's result came (from the start of run_many) and the steady rate, in agents per
+second, between the 10th and 90th percentile of results:
+
+    LAUNCHER first_s=S steady_per_s=R
 """
 
 from __future__ import annotations
@@ -37,7 +41,23 @@ if __name__ == "__main__":
         return Reply(text=sleep_answer(messages, learn), delay=delay)
 
     llm.install_scripted(Script(responder=respond))
+    from agentmem import sleep as core
     from agentmem.cli import main
+
+    # when each agent's result reaches the CLI, from the start of run_many
+    stamps: list[float] = []
+    run_many = core.run_many
+
+    def timed_run_many(folders: list[str], *, on_result: Any, **options: Any) -> Any:
+        start = time.perf_counter()
+
+        def stamped(summary: dict[str, Any]) -> None:
+            stamps.append(time.perf_counter() - start)
+            on_result(summary)
+
+        return run_many(folders, on_result=stamped, **options)
+
+    core.run_many = timed_run_many
 
     t1 = time.perf_counter()
     code: object = 0
@@ -53,4 +73,8 @@ if __name__ == "__main__":
     sys.stderr.write(f"LAUNCHER main_s={t2 - t1:.3f} setup_s={t1 - t0:.3f} "
                      f"cpu_main_s={own.ru_utime + own.ru_stime:.3f} "
                      f"cpu_workers_s={workers.ru_utime + workers.ru_stime:.3f}\n")
+    if len(stamps) >= 10:      # the first result, and the rate between 10% and 90% of them
+        low, high = stamps[len(stamps) // 10], stamps[len(stamps) * 9 // 10]
+        rate = (len(stamps) * 9 // 10 - len(stamps) // 10) / max(high - low, 1e-9)
+        sys.stderr.write(f"LAUNCHER first_s={stamps[0]:.3f} steady_per_s={rate:.1f}\n")
     sys.exit(code if isinstance(code, int) else 1)

@@ -105,8 +105,11 @@ def run_cli(root: Path, delay: float, answer: str) -> dict[str, float]:
         print(f"  run failed (exit {proc.returncode}, {ok} of {AGENTS} agents ok, {versions} "
               f"versions written):\n{tail}")
     numbers = [float(x) for x in found.groups()] if found else [wall, 0.0, 0.0, 0.0]
+    flow = re.search(r"LAUNCHER first_s=([\d.]+) steady_per_s=([\d.]+)", proc.stderr)
+    first, rate = (float(x) for x in flow.groups()) if flow else (0.0, 0.0)
     return {"wall": wall, "main": numbers[0], "setup": numbers[1], "cpu_main": numbers[2],
-            "cpu_workers": numbers[3], "ok": ok, "versions": versions}
+            "cpu_workers": numbers[3], "ok": ok, "versions": versions, "first": first,
+            "rate": rate}
 
 
 def pass_cpu(template: Path, tmp: Path, answer: str, count: int = 30) -> float:
@@ -155,7 +158,8 @@ def main() -> None:
         print(f"  model {name}: CLI {r['main']:.2f} s, process {r['wall']:.2f} s (litellm import "
               f"and model setup {r['setup']:.2f} s), {r['ok']:.0f} ok, {r['versions']:.0f} "
               f"versions written; CPU: workers {r['cpu_workers']:.1f} s, main process "
-              f"{r['cpu_main']:.1f} s", flush=True)
+              f"{r['cpu_main']:.1f} s; first result after {r['first']:.2f} s, then "
+              f"{r['rate']:.0f} agents/s", flush=True)
 
     timed = runs["learns, 200 ms"]
     section(f"agentmem sleep DIR --yes --jobs {JOBS}: {AGENTS} agents on {os.cpu_count()} cores "
@@ -170,6 +174,12 @@ def main() -> None:
           f"work per agent, wall, all cores")
     print(f"  model has nothing to learn:     {empty:.2f} s = {empty / IDEAL_S:.2f}x (no version "
           "written)")
+    mid = sorted(timed, key=lambda r: r["main"])[len(timed) // 2]
+    print(f"  where the time goes (median run): first result after {mid['first']:.2f} s (ideal "
+          f"{DELAY:.1f} s plus one pass); then {mid['rate']:.0f} agents/s, where the model slots "
+          f"allow {JOBS / DELAY:.0f}/s; {1000 * (os.cpu_count() or 1) / max(mid['rate'], 1e-9):.1f} ms "
+          f"of core time per agent on {os.cpu_count()} cores, {mid['cpu_workers'] * 1000 / AGENTS:.1f}"
+          f" ms of it CPU in the workers")
 
     section("CPU time of one pass, one thread, zero-latency model (mean of 30 passes)")
     learn_cpu = pass_cpu(template, tmp, "learn")
