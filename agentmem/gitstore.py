@@ -182,8 +182,7 @@ class Store:
             out.append(record)
         data = b"".join(out)
         data += hashlib.sha1(data).digest()
-        # not synced, as git does not sync it by default: a cache git rebuilds from the files
-        _replace_locked(self.git_dir / "index", data, sync=False)
+        _replace_locked(self.git_dir / "index", data)
 
 def _store_object(path: str, packed: bytes, n: int) -> set[str]:
     """Write one loose object (temp file, fsync, rename); the folders to sync afterwards."""
@@ -214,11 +213,9 @@ def _store_object(path: str, packed: bytes, n: int) -> set[str]:
     return folders
 
 
-def _replace_locked(path: Path, data: bytes, check: Callable[[], None] | None = None, *,
-                    sync: bool = True) -> None:
+def _replace_locked(path: Path, data: bytes, check: Callable[[], None] | None = None) -> None:
     """Replace `path` the way git does: create PATH.lock exclusively (its lock too), run
-    `check` while holding it, write and sync (unless sync=False), rename over PATH. A failure
-    leaves no lock."""
+    `check` while holding it, write and sync, rename over PATH. A failure leaves no lock."""
     lock = path.with_name(path.name + ".lock")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
@@ -233,8 +230,7 @@ def _replace_locked(path: Path, data: bytes, check: Callable[[], None] | None = 
         if check is not None:
             check()
         write_all(fd, data)
-        if sync:
-            fsync(fd)
+        fsync(fd)
         os.close(fd)
         fd = -1
         os.replace(lock, path)

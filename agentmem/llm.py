@@ -43,7 +43,6 @@ def litellm() -> Any:
             module.suppress_debug_info = True
             module.drop_params = True
             module.telemetry = False
-            module.disable_streaming_logging = True   # a task per streamed chunk, for no one
             _skip_unheard_logging(module)
             _module = module
     return _module
@@ -52,23 +51,26 @@ def litellm() -> Any:
 _CALLBACK_LISTS = ("callbacks", "success_callback", "failure_callback", "input_callback",
                    "service_callback", "_async_success_callback", "_async_failure_callback",
                    "_async_input_callback")
+# what litellm sends to its logging pool after a call or a streamed chunk (litellm 1.106)
+_LOGGING_HANDLERS = {"success_handler", "failure_handler", "run_success_logging_and_cache_storage"}
+_PRINT_PAYLOAD = "LITELLM_PRINT_STANDARD_LOGGING_PAYLOAD"    # litellm's debug print: it listens
 
 
 def _skip_unheard_logging(lib: Any) -> None:
-    """After each call litellm hands its success (or failure) logging to a pool of background
-    threads: ~1 ms of CPU that builds a payload for the callbacks, and a thread that competes
-    for the GIL with the next pass. agentmem registers no callbacks, so while none is
-    registered (and no litellm cache is set) those tasks are dropped, the way litellm itself
-    drops them when its backlog is full. Anything else sent to that pool runs as before; a
-    callback registered later is served again."""
+    """After each call (and each streamed chunk) litellm hands its success logging to a pool of
+    background threads: ~1 ms of CPU that builds a payload for the callbacks, and a thread that
+    competes for the GIL with the next pass. agentmem registers no callbacks, global or per
+    call, so while none is registered (and no litellm cache is set) those handlers are dropped,
+    the way litellm itself drops them when its backlog is full. Anything else sent to that pool
+    runs as before, and a callback registered later is served again."""
     try:
+        from contextvars import Context
+
         from litellm.litellm_core_utils import thread_pool_executor
         from litellm.litellm_core_utils.litellm_logging import Logging
         from litellm.litellm_core_utils.streaming_handler import CustomStreamWrapper
     except ImportError:       # another litellm layout: leave its logging alone
         return
-    from contextvars import Context
-
     pool = thread_pool_executor.executor
     submit = pool.submit
     owners = (Logging, CustomStreamWrapper)
@@ -76,7 +78,9 @@ def _skip_unheard_logging(lib: Any) -> None:
     def submit_if_heard(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         # the sync wrapper sends `contextvars.copy_context().run, handler, ...`
         target = args[0] if args and isinstance(getattr(fn, "__self__", None), Context) else fn
-        if (isinstance(getattr(target, "__self__", None), owners) and lib.cache is None
+        if (getattr(target, "__name__", "") in _LOGGING_HANDLERS
+                and isinstance(getattr(target, "__self__", None), owners)
+                and lib.cache is None and not os.environ.get(_PRINT_PAYLOAD)
                 and not any(getattr(lib, name, None) for name in _CALLBACK_LISTS)):
             from concurrent.futures import Future
 

@@ -40,8 +40,11 @@ def env_secrets() -> list[str]:
     """Values of environment variables that look like keys, longest first."""
     raw = getattr(os.environ, "_data", None)   # POSIX: the bytes, without decoding every one
     if os.name == "posix" and isinstance(raw, dict):
-        values = [os.fsdecode(value) for name, value in raw.items()
-                  if len(value) >= 12 and _ENV_HINT_BYTES.search(name)]
+        # a copy, as another thread may set a variable meanwhile; a value has at least as many
+        # bytes as characters, and a name with non-ASCII bytes is decoded for the text regex
+        values = [os.fsdecode(value) for name, value in list(raw.items())
+                  if len(value) >= 12 and (_ENV_HINT_BYTES.search(name) if name.isascii()
+                                           else _ENV_HINT.search(os.fsdecode(name)))]
         values = [value for value in values if len(value) >= 12]
     else:
         values = [value for name, value in os.environ.items()

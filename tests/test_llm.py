@@ -101,9 +101,11 @@ def test_a_model_wait_lets_another_thread_hold_the_baton(model):
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_litellm_logging_runs_only_when_someone_listens(model, monkeypatch, stream):
-    """litellm's background success logging is skipped while no callback is registered (it only
-    costs CPU and a thread), and runs again as soon as one is."""
+@pytest.mark.parametrize("listener", ["callback", "cache", "debug print"])
+def test_litellm_logging_runs_only_when_someone_listens(model, monkeypatch, stream, listener):
+    """litellm's background success logging is skipped while nothing listens (it only costs CPU
+    and a thread), and runs again as soon as something does."""
+    import functools
     import threading
     import time
 
@@ -113,19 +115,31 @@ def test_litellm_logging_runs_only_when_someone_listens(model, monkeypatch, stre
     logged = threading.Event()
     original = Logging.success_handler
 
+    @functools.wraps(original)
     def spy(self, *args, **kwargs):
         logged.set()
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(Logging, "success_handler", spy)
-    spec, messages = ModelSpec("scripted/x", None, "test"), [{"role": "user", "content": "hi"}]
+    for name in llm._CALLBACK_LISTS:   # litellm.Cache() adds itself to them: put them back after
+        monkeypatch.setattr(lib, name, list(getattr(lib, name)))
+    spec = ModelSpec("scripted/x", None, "test")
     on_text = (lambda _text: None) if stream else None
     model.push("unheard", "heard")
-    assert llm.complete(spec, messages, on_text=on_text).text == "unheard"
+    reply = llm.complete(spec, [{"role": "user", "content": "first"}], on_text=on_text)
+    assert reply.text == "unheard"
     time.sleep(0.3)                                   # the pool would have run it by now
     assert not logged.is_set()
 
-    heard = []
-    monkeypatch.setattr(lib, "success_callback", [lambda *args, **kwargs: heard.append(1)])
-    assert llm.complete(spec, messages, on_text=on_text).text == "heard"
-    assert logged.wait(5), "a registered callback must still get litellm's logging"
+    if listener == "callback":
+        monkeypatch.setattr(lib, "success_callback", [lambda *args, **kwargs: None])
+    elif listener == "cache":            # a cache alone, without the callbacks it registers
+        monkeypatch.setattr(lib, "cache", lib.Cache(type="local"))
+        for name in llm._CALLBACK_LISTS:
+            monkeypatch.setattr(lib, name, [])
+    else:
+        monkeypatch.setenv("LITELLM_PRINT_STANDARD_LOGGING_PAYLOAD", "1")
+        monkeypatch.setattr("builtins.print", lambda *args, **kwargs: None)
+    reply = llm.complete(spec, [{"role": "user", "content": "second"}], on_text=on_text)
+    assert reply.text == "heard"
+    assert logged.wait(5), "whoever listens must still get litellm's logging"

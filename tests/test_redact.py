@@ -63,3 +63,32 @@ def test_environment_values_named_like_keys_are_redacted(monkeypatch):
     assert found == sorted(found, key=len, reverse=True)
     text = redact("token plain-words-but-secret and pässwörd-ünïcode, plain-words-not-secret")
     assert text == "token [REDACTED] and [REDACTED], plain-words-not-secret"
+
+
+def test_environment_scan_survives_another_thread_setting_variables(monkeypatch):
+    """litellm's import sets variables (os.environ.setdefault) on a preload thread while a
+    journal append may scan the environment for secrets."""
+    import os
+    import threading
+
+    from agentmem.redact import env_secrets
+
+    names = [f"AGENTMEM_TEST_CHURN_{i}" for i in range(3000)]
+    for name in names:
+        monkeypatch.delenv(name, raising=False)       # removed again after the test
+    done = threading.Event()
+
+    def churn() -> None:
+        for name in names:
+            os.environ[name] = "x"
+        done.set()
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    try:
+        while not done.is_set():
+            env_secrets()
+    finally:
+        thread.join()
+    for name in names:
+        del os.environ[name]
