@@ -294,14 +294,21 @@ class Agent:
             intent = read_json(intent_path)
             files = intent.get("files", {})
             version = None
-            if any(n in dirty for n in files) and \
-                    all(file_digest(self.folder / n) == h for n, h in files.items()):
+            written = {n for n, h in files.items() if file_digest(self.folder / n) == h}
+            if written == set(files) and any(n in dirty for n in files):
                 # the interrupted write was complete on disk: commit it as its author, and
                 # anything else that changed as the person's own version below
                 version = self.history.commit(intent.get("author", "human"),
                                               intent.get("message", "Recovered write"),
                                               self.journal.last_event_number(),
                                               paths=[n for n in files if n in dirty])
+                dirty = self.history.dirty()
+            elif written & set(dirty) and set(files) - set(dirty):
+                # it died part-way through its files (one it was to change is still as the
+                # last version has it): a write is all or nothing, so the files it did write
+                # go back to the last version, and a sleep pass is offered again, as its cursor
+                # never moved. A file that matches neither is a person's and stays.
+                self._put_back(sorted(written & set(dirty)))
                 dirty = self.history.dirty()
             landed = self._landed_intent(self.read_state())
             if landed is not None:        # and the state.json write it was followed by
@@ -317,6 +324,17 @@ class Agent:
                                        for n in ("lessons.md", ARCHIVE)}, self.read_texts())
         return self.history.commit("human", f"Hand edit of {', '.join(dirty)}",
                                    self.journal.last_event_number())
+
+    def _put_back(self, names: list[str]) -> None:
+        """Give files the content they have in the latest version (absent there: removed)."""
+        versions = self.history.versions()
+        latest = versions[0] if versions else None
+        for name in names:
+            text = self.history.file_at(latest, name)
+            if text is None:
+                atomic_delete(self.folder / name)
+            else:
+                atomic_write(self.folder / name, text)
 
     def write(self, changes: dict[str, str | None], author: str, message: str,
               *, check: Any = None) -> Version | None:

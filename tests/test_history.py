@@ -211,6 +211,48 @@ def test_interrupted_write_never_takes_credit_for_a_hand_edit(blank: Agent):
     assert blank.history.changed_files(agent_version) == ["lessons.md"]
 
 
+def _half_written(blank: Agent) -> tuple[str, str]:
+    """An agent write of lessons.md and archive.md that died after lessons.md: its intent names
+    both, only lessons.md was replaced. Returns (the last version's lessons, the agent's)."""
+    import hashlib
+
+    old = (blank.folder / "lessons.md").read_text()
+    new = old + "\n## Agent wrote this\nx\n"
+    archive = "# Archive\n\n## Retired\ny\n"
+    intent = {"id": "half", "author": "agent", "message": "Retire a lesson", "files": {
+        "lessons.md": hashlib.sha256(new.encode()).hexdigest(),
+        "archive.md": hashlib.sha256(archive.encode()).hexdigest()}}
+    (blank.state_dir / "intent.json").write_text(json.dumps(intent))
+    (blank.folder / "lessons.md").write_text(new)
+    return old, new
+
+
+def test_a_half_done_write_is_put_back_and_a_persons_edit_beside_it_is_kept(blank: Agent):
+    old, _ = _half_written(blank)
+    persona = blank.folder / "persona.md"
+    persona.write_text(persona.read_text() + "\nA person wrote this.\n")
+    version = blank.record_hand_edits()
+    assert version is not None and version.author == "human"
+    assert blank.history.changed_files(version) == ["persona.md"]
+    assert (blank.folder / "lessons.md").read_text() == old     # the agent's half is undone
+    assert not (blank.folder / "archive.md").exists()
+    assert "A person wrote this." in persona.read_text() and blank.history.dirty() == []
+    assert not (blank.state_dir / "intent.json").exists()
+
+
+def test_a_half_done_write_whose_other_file_a_person_edited_is_all_kept(blank: Agent):
+    """When every file it names has changed, nothing proves the write stopped half-way (a
+    person may have edited a file after it finished): all is kept, as the person's version."""
+    _, new = _half_written(blank)
+    archive = blank.folder / "archive.md"
+    archive.write_text("# Archive\n\nMy own notes.\n")
+    version = blank.record_hand_edits()
+    assert version is not None and version.author == "human"
+    assert sorted(blank.history.changed_files(version)) == ["archive.md", "lessons.md"]
+    assert (blank.folder / "lessons.md").read_text() == new
+    assert archive.read_text() == "# Archive\n\nMy own notes.\n"
+
+
 def test_crlf_files_keep_their_line_endings_on_write(blank: Agent):
     path = blank.folder / "lessons.md"
     path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))

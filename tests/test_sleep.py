@@ -487,6 +487,43 @@ def test_a_leftover_intent_never_moves_the_cursor_back(learner: Agent, model, se
     assert learner.read_state()["sleep_cursor"]["event"] == 10
 
 
+def test_a_pass_killed_between_its_files_is_undone_and_offered_again(learner: Agent, model,
+                                                                     monkeypatch):
+    """A write is all or nothing: files of a pass that died part-way through writing them go
+    back to the last version, never recorded as a person's hand edit, and the pass runs again."""
+    from agentmem import agent as agent_mod
+
+    model.push(json.dumps(GOOD))
+    proposal = core.propose(learner, SPEC)
+    assert proposal is not None
+    before = snapshot(learner)
+    real = agent_mod.atomic_write
+    written: list[str] = []
+
+    def die_on_the_second_file(path, data):
+        if path.parent == learner.folder:
+            if written:
+                raise KeyboardInterrupt("killed between two memory files")
+            written.append(path.name)
+        return real(path, data)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(agent_mod, "atomic_write", die_on_the_second_file)
+        with pytest.raises(KeyboardInterrupt):
+            core.apply(proposal)
+    assert written and learner.history.dirty() == written      # half of the pass is on disk
+    assert learner.record_hand_edits() is None                  # ... and put back, not versioned
+    assert snapshot(learner)["files"] == before["files"]
+    assert snapshot(learner)["versions"] == before["versions"]
+    assert not (learner.state_dir / "intent.json").exists()
+    model.push(json.dumps(GOOD))
+    again = core.propose(learner, SPEC)
+    assert again is not None and again.events == proposal.events  # the same events, again
+    version = core.apply(again)
+    assert version is not None and version.author == "sleep"
+    assert [v.author for v in learner.history.versions()[:2]] == ["sleep", "human"]
+
+
 def test_an_intent_whose_files_were_never_written_moves_nothing(learner: Agent):
     intent = learner.state_dir / "intent.json"
     intent.write_text(json.dumps({"id": "abc", "author": "sleep", "message": "m",
