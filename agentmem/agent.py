@@ -271,6 +271,19 @@ class Agent:
         with self.locked():
             return self._record_pending()
 
+    def settle_if_idle(self) -> tuple[bool, Version | None]:
+        """What record_hand_edits does, unless a write is under way (it settles its own files):
+        (False, None) then; else (True, the version recorded, if any). For the watcher, which
+        sees a dead write's files as agentmem's own and would otherwise leave them be."""
+        try:
+            self._write_lock.acquire(timeout=0)
+        except LockTimeout:
+            return False, None
+        try:
+            return True, self._record_pending()
+        finally:
+            self._write_lock.release()
+
     def _landed_intent(self, state: dict[str, Any]) -> dict[str, Any] | None:
         """The state values of an interrupted sleep write whose version was recorded but whose
         state.json write was not. The history is the proof (the version's message names the

@@ -62,7 +62,7 @@ def classify(agent: Agent) -> Classification:
 
 @dataclass
 class WatchEvent:
-    kind: str          # recorded | invalid | sleep | sleep_failed | error | started
+    kind: str          # recorded | settled | invalid | sleep | sleep_failed | error | started
     agent: Agent
     message: str
     diff: str = ""
@@ -133,6 +133,9 @@ class Watcher:
                                          "version stays; fix the file)"))
                 return
             self._invalid.pop(agent.folder, None)
+            if found.kind == "own":
+                self._settle(agent, found)
+                return
             if found.kind != "hand":
                 return
             version = agent.record_hand_edits()
@@ -144,6 +147,21 @@ class Watcher:
                                  diff=agent.history.diff(parent, version), version=version))
         except AgentmemError as exc:
             self.emit(WatchEvent("error", agent, exc.message))
+
+    def _settle(self, agent: Agent, found: Classification) -> None:
+        """Files an agentmem write announced: left alone while the write is under way; if its
+        process died, recorded under its author (complete) or put back (half-done)."""
+        settled, version = agent.settle_if_idle()
+        if not settled:
+            return
+        if version is not None:
+            parent = agent.history.parent(version)
+            self.emit(WatchEvent("recorded", agent, f"an interrupted write by {version.author} "
+                                 f"recorded as version {version.number}",
+                                 diff=agent.history.diff(parent, version), version=version))
+        elif not set(found.files) & set(agent.history.dirty()):
+            self.emit(WatchEvent("settled", agent, "an interrupted write was undone: "
+                                 f"{', '.join(found.files)} back as the last version has them"))
 
     # -- sleep-time compute ----------------------------------------------------------------
     def due(self, agent: Agent) -> tuple[bool, str]:

@@ -137,3 +137,49 @@ def test_chat_refuses_an_invalid_folder_with_the_same_message(cli, blank: Agent,
     (blank.folder / "tools.yaml").write_text("tools:\n  - name: [x\n")
     result = cli("chat", blank.folder, "-m", "hi")
     assert result.exit_code == 1 and "tools.yaml:2: invalid YAML" in result.stderr
+
+
+def _dead_write(blank: Agent, names: list[str]) -> str:
+    """An agent write of lessons.md (and `names`) whose process died after lessons.md."""
+    import hashlib
+
+    text = (blank.folder / "lessons.md").read_text() + "\n## Own\nwritten by agentmem\n"
+    files = {"lessons.md": hashlib.sha256(text.encode()).hexdigest()}
+    files.update({n: "0" * 64 for n in names})
+    (blank.state_dir / "intent.json").write_text(json.dumps(
+        {"id": "dead", "author": "agent", "message": "Add a lesson", "files": files}))
+    (blank.folder / "lessons.md").write_text(text)
+    return text
+
+
+def test_the_watcher_settles_a_write_whose_process_died(blank: Agent):
+    """A complete one is recorded under its author; a half-done one is put back; neither is
+    touched while its writer still holds the lock."""
+    events: list = []
+    watcher = Watcher([blank], events.append, model="scripted/x", auto_sleep=False)
+    old = (blank.folder / "lessons.md").read_text()
+    _dead_write(blank, ["archive.md"])                 # died before archive.md
+    held, release = threading.Event(), threading.Event()
+
+    def writer_alive() -> None:
+        with blank._write_lock:
+            held.set()
+            release.wait(10)
+
+    alive = threading.Thread(target=writer_alive)
+    alive.start()
+    held.wait(10)
+    watcher.check(blank)                               # its writer may still finish it
+    release.set()
+    alive.join()
+    assert events == [] and (blank.folder / "lessons.md").read_text() != old
+    watcher.check(blank)                               # the writer is gone: undone
+    assert [e.kind for e in events] == ["settled"]
+    assert (blank.folder / "lessons.md").read_text() == old and blank.history.dirty() == []
+
+    _dead_write(blank, [])                             # died after its only file: complete
+    versions = len(blank.history.versions())
+    watcher.check(blank)
+    assert [e.kind for e in events] == ["settled", "recorded"]
+    assert events[1].version is not None and events[1].version.author == "agent"
+    assert len(blank.history.versions()) == versions + 1 and blank.history.dirty() == []
