@@ -618,8 +618,9 @@ def run_pass(agent: Agent, spec: ModelSpec, *, apply_it: bool = True, max_cost: 
 
 # -- many agents -----------------------------------------------------------------------------
 def sleep_one(folder: str, model: str | None, apply_it: bool, max_cost: float | None,
-              max_tokens: int | None) -> dict[str, Any]:
-    """One agent's pass as a plain summary (it may cross a process boundary)."""
+              max_tokens: int | None, with_proposal: bool = True) -> dict[str, Any]:
+    """One agent's pass as a plain summary (it may cross a process boundary); its proposal
+    (operations, usage, diff) too, unless with_proposal=False."""
     from agentmem import models
 
     summary: dict[str, Any] = {"agent": folder, "ok": False, "message": "", "version": None,
@@ -638,7 +639,8 @@ def sleep_one(folder: str, model: str | None, apply_it: bool, max_cost: float | 
         return summary
     summary.update(agent=str(agent.folder), ok=result.ok, message=result.message,
                    version=result.version.number if result.version else None,
-                   proposal=result.proposal.to_json() if result.proposal else None)
+                   proposal=result.proposal.to_json() if result.proposal and with_proposal
+                   else None)
     return summary
 
 

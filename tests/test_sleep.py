@@ -376,6 +376,22 @@ def test_many_agents_across_processes(tmp_path, model):
         assert Agent.open(folder).history.versions()[0].author == "sleep"
 
 
+def test_many_agents_report_their_proposals_only_when_asked(cli, tmp_path, model):
+    """--json prints each agent's proposal (operations, diff); otherwise none is built."""
+    folders = fleet(tmp_path, 2)
+    model.responder = lambda messages: json.dumps({"operations": [op(
+        op="add", title="Greets", body="Says hello.", evidence=["e1"])], "summary": "s"})
+    result = cli("sleep", tmp_path / "fleet", "--yes", "--json", "--model", "scripted/x")
+    assert result.exit_code == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert len(printed) == 2 and all("+## Greets" in r["proposal"]["diff"] for r in printed)
+    for folder in folders:
+        Agent.open(folder).journal.append({"kind": "user", "content": "again"})
+    quiet = core.run_many(folders, jobs=2, on_result=lambda _: None, model="scripted/x",
+                          apply_it=True, max_cost=None, max_tokens=None, with_proposal=False)
+    assert all(r["ok"] and r["version"] and r["proposal"] is None for r in quiet), quiet
+
+
 def test_a_reviewed_subset_passes_the_same_guards(learner: Agent, model):
     from agentmem.errors import Refused
 

@@ -173,7 +173,8 @@ def _many(agents: list[Any], apply_it: bool, json_: bool, model: str | None, job
         task = progress.add_task("sleep", total=len(agents))
         results = core.run_many([str(a.folder) for a in agents], jobs=jobs,
                                 on_result=lambda _: progress.advance(task), model=model,
-                                apply_it=apply_it, max_cost=max_cost, max_tokens=max_tokens)
+                                apply_it=apply_it, max_cost=max_cost, max_tokens=max_tokens,
+                                with_proposal=json_)   # only --json prints them
     results.sort(key=lambda r: r["agent"])
     failed = [r for r in results if not r["ok"]]
     if json_:
