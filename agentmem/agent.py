@@ -257,8 +257,11 @@ class Agent:
     def locked(self) -> Iterator[None]:
         lock = self._write_lock
         try:
-            with baton.waiting():           # another process may hold it: let others compute
-                lock.acquire()
+            try:
+                lock.acquire(timeout=0)     # free, or already this thread's: no wait at all
+            except LockTimeout:
+                with baton.waiting():       # another holds it: let other passes compute
+                    lock.acquire()
         except LockTimeout:
             raise Locked(f"{self.folder} is busy: another agentmem process holds its write lock",
                          "wait for it to finish and try again") from None
