@@ -392,3 +392,42 @@ def test_a_ref_moved_meanwhile_is_left_alone_and_no_lock_stays(blank: Agent):
     version = blank.record_hand_edits()                    # the version is recorded anyway
     assert version is not None and version.number == 2
     assert (git_dir / "index.lock").read_text() == "someone else's"
+
+
+def test_the_write_lock_lets_go_of_the_baton_only_to_wait_for_another_holder(blank: Agent):
+    """In a batch (agentmem.baton), taking a free write lock, or taking it again, hands the
+    baton to no one; waiting for another holder does."""
+    import threading
+
+    from agentmem import baton
+
+    class Counted:
+        def __init__(self) -> None:
+            self.lock, self.releases = threading.Lock(), 0
+
+        def acquire(self, *args, **kwargs):
+            return self.lock.acquire(*args, **kwargs)
+
+        def release(self) -> None:
+            self.releases += 1
+            self.lock.release()
+
+    computing = Counted()
+    with baton.holding(computing):                       # type: ignore[arg-type]
+        with blank.locked(), blank.locked():
+            pass
+        assert computing.releases == 0
+        held, release = threading.Event(), threading.Event()
+
+        def other_holder() -> None:
+            with Agent(blank.folder).locked():
+                held.set()
+                release.wait(10)
+
+        thread = threading.Thread(target=other_holder)
+        thread.start()
+        held.wait(10)
+        threading.Timer(0.2, release.set).start()
+        with blank.locked():                              # waits: lets go of the baton
+            assert computing.releases == 1
+        thread.join()
