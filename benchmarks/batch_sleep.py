@@ -197,6 +197,11 @@ def main() -> None:
     print(f"RESULT\tbatch sleep: same, model proposes nothing (info)\t{empty:.2f} s = "
           f"{empty / IDEAL_S:.2f}x ideal\t-\tINFO")
     print(f"RESULT\tbatch sleep: CPU per writing pass, one thread (info)\t{ms(learn_cpu)}\t-\tINFO")
+    # the wall time over what the cores need for these passes at this run's one-thread CPU
+    # time: the batch's own overhead, with the host's speed of the moment mostly divided out
+    bound = learn_cpu * AGENTS / (os.cpu_count() or 1)
+    print(f"RESULT\tbatch sleep: wall over its CPU bound, {ms(learn_cpu)} x {AGENTS} / "
+          f"{os.cpu_count()} cores (info)\t{slow / bound:.2f}x\t-\tINFO")
 
 
 if __name__ == "__main__":
