@@ -23,6 +23,7 @@ from agentmem.errors import (
     UsageError,
 )
 from agentmem.fsutil import atomic_delete, atomic_write, read_bytes, read_text
+from agentmem.gitstore import Unsupported
 from agentmem.history import TRACKED, History, Version, merge3
 from agentmem.journal import FILE as LOG_FILE
 from agentmem.journal import Cursor, Journal
@@ -275,14 +276,22 @@ class Agent:
             return self._record_pending()
 
     def settle_if_idle(self) -> tuple[bool, Version | None]:
-        """What record_hand_edits does, unless a write is under way (it settles its own files):
-        (False, None) then; else (True, the version recorded, if any). For the watcher, which
-        sees a dead write's files as agentmem's own and would otherwise leave them be."""
+        """For the watcher, which sees a dead write's files as agentmem's own: settle them
+        (see _record_pending) if no write is under way and every changed file is one the
+        write announced, as written. (True, the version recorded, or None when they were put
+        back); (False, None) when a write holds the lock, or when there is nothing of the sort
+        (the write finished meanwhile, or a person's edit is among them: the hand-edit path,
+        with its checks, takes those)."""
         try:
             self._write_lock.acquire(timeout=0)
         except LockTimeout:
             return False, None
         try:
+            files = read_json(self.state_dir / INTENT).get("files") or {}
+            dirty = self.history.dirty()
+            if not dirty or any(n not in files or file_digest(self.folder / n) != files[n]
+                                for n in dirty):
+                return False, None
             return True, self._record_pending()
         finally:
             self._write_lock.release()
@@ -324,7 +333,7 @@ class Agent:
                 # last version has it): a write is all or nothing, so the files it did write
                 # go back to the last version, and a sleep pass is offered again, as its cursor
                 # never moved. A file that matches neither is a person's and stays.
-                self._put_back(sorted(written & set(dirty)))
+                self._put_back({n: files[n] for n in sorted(written & set(dirty))})
                 dirty = self.history.dirty()
             landed = self._landed_intent(self.read_state())
             if landed is not None:        # and the state.json write it was followed by
@@ -341,16 +350,24 @@ class Agent:
         return self.history.commit("human", f"Hand edit of {', '.join(dirty)}",
                                    self.journal.last_event_number())
 
-    def _put_back(self, names: list[str]) -> None:
-        """Give files the content they have in the latest version (absent there: removed)."""
+    def _put_back(self, written: dict[str, str | None]) -> None:
+        """Files a write that died half-way wrote (name -> the hash it wrote) get the exact
+        bytes they have in the latest version back (absent there: removed). One that changed
+        again since, or that is a symbolic link in that version, is left as it is."""
         versions = self.history.versions()
-        latest = versions[0] if versions else None
-        for name in names:
-            text = self.history.file_at(latest, name)
-            if text is None:
+        if not versions:
+            return
+        for name, digest in written.items():
+            try:
+                data = self.history.bytes_at(versions[0], name)
+            except Unsupported:
+                continue
+            if file_digest(self.folder / name) != digest:
+                continue                  # saved again meanwhile: a person's, kept
+            if data is None:
                 atomic_delete(self.folder / name)
             else:
-                atomic_write(self.folder / name, text)
+                atomic_write(self.folder / name, data)
 
     def write(self, changes: dict[str, str | None], author: str, message: str,
               *, check: Any = None) -> Version | None:

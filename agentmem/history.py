@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from agentmem import baton, gitstore
 from agentmem.errors import AgentmemError, Conflict, NotFound, UsageError
@@ -65,6 +66,14 @@ class History:
     # -- plumbing --------------------------------------------------------------------------
     def git(self, *args: str, check: bool = True, input: str | None = None,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        proc: subprocess.CompletedProcess[str] = self._run_git(
+            args, env, input=input, text=True, encoding="utf-8", errors="replace")
+        if check and proc.returncode != 0:
+            raise AgentmemError(f"git {' '.join(args[:2])} failed: {proc.stderr.strip()}")
+        return proc
+
+    def _run_git(self, args: tuple[str, ...], env: dict[str, str] | None,
+                 **run: Any) -> subprocess.CompletedProcess[Any]:
         full_env = {**os.environ, "GIT_DIR": str(self.git_dir), "GIT_WORK_TREE": str(self.folder),
                     "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C",
                     **(env or {})}
@@ -74,14 +83,10 @@ class History:
                "-c", "core.autocrlf=false", "-c", "core.quotepath=false", *args]
         try:
             with baton.waiting():         # in a batch, another pass computes meanwhile
-                proc = subprocess.run(cmd, cwd=self.folder, env=full_env, input=input,
-                                      capture_output=True, text=True, encoding="utf-8",
-                                      errors="replace")
+                return subprocess.run(cmd, cwd=self.folder, env=full_env, capture_output=True,
+                                      **run)
         except FileNotFoundError as exc:
             raise AgentmemError("git is not installed", "install git and try again") from exc
-        if check and proc.returncode != 0:
-            raise AgentmemError(f"git {' '.join(args[:2])} failed: {proc.stderr.strip()}")
-        return proc
 
     @property
     def exists(self) -> bool:
@@ -303,6 +308,32 @@ class History:
             pass
         proc = self.git("show", f"{version.commit}:{name}", check=False)
         return proc.stdout if proc.returncode == 0 else None
+
+    def bytes_at(self, version: Version, name: str) -> bytes | None:
+        """A plain file's exact bytes in a version; None when the version has no such file.
+        Raises Unsupported for an entry that is not a plain file (a symbolic link)."""
+        try:
+            entry = self._entries(version.commit).get(name)
+            if entry is None:
+                return None
+            mode, sha = entry.mode, entry.sha
+        except gitstore.Unsupported:              # packed by git gc, say: ask git
+            listed = self.git("ls-tree", version.commit, "--", name).stdout.split()
+            if not listed:
+                return None
+            mode, sha = int(listed[0], 8), listed[2]
+        if mode == 0o120000:
+            raise gitstore.Unsupported(f"{name} is a symbolic link in version {version.number}")
+        try:
+            kind, data = gitstore.Store(self.git_dir).read(sha)
+            if kind == "blob":
+                return data
+        except gitstore.Unsupported:
+            pass
+        proc = self._run_git(("cat-file", "blob", sha), None)
+        if proc.returncode != 0:
+            raise AgentmemError(f"git cat-file failed: {proc.stderr.decode(errors='replace')}")
+        return bytes(proc.stdout)
 
     def files_at(self, version: Version | None) -> dict[str, str | None]:
         return {name: self.file_at(version, name) for name in TRACKED}

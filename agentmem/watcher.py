@@ -142,7 +142,8 @@ class Watcher:
             if version is None:
                 return
             parent = agent.history.parent(version)
-            self.emit(WatchEvent("recorded", agent, f"hand edit of {', '.join(found.files)} "
+            self.emit(WatchEvent("recorded", agent, "hand edit of "
+                                 f"{', '.join(agent.history.changed_files(version))} "
                                  f"recorded as version {version.number}",
                                  diff=agent.history.diff(parent, version), version=version))
         except AgentmemError as exc:
@@ -159,7 +160,7 @@ class Watcher:
             self.emit(WatchEvent("recorded", agent, f"an interrupted write by {version.author} "
                                  f"recorded as version {version.number}",
                                  diff=agent.history.diff(parent, version), version=version))
-        elif not set(found.files) & set(agent.history.dirty()):
+        else:
             self.emit(WatchEvent("settled", agent, "an interrupted write was undone: "
                                  f"{', '.join(found.files)} back as the last version has them"))
 

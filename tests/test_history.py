@@ -253,6 +253,40 @@ def test_a_half_done_write_whose_other_file_a_person_edited_is_all_kept(blank: A
     assert archive.read_text() == "# Archive\n\nMy own notes.\n"
 
 
+def test_a_half_done_write_puts_back_the_exact_bytes(blank: Agent):
+    """CRLF line endings (and any bytes) come back as the last version has them, so nothing
+    is left that looks like a person's edit."""
+    lessons = blank.folder / "lessons.md"
+    crlf = lessons.read_bytes().replace(b"\n", b"\r\n")
+    lessons.write_bytes(crlf)
+    assert blank.record_hand_edits() is not None          # the CRLF file is the last version
+    versions = len(blank.history.versions())
+    _half_written(blank)
+    assert blank.record_hand_edits() is None
+    assert lessons.read_bytes() == crlf and len(blank.history.versions()) == versions
+
+
+def test_a_half_done_write_puts_back_only_the_files_it_wrote(blank: Agent):
+    """lessons.md written, archive.md saved by a person, persona.md never reached."""
+    import hashlib
+
+    old = (blank.folder / "lessons.md").read_text()
+    new = old + "\n## Agent wrote this\nx\n"
+    persona = blank.folder / "persona.md"
+    intent = {"id": "three", "author": "agent", "message": "m", "files": {
+        "lessons.md": hashlib.sha256(new.encode()).hexdigest(),
+        "archive.md": hashlib.sha256(b"# Archive\n\n## Agent's\nz\n").hexdigest(),
+        "persona.md": hashlib.sha256(persona.read_bytes() + b"\nWarning.\n").hexdigest()}}
+    (blank.state_dir / "intent.json").write_text(json.dumps(intent))
+    (blank.folder / "lessons.md").write_text(new)
+    (blank.folder / "archive.md").write_text("# Archive\n\nMy own notes.\n")
+    version = blank.record_hand_edits()
+    assert version is not None and version.author == "human"
+    assert blank.history.changed_files(version) == ["archive.md"]
+    assert (blank.folder / "lessons.md").read_text() == old
+    assert (blank.folder / "archive.md").read_text() == "# Archive\n\nMy own notes.\n"
+
+
 def test_crlf_files_keep_their_line_endings_on_write(blank: Agent):
     path = blank.folder / "lessons.md"
     path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))

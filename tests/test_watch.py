@@ -183,3 +183,18 @@ def test_the_watcher_settles_a_write_whose_process_died(blank: Agent):
     assert [e.kind for e in events] == ["settled", "recorded"]
     assert events[1].version is not None and events[1].version.author == "agent"
     assert len(blank.history.versions()) == versions + 1 and blank.history.dirty() == []
+
+
+def test_the_watcher_announces_nothing_when_the_write_finished_meanwhile(blank: Agent):
+    """Seen as agentmem's own while its writer was alive; by the time the watcher takes the
+    lock the write has finished: nothing to settle, nothing to announce."""
+    events: list = []
+    watcher = Watcher([blank], events.append, model="scripted/x", auto_sleep=False)
+    _dead_write(blank, ["archive.md"])
+    found = classify(blank)
+    assert found.kind == "own"
+    with blank.locked():                               # the writer finishes its job
+        blank.history.commit("agent", "Add a lesson", None)
+        (blank.state_dir / "intent.json").unlink()
+    watcher._settle(blank, found)
+    assert events == [] and blank.history.versions()[0].author == "agent"
