@@ -266,6 +266,22 @@ def test_a_half_done_write_puts_back_the_exact_bytes(blank: Agent):
     assert lessons.read_bytes() == crlf and len(blank.history.versions()) == versions
 
 
+def test_a_half_done_write_is_put_back_from_a_repository_git_gc_packed(blank: Agent):
+    lessons = blank.folder / "lessons.md"
+    lessons.write_bytes(lessons.read_bytes().replace(b"\n", b"\r\n"))
+    blank.record_hand_edits()
+    crlf = lessons.read_bytes()
+    blank.history.git("gc", "-q", "--prune=now")        # no loose objects left
+    blank.history._tree = None
+    from agentmem import gitstore
+
+    with pytest.raises(gitstore.Unsupported):            # so git is asked for the bytes
+        blank.history._entries(blank.history.head() or "")
+    _half_written(blank)
+    assert blank.record_hand_edits() is None
+    assert lessons.read_bytes() == crlf and blank.history.dirty() == []
+
+
 def test_a_half_done_write_puts_back_only_the_files_it_wrote(blank: Agent):
     """lessons.md written, archive.md saved by a person, persona.md never reached."""
     import hashlib
