@@ -257,15 +257,13 @@ class Agent:
     @contextmanager
     def locked(self) -> Iterator[None]:
         lock = self._write_lock
-        try:
+        if not self._take_lock_now():
             try:
-                lock.acquire(timeout=0)     # free, or already this thread's: no wait at all
-            except LockTimeout:
                 with baton.waiting():       # another holds it: let other passes compute
                     lock.acquire()
-        except LockTimeout:
-            raise Locked(f"{self.folder} is busy: another agentmem process holds its write lock",
-                         "wait for it to finish and try again") from None
+            except LockTimeout:
+                raise Locked(f"{self.folder} is busy: another agentmem process holds its write "
+                             "lock", "wait for it to finish and try again") from None
         try:
             yield
         finally:
@@ -275,6 +273,21 @@ class Agent:
         with self.locked():
             return self._record_pending()
 
+    def _take_lock_now(self) -> bool:
+        """The write lock if it is free (or already this thread's), without waiting."""
+        try:
+            self._write_lock.acquire(timeout=0)
+        except LockTimeout:
+            return False
+        return True
+
+    def is_own_write(self, dirty: list[str]) -> bool:
+        """Whether every changed file is one the write in intent.json announced, as it wrote
+        it (agentmem's own write, under way or interrupted), rather than a person's edit."""
+        files = read_json(self.state_dir / INTENT).get("files") or {}
+        return bool(dirty) and all(n in files and file_digest(self.folder / n) == files[n]
+                                   for n in dirty)
+
     def settle_if_idle(self) -> tuple[bool, Version | None]:
         """For the watcher, which sees a dead write's files as agentmem's own: settle them
         (see _record_pending) if no write is under way and every changed file is one the
@@ -282,15 +295,10 @@ class Agent:
         back); (False, None) when a write holds the lock, or when there is nothing of the sort
         (the write finished meanwhile, or a person's edit is among them: the hand-edit path,
         with its checks, takes those)."""
-        try:
-            self._write_lock.acquire(timeout=0)
-        except LockTimeout:
+        if not self._take_lock_now():
             return False, None
         try:
-            files = read_json(self.state_dir / INTENT).get("files") or {}
-            dirty = self.history.dirty()
-            if not dirty or any(n not in files or file_digest(self.folder / n) != files[n]
-                                for n in dirty):
+            if not self.is_own_write(self.history.dirty()):
                 return False, None
             return True, self._record_pending()
         finally:

@@ -25,7 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentmem.baton import waiting
-from agentmem.fsutil import NotRegular, fsync, fsync_dir, read_bytes, read_text, write_all
+from agentmem.fsutil import (
+    NotRegular,
+    decode_text,
+    fsync,
+    fsync_dir,
+    read_bytes,
+    read_text,
+    write_all,
+)
 
 REGULAR, EXECUTABLE = 0o100644, 0o100755
 
@@ -129,7 +137,7 @@ class Store:
         head = read_text(self.git_dir / "HEAD").strip()
         if not head.startswith("ref: refs/heads/"):
             raise Unsupported("HEAD is detached")
-        config = read_bytes(self.git_dir / "config")[0].decode("utf-8", "replace")
+        config = decode_text(read_bytes(self.git_dir / "config")[0], "replace")
         found = re.search(r"(?im)^\s*objectformat\s*=\s*(\S+)", config)
         if found and found.group(1).lower() != "sha1":
             raise Unsupported("not a SHA-1 repository")

@@ -295,19 +295,15 @@ class History:
         return versions[index + 1] if index + 1 < len(versions) else None
 
     def file_at(self, version: Version | None, name: str) -> str | None:
+        """A file's text in a version, as read_text reads the work file; None when absent."""
         if version is None:
             return None
         try:
-            entry = self._entries(version.commit).get(name)
-            if entry is None:
-                return None
-            kind, data = gitstore.Store(self.git_dir).read(entry.sha)
-            if kind == "blob" and entry.mode != 0o120000:   # as read_text reads the work file
-                return decode_text(data, "replace")
-        except gitstore.Unsupported:
-            pass
-        proc = self.git("show", f"{version.commit}:{name}", check=False)
-        return proc.stdout if proc.returncode == 0 else None
+            data = self.bytes_at(version, name)
+        except gitstore.Unsupported:                      # a symbolic link: what git shows
+            proc = self.git("show", f"{version.commit}:{name}", check=False)
+            return proc.stdout if proc.returncode == 0 else None
+        return None if data is None else decode_text(data, "replace")
 
     def bytes_at(self, version: Version, name: str) -> bytes | None:
         """A plain file's exact bytes in a version; None when the version has no such file.

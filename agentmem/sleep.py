@@ -384,7 +384,9 @@ class Plan:
 
 
 def plan(agent: Agent, spec: ModelSpec) -> Plan:
-    texts = agent.read_texts()
+    if (agent.state_dir / INTENT).exists():
+        agent.record_hand_edits()       # settle an interrupted write first: the pass builds on
+    texts = agent.read_texts()          # what it leaves (a half-done one is put back)
     memory, problems = validate(texts)
     if memory is None:
         raise InvalidAgent(problems)
@@ -565,8 +567,6 @@ def apply(proposal: Proposal, selected: list[int] | None = None) -> Version | No
             # state.json in the one write that follows the version (see Agent.update)
             version = agent.update(compute, "sleep", "\n".join(lines), state=done)
         else:
-            if (agent.state_dir / INTENT).exists():
-                agent.record_hand_edits()   # settle an interrupted write before moving on
             agent.update_state(**done(None))
         agent.journal.append({"kind": "sleep", "version": version.number if version else None,
                               "operations": [describe(op) for op in operations],

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentmem import models
-from agentmem.agent import INTENT, STATE_DIR, Agent, file_digest, read_json, validate
+from agentmem.agent import STATE_DIR, Agent, validate
 from agentmem.errors import AgentmemError, InvalidAgent, Problem
 from agentmem.history import TRACKED, Version
 from agentmem.journal import FILE as LOG_FILE
@@ -48,12 +48,8 @@ def classify(agent: Agent) -> Classification:
     dirty = agent.history.dirty()
     if not dirty:
         return Classification("none")
-    intent_path = agent.state_dir / INTENT
-    if intent_path.exists():
-        hashes = read_json(intent_path).get("files", {})
-        if hashes and set(dirty) <= set(hashes) and all(
-                file_digest(agent.folder / n) == h for n, h in hashes.items() if n in dirty):
-            return Classification("own", dirty)
+    if agent.is_own_write(dirty):
+        return Classification("own", dirty)
     _, problems = validate(agent.read_texts())
     if problems:
         return Classification("invalid", dirty, problems)

@@ -282,6 +282,23 @@ def test_a_half_done_write_is_put_back_from_a_repository_git_gc_packed(blank: Ag
     assert lessons.read_bytes() == crlf and blank.history.dirty() == []
 
 
+def test_a_half_done_write_never_overwrites_a_file_saved_again_meanwhile(blank: Agent,
+                                                                         monkeypatch):
+    """A person's editor takes no lock: a save between the check and the put-back is kept."""
+    _, new = _half_written(blank)
+    lessons = blank.folder / "lessons.md"
+    real = blank.history.bytes_at
+
+    def a_person_saves_first(version, name):
+        lessons.write_text(new + "\nSaved by a person.\n")
+        return real(version, name)
+
+    monkeypatch.setattr(blank.history, "bytes_at", a_person_saves_first)
+    version = blank.record_hand_edits()
+    assert lessons.read_text() == new + "\nSaved by a person.\n"
+    assert version is not None and version.author == "human"
+
+
 def test_a_half_done_write_puts_back_only_the_files_it_wrote(blank: Agent):
     """lessons.md written, archive.md saved by a person, persona.md never reached."""
     import hashlib
@@ -408,7 +425,7 @@ def test_a_stale_version_count_is_not_trusted(blank: Agent):
     version = Agent.open(str(blank.folder)).record_hand_edits()
     assert version is not None and version.number == 3
     assert cache.read_text() == f"{version.commit} 3 end\n"
-    cache.write_text(f"{version.commit} 9")       # cut short by a crash: no "end"
+    cache.write_text(f"{version.commit} 9 en")    # cut short by a crash: no whole "end"
     add_lesson(blank, "Three", "3")
     version = Agent.open(str(blank.folder)).record_hand_edits()
     assert version is not None and version.number == 4

@@ -376,7 +376,8 @@ def test_many_agents_across_processes(tmp_path, model):
         assert Agent.open(folder).history.versions()[0].author == "sleep"
 
 
-def test_many_agents_report_their_proposals_only_when_asked(cli, tmp_path, model):
+def test_many_agents_report_their_proposals_only_when_asked(cli, tmp_path, model,
+                                                            monkeypatch):
     """--json prints each agent's proposal (operations, diff); otherwise none is built."""
     folders = fleet(tmp_path, 2)
     model.responder = lambda messages: json.dumps({"operations": [op(
@@ -387,6 +388,13 @@ def test_many_agents_report_their_proposals_only_when_asked(cli, tmp_path, model
     assert len(printed) == 2 and all("+## Greets" in r["proposal"]["diff"] for r in printed)
     for folder in folders:
         Agent.open(folder).journal.append({"kind": "user", "content": "again"})
+    built: list[object] = []
+    real = core.Proposal.to_json
+    monkeypatch.setattr(core.Proposal, "to_json", lambda self: built.append(self) or real(self))
+    result = cli("sleep", tmp_path / "fleet", "--yes", "--model", "scripted/x")
+    assert result.exit_code == 0 and result.stdout.count("ok ") == 2 and built == []
+    for folder in folders:
+        Agent.open(folder).journal.append({"kind": "user", "content": "and again"})
     quiet = core.run_many(folders, jobs=2, on_result=lambda _: None, model="scripted/x",
                           apply_it=True, max_cost=None, max_tokens=None, with_proposal=False)
     assert all(r["ok"] and r["version"] and r["proposal"] is None for r in quiet), quiet
@@ -538,6 +546,36 @@ def test_a_pass_killed_between_its_files_is_undone_and_offered_again(learner: Ag
     version = core.apply(again)
     assert version is not None and version.author == "sleep"
     assert [v.author for v in learner.history.versions()[:2]] == ["sleep", "human"]
+
+
+def test_the_next_pass_after_a_half_done_one_settles_it_and_succeeds(learner: Agent, model,
+                                                                      monkeypatch):
+    """The pass builds on the put-back files, so its own write is not refused as 'memory
+    changed meanwhile', and the model's answer is not wasted."""
+    from agentmem import agent as agent_mod
+
+    model.push(json.dumps(GOOD))
+    proposal = core.propose(learner, SPEC)
+    assert proposal is not None
+    real = agent_mod.atomic_write
+    written: list[str] = []
+
+    def die_on_the_second_file(path, data):
+        if path.parent == learner.folder:
+            if written:
+                raise KeyboardInterrupt("killed between two memory files")
+            written.append(path.name)
+        return real(path, data)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(agent_mod, "atomic_write", die_on_the_second_file)
+        with pytest.raises(KeyboardInterrupt):
+            core.apply(proposal)
+    model.push(json.dumps(GOOD))
+    result = core.run_pass(learner, SPEC)
+    assert result.ok, result.message
+    assert [v.author for v in learner.history.versions()[:2]] == ["sleep", "human"]
+    assert learner.history.dirty() == [] and learner.sleep_cursor().event == 8
 
 
 def test_an_intent_whose_files_were_never_written_moves_nothing(learner: Agent):

@@ -198,3 +198,22 @@ def test_the_watcher_announces_nothing_when_the_write_finished_meanwhile(blank: 
         (blank.state_dir / "intent.json").unlink()
     watcher._settle(blank, found)
     assert events == [] and blank.history.versions()[0].author == "agent"
+
+
+def test_the_watcher_leaves_a_dead_write_mixed_with_a_persons_edit_to_the_checked_path(
+        blank: Agent):
+    """A person saves another file between the classification and the settling: nothing is
+    settled blindly; the next check takes the hand-edit path (validated), which settles too."""
+    events: list = []
+    watcher = Watcher([blank], events.append, model="scripted/x", auto_sleep=False)
+    old = (blank.folder / "lessons.md").read_text()
+    _dead_write(blank, ["archive.md"])
+    found = classify(blank)
+    assert found.kind == "own"
+    persona = blank.folder / "persona.md"
+    persona.write_text(persona.read_text() + "\nA person wrote this.\n")
+    watcher._settle(blank, found)
+    assert events == [] and (blank.state_dir / "intent.json").exists()
+    watcher.check(blank)
+    assert [e.kind for e in events] == ["recorded"] and "persona.md" in events[0].message
+    assert (blank.folder / "lessons.md").read_text() == old and blank.history.dirty() == []
