@@ -511,16 +511,14 @@ def test_a_leftover_intent_never_moves_the_cursor_back(learner: Agent, model, se
     assert learner.read_state()["sleep_cursor"]["event"] == 10
 
 
-def test_a_pass_killed_between_its_files_is_undone_and_offered_again(learner: Agent, model,
-                                                                     monkeypatch):
-    """A write is all or nothing: files of a pass that died part-way through writing them go
-    back to the last version, never recorded as a person's hand edit, and the pass runs again."""
+def die_between_two_files(learner: Agent, model, monkeypatch) -> tuple[core.Proposal, list[str]]:
+    """A sleep pass killed after its first memory file and before its second; the proposal,
+    and the names of the files it did write."""
     from agentmem import agent as agent_mod
 
     model.push(json.dumps(GOOD))
     proposal = core.propose(learner, SPEC)
     assert proposal is not None
-    before = snapshot(learner)
     real = agent_mod.atomic_write
     written: list[str] = []
 
@@ -535,6 +533,15 @@ def test_a_pass_killed_between_its_files_is_undone_and_offered_again(learner: Ag
         patch.setattr(agent_mod, "atomic_write", die_on_the_second_file)
         with pytest.raises(KeyboardInterrupt):
             core.apply(proposal)
+    return proposal, written
+
+
+def test_a_pass_killed_between_its_files_is_undone_and_offered_again(learner: Agent, model,
+                                                                     monkeypatch):
+    """A write is all or nothing: files of a pass that died part-way through writing them go
+    back to the last version, never recorded as a person's hand edit, and the pass runs again."""
+    before = snapshot(learner)
+    proposal, written = die_between_two_files(learner, model, monkeypatch)
     assert written and learner.history.dirty() == written      # half of the pass is on disk
     assert learner.record_hand_edits() is None                  # ... and put back, not versioned
     assert snapshot(learner)["files"] == before["files"]
@@ -552,25 +559,7 @@ def test_the_next_pass_after_a_half_done_one_settles_it_and_succeeds(learner: Ag
                                                                       monkeypatch):
     """The pass builds on the put-back files, so its own write is not refused as 'memory
     changed meanwhile', and the model's answer is not wasted."""
-    from agentmem import agent as agent_mod
-
-    model.push(json.dumps(GOOD))
-    proposal = core.propose(learner, SPEC)
-    assert proposal is not None
-    real = agent_mod.atomic_write
-    written: list[str] = []
-
-    def die_on_the_second_file(path, data):
-        if path.parent == learner.folder:
-            if written:
-                raise KeyboardInterrupt("killed between two memory files")
-            written.append(path.name)
-        return real(path, data)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(agent_mod, "atomic_write", die_on_the_second_file)
-        with pytest.raises(KeyboardInterrupt):
-            core.apply(proposal)
+    die_between_two_files(learner, model, monkeypatch)
     model.push(json.dumps(GOOD))
     result = core.run_pass(learner, SPEC)
     assert result.ok, result.message
