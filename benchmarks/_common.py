@@ -62,16 +62,17 @@ def section(title: str) -> None:
     print(f"\n== {title}", flush=True)
 
 
-def sleep_answer(messages: list[dict[str, Any]], learn: bool) -> str:
+def sleep_answer(messages: list[dict[str, Any]], learn: bool, salt: str = "") -> str:
     """The batch benchmarks' sleep model: with learn, one new lesson citing the newest event it
-    was shown (so the pass writes a version); otherwise no operation."""
+    was shown (so the pass writes a version; `salt` makes its text differ between runs, so that
+    every run writes new objects); otherwise no operation."""
     operations = []
     if learn:
         ids = re.findall(r"^(e\d+) ", messages[-1]["content"], re.M)
         operations.append({
-            "op": "add", "title": "Empty results return []",
+            "op": "add", "title": f"Empty results return [] {salt}".strip(),
             "body": "In this codebase an empty lookup returns [] instead of raising; the user "
-                    "corrected this.",
+                    f"corrected this. {salt}".strip(),
             "rationale": "the user corrected the review", "evidence": ids[-1:]})
     summary = "learned one rule" if learn else "nothing to learn"
     return json.dumps({"operations": operations, "summary": summary})

@@ -4,8 +4,8 @@
 
 The model answers every call after BENCH_DELAY seconds (default 0.2) with a valid proposal:
 BENCH_ANSWER=learn (the default) adds one lesson citing the last event it was shown, so every
-pass writes a version; BENCH_ANSWER=empty proposes nothing. On exit it prints to stderr one line
-the benchmark reads:
+pass writes a version (BENCH_SALT, when set, goes into the lesson's text); BENCH_ANSWER=empty
+proposes nothing. On exit it prints to stderr one line the benchmark reads:
 
     LAUNCHER main_s=S setup_s=S cpu_main_s=S cpu_workers_s=S
 
@@ -36,9 +36,10 @@ if __name__ == "__main__":
 
     delay = float(os.environ.get("BENCH_DELAY", "0.2"))
     learn = os.environ.get("BENCH_ANSWER", "learn") == "learn"
+    salt = os.environ.get("BENCH_SALT", "")
 
     def respond(messages: list[dict[str, Any]]) -> Reply:
-        return Reply(text=sleep_answer(messages, learn), delay=delay)
+        return Reply(text=sleep_answer(messages, learn, salt), delay=delay)
 
     llm.install_scripted(Script(responder=respond))
     from agentmem import sleep as core

@@ -1,13 +1,15 @@
 """`agentmem sleep DIR --yes --jobs 50` over 1,000 agents with a 200 ms model.
 
-One code-reviewer agent is made with Agent.create, its sleep cursor moved to the end of the
-sample log and NEW_EVENTS new events appended after it; the folder (with .agentmem/git) is then
-copied AGENTS - 1 times. The CLI runs in a subprocess (benchmarks/_sleep_launcher.py installs a
+One code-reviewer agent is made with Agent.create and has slept once over new events (as an
+agent in use has: its history and state are those of an agent that learned before), then
+NEW_EVENTS new events are appended; the folder (with .agentmem/git) is then copied AGENTS
+times. The CLI runs in a subprocess (benchmarks/_sleep_launcher.py installs a
 scripted sleep model that answers after DELAY s, then calls agentmem.cli.main).
 
 The model LEARNS in the timed runs: it proposes one new lesson citing an event it was shown, so
 every pass goes through every guard and writes a version (files, history, state, log), which is
-what a pass costs when it does its job. A run where the model proposes nothing is shown too.
+what a pass costs when it does its job. The lesson's text names the run, so every run writes
+new objects, as the first does. A run where the model proposes nothing is shown too.
 
 Ideal wall time = AGENTS * DELAY / JOBS = 4 s; target <= 1.5x ideal, timed over the CLI code
 path (agentmem.cli.main), the litellm import before it reported apart. Median of RUNS runs, or
@@ -61,19 +63,39 @@ def new_events() -> list[dict[str, Any]]:
     return out
 
 
-def make_agents(tmp: Path) -> tuple[Path, Path]:
+def make_template(folder: Path) -> Path:
+    """An agent that has slept before, with NEW_EVENTS events since (needs a scripted model
+    installed that answers with sleep_answer)."""
+    from agentmem import sleep as core
     from agentmem.agent import Agent
+    from agentmem.models import ModelSpec
 
-    template = Agent.create(str(tmp / "template"), "code-reviewer")
+    template = Agent.create(str(folder), "code-reviewer")
     template.update_state(sleep_cursor=template.journal.end_cursor().to_json())
     template.journal.append(*new_events())
+    done = core.run_pass(template, ModelSpec("scripted/bench", None, "benchmark"))
+    assert done.ok, done.message
+    template.journal.append(*new_events())
+    return template.folder
+
+
+def install_model(answer: str, salt: str) -> None:
+    from agentmem import llm
+    from agentmem.scripted import Script
+
+    llm.install_scripted(Script(responder=lambda m: sleep_answer(m, answer == "learn", salt)))
+
+
+def make_agents(tmp: Path) -> tuple[Path, Path]:
+    install_model("learn", "(learned before)")
+    template = make_template(tmp / "template")
     root = tmp / "agents"
     root.mkdir()
     t0 = time.perf_counter()
     for i in range(AGENTS):
-        shutil.copytree(template.folder, root / f"agent-{i:04d}", symlinks=True)
+        shutil.copytree(template, root / f"agent-{i:04d}", symlinks=True)
     print(f"copied {AGENTS} agents in {time.perf_counter() - t0:.1f} s", flush=True)
-    return template.folder, root
+    return template, root
 
 
 def reset(template: Path, root: Path) -> None:
@@ -88,9 +110,9 @@ def reset(template: Path, root: Path) -> None:
                 (folder / name).write_bytes(data)
 
 
-def run_cli(root: Path, delay: float, answer: str) -> dict[str, float]:
+def run_cli(root: Path, delay: float, answer: str, salt: str) -> dict[str, float]:
     env = {**os.environ, "BENCH_DELAY": str(delay), "BENCH_ANSWER": answer,
-           "AGENTMEM_SLEEP_MODEL": "scripted/bench"}
+           "BENCH_SALT": salt, "AGENTMEM_SLEEP_MODEL": "scripted/bench"}
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, str(LAUNCHER), "sleep", str(root), "--yes", "--jobs",
                            str(JOBS)], capture_output=True, text=True, env=env)
@@ -115,13 +137,11 @@ def run_cli(root: Path, delay: float, answer: str) -> dict[str, float]:
 def pass_cpu(template: Path, tmp: Path, answer: str, count: int = 30) -> float:
     """CPU time of one pass (open, load, run_pass) in this process, zero-latency model."""
 
-    from agentmem import llm
     from agentmem import sleep as core
     from agentmem.agent import Agent
     from agentmem.models import ModelSpec
-    from agentmem.scripted import Script
 
-    llm.install_scripted(Script(responder=lambda m: sleep_answer(m, answer == "learn")))
+    install_model(answer, "(one thread)")
     spec = ModelSpec("scripted/bench", None, "benchmark")
     folders = []
     for i in range(count + 1):
@@ -153,7 +173,7 @@ def main() -> None:
         if name == "learns, 200 ms" and done and done[0]["main"] > CLEAR_MISS * IDEAL_S:
             continue   # a clear miss: more runs of a minute each would not change the verdict
         reset(template, root)
-        r = run_cli(root, delay, answer)
+        r = run_cli(root, delay, answer, f"(run {sum(map(len, runs.values())) + 1})")
         runs.setdefault(name, []).append(r)
         print(f"  model {name}: CLI {r['main']:.2f} s, process {r['wall']:.2f} s (litellm import "
               f"and model setup {r['setup']:.2f} s), {r['ok']:.0f} ok, {r['versions']:.0f} "

@@ -51,12 +51,10 @@ def child(passes: int, learn: bool, litellm: bool) -> None:
 
         llm._call = direct                           # type: ignore[assignment]
         llm.context_window = lambda model, default=8192: 128000   # type: ignore[assignment]
-    template = Agent.create(str(tmp / "template"), "code-reviewer")
-    template.update_state(sleep_cursor=template.journal.end_cursor().to_json())
-    template.journal.append(*batch_sleep.new_events())
+    template = batch_sleep.make_template(tmp / "template")
     folders = [tmp / f"a{i}" for i in range(PASSES + 1)]
     for folder in folders:
-        shutil.copytree(template.folder, folder, symlinks=True)
+        shutil.copytree(template, folder, symlinks=True)
     spec = ModelSpec("scripted/bench", None, "benchmark")
     for folder in folders[:passes + 1]:              # the first pass warms caches up: counted
         agent = Agent.open(str(folder))              # in both runs, it cancels out
