@@ -27,11 +27,13 @@ from typing import Any
 
 import yaml
 
+from agentmem import prompts
 from agentmem import sleep as sleep_core
 from agentmem.agent import Agent
 from agentmem.chat import ChatSession
 from agentmem.errors import AgentmemError, UsageError
 from agentmem.models import ModelSpec
+from agentmem.persona import BUDGET_KEYS
 from agentmem.scripted import PROVIDER, Reply, Script, ToolCall
 from agentmem.tokens import estimate
 
@@ -50,6 +52,8 @@ class Check:
     judge: str | None = None
 
     def evaluate(self, text: str, judge: Any = None) -> tuple[bool, str]:
+        """(passed, why). A judge criterion needs `judge(criterion, text) -> bool`; without one
+        it is not graded, and `why` says "judge skipped" (see ProbeResult.judge_skipped)."""
         low = text.lower()
         for word in self.contains:
             if word.lower() not in low:
@@ -59,11 +63,15 @@ class Check:
                 return False, f"contains {word!r}"
         if self.regex and not re.search(self.regex, text, re.I | re.M):
             return False, f"does not match /{self.regex}/"
-        if self.judge and judge is not None:
-            ok = judge(self.judge, text)
-            if not ok:
+        if self.judge:
+            if judge is None:
+                return True, JUDGE_SKIPPED
+            if not judge(self.judge, text):
                 return False, f"judge: not '{self.judge}'"
         return True, "ok"
+
+
+JUDGE_SKIPPED = "ok; judge skipped (no --judge-model)"
 
 
 @dataclass
@@ -85,9 +93,13 @@ class Scenario:
 SCENARIO_KEYS = {"name", "description", "persona", "lessons", "budgets", "canary", "sessions",
                  "sleep_every", "probes", "memory", "scripted_sleeps"}
 TURN_KEYS = {"user", "reply", "feedback", "rating", "agent_edit"}
-PROBE_KEYS = {"user", "expect", "learned_reply", "unlearned_reply", "marker"}
-MEMORY_KEYS = {"contains", "not_contains", "persona_contains", "canary_survives",
-               "no_duplicates", "max_lessons_tokens", "archived"}
+PROBE_KEYS = {"user", "expect", "learned_reply", "unlearned_reply", "marker", "kind"}
+EXPECT_KEYS = ("contains", "not_contains", "regex", "judge")
+PROBE_KINDS = ("correction", "retention")
+OFFLINE_KEYS = ("marker", "learned_reply", "unlearned_reply")
+MEMORY_WORDS = ("contains", "not_contains", "persona_contains", "archived")
+MEMORY_FLAGS = ("canary_survives", "no_duplicates", "unchanged")
+MEMORY_KEYS = {*MEMORY_WORDS, *MEMORY_FLAGS, "max_lessons_tokens"}
 
 
 def load_suite(path: Path) -> list[Scenario]:
@@ -97,47 +109,179 @@ def load_suite(path: Path) -> list[Scenario]:
     return [load_scenario(f) for f in files]
 
 
+def default_suite() -> Path:
+    """./evals when there is one (a clone of the repository), else the suite installed with
+    agentmem."""
+    local = Path("evals")
+    package = Path(__file__).resolve().parent
+    for candidate in (local, package / "evals", package.parent / "evals"):   # last: a clone
+        if candidate.is_dir():
+            return candidate
+    return local
+
+
 def load_scenario(path: Path) -> Scenario:
+    """A scenario file, checked whole: a wrong key or type is one UsageError naming the file
+    and the place, before anything runs."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(f"no such scenario: {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a folder: give a scenario file or a folder of *.yaml") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise UsageError(f"{where}: invalid YAML") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: a scenario is a mapping (name, persona, sessions, probes, ...)")
+    _Validator(path).scenario(data)
+    return Scenario(data["name"], data.get("description") or "", path, data)
 
-    def bad(what: str) -> UsageError:
-        return UsageError(f"{path}: {what}", "see evals/README.md for the scenario format")
 
-    unknown = set(data) - SCENARIO_KEYS
-    if unknown:
-        raise bad(f"unknown key(s) {', '.join(sorted(unknown))}")
-    for key in ("name", "persona"):
-        if not isinstance(data.get(key), str) or not data[key].strip():
-            raise bad(f"'{key}' is required text")
-    if not isinstance(data.get("probes"), list) or not data["probes"]:
-        raise bad("'probes' must list at least one probe")
-    for n, session in enumerate(data.get("sessions") or [], 1):
-        turns = session.get("turns") if isinstance(session, dict) else None
-        if not isinstance(turns, list) or not turns:
-            raise bad(f"session {n} needs a non-empty 'turns' list")
-        for turn in turns:
-            if not isinstance(turn, dict) or set(turn) - TURN_KEYS or not (
-                    "user" in turn or "feedback" in turn or "rating" in turn):
-                raise bad(f"session {n}: a turn has user (and reply), or feedback/rating; "
-                          f"allowed keys: {', '.join(sorted(TURN_KEYS))}")
-    for n, probe in enumerate(data["probes"], 1):
+class _Validator:
+    """The scenario format's types, each failure one line: FILE: WHERE: WHAT."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def bad(self, what: str) -> UsageError:
+        return UsageError(f"{self.path}: {what}", "see evals/README.md for the scenario format")
+
+    def mapping(self, value: Any, where: str, keys: set[str] | tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.bad(f"{where} must be a mapping ({', '.join(sorted(keys))})")
+        unknown = set(value) - set(keys)
+        if unknown:
+            raise self.bad(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
+                           f"(allowed: {', '.join(sorted(keys))})")
+        return value
+
+    def listing(self, value: Any, where: str) -> list[Any]:
+        if not isinstance(value, list):
+            raise self.bad(f"{where} must be a list")
+        return value
+
+    def text(self, value: Any, where: str, *, required: bool = False) -> None:
+        if value is None and not required:
+            return
+        if not isinstance(value, str) or (required and not value.strip()):
+            raise self.bad(f"{where} must be {'non-empty ' if required else ''}text")
+
+    def words(self, value: Any, where: str) -> None:
+        """Text, or a list of texts (numbers are read as text)."""
+        items = value if isinstance(value, list) else [value]
+        if value is None or not items or not all(
+                isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in items):
+            raise self.bad(f"{where} must be text or a list of texts")
+
+    def count(self, value: Any, where: str, *, least: int) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise self.bad(f"{where} must be a whole number >= {least}")
+
+    def scenario(self, data: dict[str, Any]) -> None:
+        unknown = set(data) - SCENARIO_KEYS
+        if unknown:
+            raise self.bad(f"unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+        for key in ("name", "persona"):
+            if not isinstance(data.get(key), str) or not data[key].strip():
+                raise self.bad(f"'{key}' is required text")
+        for key in ("description", "lessons"):
+            self.text(data.get(key), f"'{key}'")
+        if data.get("budgets") is not None:
+            for key, value in self.mapping(data["budgets"], "'budgets'", BUDGET_KEYS).items():
+                self.count(value, f"budgets: {key}", least=1)
+        if data.get("canary") is not None:
+            canary = self.mapping(data["canary"], "'canary'", ("title", "body"))
+            for key in ("title", "body"):
+                self.text(canary.get(key), f"canary: {key}", required=True)
+        if data.get("sleep_every") is not None:
+            self.count(data["sleep_every"], "'sleep_every'", least=0)
+        for n, session in enumerate(self.listing(data.get("sessions") or [], "'sessions'"), 1):
+            turns = session.get("turns") if isinstance(session, dict) else None
+            if not isinstance(turns, list) or not turns or set(session) - {"turns"}:
+                raise self.bad(f"session {n} needs a non-empty 'turns' list")
+            for m, turn in enumerate(turns, 1):
+                self.turn(turn, f"session {n}, turn {m}")
+        for n, ops in enumerate(self.listing(data.get("scripted_sleeps") or [],
+                                             "'scripted_sleeps'"), 1):
+            self.mapping(ops, f"scripted_sleeps {n}", ("operations", "summary"))
+            self.listing(ops.get("operations") or [], f"scripted_sleeps {n}: operations")
+        probes = data.get("probes")
+        if not isinstance(probes, list) or not probes:
+            raise self.bad("'probes' must list at least one probe")
+        for n, probe in enumerate(probes, 1):
+            self.probe(probe, f"probe {n}")
+        if data.get("memory") is not None:
+            self.memory(self.mapping(data["memory"], "'memory'", MEMORY_KEYS), "memory")
+
+    def turn(self, turn: Any, where: str) -> None:
+        if not isinstance(turn, dict) or set(turn) - TURN_KEYS or not (
+                "user" in turn or "feedback" in turn or "rating" in turn):
+            raise self.bad(f"{where}: a turn has user (and reply), or feedback/rating; "
+                           f"allowed keys: {', '.join(sorted(TURN_KEYS))}")
+        self.text(turn.get("user"), f"{where}: user", required="user" in turn)
+        for key in ("reply", "feedback"):
+            self.text(turn.get(key), f"{where}: {key}")
+        if turn.get("rating") not in (None, "good", "bad"):
+            raise self.bad(f"{where}: rating is good or bad")
+        if turn.get("agent_edit") is not None:
+            if "user" not in turn:
+                raise self.bad(f"{where}: agent_edit needs the user message it answers")
+            edit = self.mapping(turn["agent_edit"], f"{where}: agent_edit",
+                                ("title", "body", "reason"))
+            for key in ("title", "body"):
+                self.text(edit.get(key), f"{where}: agent_edit: {key}", required=True)
+            self.text(edit.get("reason"), f"{where}: agent_edit: reason")
+
+    def probe(self, probe: Any, where: str) -> None:
         if not isinstance(probe, dict) or set(probe) - PROBE_KEYS or "user" not in probe \
                 or not isinstance(probe.get("expect"), dict):
-            raise bad(f"probe {n} needs 'user' and 'expect' (contains, not_contains, regex, judge)")
-        if set(probe["expect"]) - {"contains", "not_contains", "regex", "judge"}:
-            raise bad(f"probe {n}: expect takes contains, not_contains, regex, judge")
-    if set(data.get("memory") or {}) - MEMORY_KEYS:
-        raise bad(f"memory checks are {', '.join(sorted(MEMORY_KEYS))}")
-    return Scenario(data["name"], data.get("description", ""), path, data)
+            raise self.bad(f"{where} needs 'user' and 'expect' (contains, not_contains, regex, "
+                           "judge)")
+        self.text(probe["user"], f"{where}: user", required=True)
+        expect = self.mapping(probe["expect"], f"{where}: expect", EXPECT_KEYS)
+        if not any(expect.get(key) not in (None, "", []) for key in EXPECT_KEYS):
+            raise self.bad(f"{where}: expect checks nothing (give contains, not_contains, regex "
+                           "or judge)")
+        for key in ("contains", "not_contains"):
+            if expect.get(key) is not None:
+                self.words(expect[key], f"{where}: expect: {key}")
+        if expect.get("regex") is not None:
+            self.text(expect["regex"], f"{where}: expect: regex", required=True)
+            try:
+                re.compile(expect["regex"])
+            except re.error as exc:
+                raise self.bad(f"{where}: expect: regex /{expect['regex']}/ is invalid ({exc})") \
+                    from None
+        self.text(expect.get("judge"), f"{where}: expect: judge")
+        if probe.get("kind") not in (None, *PROBE_KINDS):
+            raise self.bad(f"{where}: kind is {' or '.join(PROBE_KINDS)}")
+        given = [key for key in OFFLINE_KEYS if key in probe]
+        if given and len(given) < len(OFFLINE_KEYS):
+            raise self.bad(f"{where}: {', '.join(OFFLINE_KEYS)} go together (the offline answers)")
+        for key in given:
+            self.text(probe[key], f"{where}: {key}", required=key == "marker")
+
+    def memory(self, checks: dict[str, Any], where: str) -> None:
+        for key in MEMORY_WORDS:
+            if checks.get(key) is not None:
+                self.words(checks[key], f"{where}: {key}")
+        for key in MEMORY_FLAGS:
+            if checks.get(key) is not None and not isinstance(checks[key], bool):
+                raise self.bad(f"{where}: {key} is true or false")
+        if checks.get("max_lessons_tokens") is not None:
+            self.count(checks["max_lessons_tokens"], f"{where}: max_lessons_tokens", least=1)
+
+
+def offline_problems(scenarios: list[Scenario]) -> list[str]:
+    """Probes an offline run cannot answer: the scripted model needs each one's marker and
+    its learned and unlearned replies."""
+    return [f"{s.path}: probe {n} needs {', '.join(OFFLINE_KEYS)} for --offline"
+            for s in scenarios for n, probe in enumerate(s.probes, 1)
+            if not all(key in probe for key in OFFLINE_KEYS)]
 
 
 def _check(expect: dict[str, Any]) -> Check:
@@ -159,6 +303,10 @@ class ScenarioModel:
         if not self.intents:
             raise AssertionError("scenario model: no scripted answer left for this call")
         intent = self.intents.popleft()
+        if isinstance(intent, dict) and "judge" in intent:
+            # the scripted judge: YES for the probe's learned answer, NO for anything else
+            graded = str(messages[-1].get("content") or "")
+            return Reply(text="YES" if f"Answer:\n{intent['judge']}\n" in graded else "NO")
         if isinstance(intent, dict) and "marker" in intent:
             context = "\n".join(str(m.get("content") or "") for m in messages).lower()
             learned = intent["marker"].lower() in context
@@ -176,6 +324,8 @@ class ProbeResult:
     answer: str
     ok: bool
     why: str
+    kind: str = "correction"        # or "retention": known before the run, must stay known
+    judge_skipped: bool = False     # a judge criterion went ungraded (no judge model)
 
 
 @dataclass
@@ -190,13 +340,14 @@ class ScenarioResult:
     refused: list[str] = field(default_factory=list)
     events: int = 0
     error: str | None = None
+    kept: str | None = None         # the scenario's folders, kept after an error or refusal
 
-    def passed(self, condition: str) -> tuple[int, int]:
-        rows = [p for p in self.probes if p.condition == condition]
+    def passed(self, condition: str, kind: str | None = None) -> tuple[int, int]:
+        rows = [p for p in self.probes if p.condition == condition and kind in (None, p.kind)]
         return sum(p.ok for p in rows), len(rows)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "error": self.error, "events": self.events,
+        return {"name": self.name, "error": self.error, "kept": self.kept, "events": self.events,
                 "sleeps": self.sleeps, "refused": self.refused, "cost": round(self.cost, 6),
                 "memory_tokens": {"before": self.tokens_before, "after": self.tokens_after},
                 "probes": {c: dict(zip(("passed", "total"), self.passed(c), strict=True))
@@ -206,11 +357,16 @@ class ScenarioResult:
 
 
 class Runner:
+    """Runs scenarios. Offline (a scripted `spec`) the scenario answers for the model, and
+    judge criteria are graded by a scripted judge (YES for a probe's learned answer); with a
+    real model they are graded by `judge`, or skipped (and counted as such) without one."""
+
     def __init__(self, spec: ModelSpec, judge: ModelSpec | None = None,
                  workdir: Path | None = None) -> None:
         self.spec = spec
-        self.judge_spec = judge
         self.offline = spec.model.startswith(PROVIDER + "/")
+        self.judge_spec = ModelSpec(f"{PROVIDER}/judge", None, spec.source) if self.offline \
+            else judge
         self.model = ScenarioModel()
         self.workdir = workdir
         if self.offline:
@@ -218,15 +374,14 @@ class Runner:
 
             llm.install_scripted(Script(responder=self.model))
 
-    def judge(self, criterion: str, answer: str) -> bool:
-        if self.judge_spec is None:
-            return True
+    def grade(self, criterion: str, answer: str, result: ScenarioResult) -> bool:
+        """The judge model's YES or NO on one answer; its cost goes to the scenario's."""
         from agentmem import llm
 
-        reply = llm.complete(self.judge_spec, [
-            {"role": "system", "content": "You grade answers. Reply with YES or NO only."},
-            {"role": "user", "content": f"Criterion: {criterion}\n\nAnswer:\n{answer}\n\n"
-                                        "Does the answer meet the criterion?"}], max_tokens=5)
+        assert self.judge_spec is not None
+        reply = llm.complete(self.judge_spec, prompts.judge_messages(criterion, answer),
+                             max_tokens=5)
+        result.cost += reply.cost
         return reply.text.strip().upper().startswith("YES")
 
     def run(self, scenario: Scenario) -> ScenarioResult:
@@ -237,8 +392,11 @@ class Runner:
         except AgentmemError as exc:
             result.error = exc.message
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
             self.model.intents.clear()
+            if result.error or result.refused:       # kept for inspection (refused outputs...)
+                result.kept = str(tmp)
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
         return result
 
     def _seed(self, scenario: Scenario, folder: Path) -> Agent:
@@ -266,6 +424,7 @@ class Runner:
         pristine = tmp / "pristine"
         shutil.copytree(start.folder, pristine)
         result.tokens_before = _memory_tokens(start)
+        self.seeded = _memory_texts(start)
         transcript: list[dict[str, Any]] = []
         self.turn_events: dict[str, str] = {}
         every = int(data.get("sleep_every") or 0)
@@ -335,16 +494,25 @@ class Runner:
     def _probe(self, agent: Agent, probe: dict[str, Any], condition: str,
                transcript: list[dict[str, Any]], result: ScenarioResult) -> ProbeResult:
         if self.offline:
-            self.model.queue({"marker": probe.get("marker", ""),
-                              "learned": probe.get("learned_reply", ""),
-                              "unlearned": probe.get("unlearned_reply", "")})
+            self.model.queue({"marker": probe["marker"], "learned": probe["learned_reply"],
+                              "unlearned": probe["unlearned_reply"]})
         with ChatSession(agent, self.spec) as chat:
             if condition == "append_only":
                 chat.turns = [dict(m) for m in transcript]
             reply = chat.send(probe["user"])
         result.cost += reply.cost
-        ok, why = _check(probe["expect"]).evaluate(reply.text, self.judge)
-        return ProbeResult(condition, probe["user"], reply.text, ok, why)
+        check = _check(probe["expect"])
+        judge = None
+        if check.judge and self.judge_spec is not None:
+            def judge(criterion: str, answer: str) -> bool:
+                if self.offline:      # asked only when the other checks passed
+                    self.model.queue({"judge": probe["learned_reply"]})
+                return self.grade(criterion, answer, result)
+
+        ok, why = check.evaluate(reply.text, judge)
+        return ProbeResult(condition, probe["user"], reply.text, ok, why,
+                           kind=probe.get("kind") or "correction",
+                           judge_skipped=why == JUDGE_SKIPPED)
 
     def _memory_checks(self, agent: Agent, data: dict[str, Any], result: ScenarioResult) -> None:
         memory = agent.load()
@@ -373,6 +541,11 @@ class Runner:
             bodies = [x.body.strip().lower() for x in memory.lessons.lessons]
             dup = len(set(titles)) != len(titles) or len(set(bodies)) != len(bodies)
             add(("no duplicate lessons", not dup, ""))
+        if checks.get("unchanged"):
+            changed = [name for name, text in _memory_texts(agent).items()
+                       if text != self.seeded.get(name)]
+            add(("memory unchanged (lessons.md, persona.md body)", not changed,
+                 ", ".join(changed)))
         cap = checks.get("max_lessons_tokens")
         if cap:
             tokens = estimate(lessons)
@@ -393,22 +566,33 @@ def _fresh(pristine: Path, tmp: Path, condition: str) -> Agent:
 
 
 def _memory_tokens(agent: Agent) -> int:
+    return sum(estimate(text) for text in _memory_texts(agent).values())
+
+
+def _memory_texts(agent: Agent) -> dict[str, str]:
+    """What a chat turn sends of memory: persona.md's body and lessons.md."""
     memory = agent.load()
-    return estimate(memory.persona.body) + estimate(memory.texts["lessons.md"])
+    return {"persona.md": memory.persona.body, "lessons.md": memory.texts["lessons.md"] or ""}
 
 
 def totals(results: list[ScenarioResult]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for condition in CONDITIONS:
-        passed = sum(r.passed(condition)[0] for r in results)
-        total = sum(r.passed(condition)[1] for r in results)
-        out[condition] = {"passed": passed, "total": total}
+        counts = {kind: [r.passed(condition, kind) for r in results]
+                  for kind in (None, *PROBE_KINDS)}
+        out[condition] = {"passed": sum(p for p, _ in counts[None]),
+                          "total": sum(t for _, t in counts[None]),
+                          **{kind: {"passed": sum(p for p, _ in counts[kind]),
+                                    "total": sum(t for _, t in counts[kind])}
+                             for kind in PROBE_KINDS}}
+    out["judge_skipped"] = sum(p.judge_skipped for r in results for p in r.probes)
     canaries = [ok for r in results for name, ok, _ in r.memory if name == "canary lesson survived"]
     out["canary_retention"] = {"kept": sum(canaries), "total": len(canaries)}
     out["memory_checks"] = {"passed": sum(ok for r in results for _, ok, _ in r.memory),
                             "total": sum(len(r.memory) for r in results)}
-    out["memory_tokens"] = {"before": sum(r.tokens_before for r in results),
-                            "after": sum(r.tokens_after for r in results)}
+    ran = [r for r in results if not r.error]      # an errored scenario has no "after"
+    out["memory_tokens"] = {"before": sum(r.tokens_before for r in ran),
+                            "after": sum(r.tokens_after for r in ran)}
     out["cost"] = round(sum(r.cost for r in results), 6)
     out["refused_passes"] = sum(len(r.refused) for r in results)
     out["sleeps"] = sum(r.sleeps for r in results)

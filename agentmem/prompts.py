@@ -86,3 +86,12 @@ Reply with the JSON object only."""
 SLEEP_OVER_BUDGET = """
 lessons.md is ~{tokens} tokens, over its budget of {budget}: merge and retire lessons so that
 it fits."""
+
+JUDGE_SYSTEM = "You grade answers. Reply with YES or NO only."
+JUDGE_USER = "Criterion: {criterion}\n\nAnswer:\n{answer}\n\nDoes the answer meet the criterion?"
+
+
+def judge_messages(criterion: str, answer: str) -> list[dict[str, str]]:
+    """`agentmem eval`'s judge: one answer graded against one criterion, YES or NO."""
+    return [{"role": "system", "content": JUDGE_SYSTEM},
+            {"role": "user", "content": JUDGE_USER.format(criterion=criterion, answer=answer)}]

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from agentmem.evaluation import Check, load_scenario
+from agentmem.evaluation import JUDGE_SKIPPED, Check, load_scenario
 
 EVALS = Path(__file__).resolve().parents[1] / "evals"
+OK = "name: x\npersona: p\nprobes: [{user: q, expect: {contains: a}}]\n"   # a valid start
 
 
 @pytest.fixture
@@ -57,7 +58,7 @@ def test_table_output_names_every_condition(cli, offline):
     lines = result.stdout.splitlines()
     assert any(line.startswith("factual-correction") and "1/1" in line and "0/1" in line
                for line in lines)
-    assert "corrections applied after sleep: 1/1 probes" in result.stdout
+    assert "corrections applied after sleep: 1/1 (no memory 0, append-only 1)" in result.stdout
     assert "offline run on the scripted model" in result.stderr
 
 
@@ -69,6 +70,30 @@ def test_table_output_names_every_condition(cli, offline):
     ("name: x\npersona: p\nsessions: [{turns: []}]\nprobes: [{user: q, expect: {}}]\n",
      "session 1 needs a non-empty 'turns' list"),
     ("name: [x\n", "invalid YAML"),
+    (f"{OK}sessions: 5\n", "'sessions' must be a list"),
+    (f"{OK}canary: hello\n", "'canary' must be a mapping"),
+    (f"{OK}canary: {{title: t}}\n", "canary: body must be non-empty text"),
+    (f"{OK}sleep_every: abc\n", "'sleep_every' must be a whole number"),
+    (f"{OK}budgets: 5\n", "'budgets' must be a mapping"),
+    (f"{OK}budgets: {{lesons: 5}}\n", "unknown key(s) lesons"),
+    (f"{OK}budgets: {{lessons: -1}}\n", "budgets: lessons must be a whole number >= 1"),
+    (f"{OK}sessions: [{{turns: [{{user: hi, agent_edit: {{body: b}}}}]}}]\n",
+     "session 1, turn 1: agent_edit: title must be non-empty text"),
+    (f"{OK}sessions: [{{turns: [{{rating: meh}}]}}]\n", "session 1, turn 1: rating is good or bad"),
+    (f"{OK}sessions: [{{turns: [{{user: 5}}]}}]\n", "session 1, turn 1: user must be non-empty text"),
+    ("name: x\npersona: p\nprobes: [{user: q, expect: {regex: '('}}]\n",
+     "probe 1: expect: regex /(/ is invalid"),
+    ("name: x\npersona: p\nprobes: [{user: q, expect: {contains: {a: 1}}}]\n",
+     "probe 1: expect: contains must be text or a list of texts"),
+    ("name: x\npersona: p\nprobes: [{user: q, expect: {}}]\n", "probe 1: expect checks nothing"),
+    ("name: x\npersona: p\nprobes: [{user: q, expect: {contains: a}, marker: a}]\n",
+     "probe 1: marker, learned_reply, unlearned_reply go together"),
+    ("name: x\npersona: p\nprobes: [{user: q, expect: {contains: a}, kind: other}]\n",
+     "probe 1: kind is correction or retention"),
+    (f"{OK}memory: {{unchanged: yes please}}\n", "memory: unchanged is true or false"),
+    (f"{OK}memory: {{max_lessons_tokens: many}}\n", "memory: max_lessons_tokens must be a whole"),
+    (f"{OK}scripted_sleeps: [{{operations: {{op: add}}}}]\n",
+     "scripted_sleeps 1: operations must be a list"),
 ])
 def test_bad_scenarios_get_a_clear_error(tmp_path: Path, body: str, message: str):
     from agentmem.errors import UsageError
@@ -86,8 +111,129 @@ def test_checks():
     assert Check(regex=r"^\d+ items$").evaluate("12 items")[0] is True
     assert Check(judge="polite").evaluate("hi", judge=lambda c, a: False) == (False,
                                                                               "judge: not 'polite'")
+    assert Check(judge="polite").evaluate("hi", judge=lambda c, a: True) == (True, "ok")
+    # no judge model: not graded, and said so (never silently passed as "ok")
+    assert Check(judge="polite").evaluate("hi") == (True, JUDGE_SKIPPED)
+    assert Check(contains=["x"], judge="polite").evaluate("hi")[0] is False
 
 
 def test_eval_without_a_model_says_how_to_choose_one(cli):
     result = cli("eval", EVALS / "factual-correction.yaml")
     assert result.exit_code == 2 and "--offline" in result.stderr
+
+
+def _variant(tmp_path: Path, name: str, *edits: tuple[str, str]) -> Path:
+    """A shipped scenario with some text replaced (each replacement must apply)."""
+    text = (EVALS / f"{name}.yaml").read_text()
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_offline_judge_grades_through_the_model_and_can_fail(cli, offline, tmp_path: Path):
+    # both answers pass `contains`: only the judge (the scripted one, through litellm) tells
+    # the learned answer from the other
+    path = tmp_path / "judged.yaml"
+    path.write_text("""\
+name: judged
+persona: You summarise incidents.
+sessions:
+  - turns:
+      - user: Summarise the outage.
+        reply: It was an outage.
+      - user: Always start with a TL;DR line.
+        reply: Will do.
+scripted_sleeps:
+  - summary: TL;DR first
+    operations:
+      - {op: add, title: Start with TL;DR, body: Open every summary with a TL;DR line.,
+         rationale: asked, evidence: [s1.t2]}
+probes:
+  - user: Summarise the outage.
+    expect: {contains: [outage], judge: Opens with a TL;DR line.}
+    marker: TL;DR
+    learned_reply: "TL;DR: an outage."
+    unlearned_reply: There was an outage.
+""")
+    result = cli("eval", path, "--offline", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    details = {p["condition"]: p for p in data["scenarios"][0]["probe_details"]}
+    assert details["agentmem"]["ok"] is True and details["append_only"]["ok"] is True
+    assert details["no_memory"] == {**details["no_memory"], "ok": False,
+                                    "why": "judge: not 'Opens with a TL;DR line.'"}
+    assert data["totals"]["judge_skipped"] == 0
+
+
+def test_offline_takes_no_judge_model_and_needs_the_offline_answers(cli, offline, tmp_path: Path):
+    result = cli("eval", EVALS / "preference.yaml", "--offline", "--judge-model", "gpt-4.1")
+    assert result.exit_code == 2 and "scripted judge" in result.stderr
+    path = tmp_path / "s.yaml"
+    path.write_text("name: x\npersona: p\nprobes: [{user: q, expect: {contains: a}}]\n")
+    result = cli("eval", path, "--offline")
+    assert result.exit_code == 2
+    assert f"{path}: probe 1 needs marker, learned_reply, unlearned_reply for --offline" \
+        in result.stderr
+
+
+def test_judge_checks_without_a_judge_model_are_counted_as_skipped(capsys):
+    from agentmem.commands.eval import _table
+    from agentmem.evaluation import ProbeResult, ScenarioResult, totals
+
+    result = ScenarioResult("s", probes=[
+        ProbeResult("agentmem", "q", "a", True, JUDGE_SKIPPED, judge_skipped=True),
+        ProbeResult("no_memory", "q", "b", False, "missing 'x'"),
+        ProbeResult("agentmem", "q2", "a", True, "ok", kind="retention")])
+    t = totals([result])
+    assert t["judge_skipped"] == 1
+    assert t["agentmem"]["correction"] == {"passed": 1, "total": 1}
+    assert t["agentmem"]["retention"] == {"passed": 1, "total": 1}
+    assert t["no_memory"]["correction"] == {"passed": 0, "total": 1}
+    _table([result], t, "openai/gpt-4.1-mini")
+    out = capsys.readouterr()
+    assert "corrections applied after sleep: 1/1 (no memory 0, append-only 0); knowledge " \
+        "retained: 1/1" in out.out
+    assert "1 answer(s) had a 'judge:' criterion that was not graded: pass --judge-model" in out.err
+
+
+def test_a_noisy_session_that_changes_memory_fails_the_unchanged_check(cli, offline, tmp_path):
+    path = _variant(tmp_path, "noisy-session", ("    operations: []\n", """    operations:
+      - op: add
+        title: The user greets in the morning
+        body: Say good morning back.
+        rationale: seen once
+        evidence: [s1.t1]
+"""))
+    result = cli("eval", path, "--offline", "--json")
+    assert result.exit_code == 1
+    checks = json.loads(result.stdout)["scenarios"][0]["memory_checks"]
+    assert {"check": "memory unchanged (lessons.md, persona.md body)", "ok": False,
+            "detail": "lessons.md"} in checks
+
+
+def test_a_refused_pass_keeps_the_scenario_folder_and_says_where(cli, offline, tmp_path: Path,
+                                                                 monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    path = _variant(tmp_path, "factual-correction", ("evidence: [s1.t2, s2.t2]", "evidence: [e999]"))
+    result = cli("eval", path, "--offline")
+    assert result.exit_code == 1
+    assert "sleep pass refused: sleep pass refused" not in result.stderr
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("agentmem-eval-")]
+    assert len(kept) == 1 and str(kept[0]) in result.stderr.replace("\n", "")
+    refused = list((kept[0] / "agentmem" / ".agentmem" / "sleep").iterdir())
+    assert refused, "the refused model output is kept for inspection"
+
+
+def test_the_default_suite_is_found_outside_a_clone(cli, offline, tmp_path: Path, monkeypatch):
+    from agentmem.evaluation import default_suite
+
+    monkeypatch.chdir(tmp_path)
+    assert default_suite().resolve() == EVALS
+    result = cli("eval", "--offline", "--only", "factual")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[3].startswith("factual-correction")

@@ -10,10 +10,11 @@ def register(app: typer.Typer) -> None:
 
 
 def eval_(
-    suite: Path = typer.Argument(Path("evals"), help="A scenario file or a folder of them."),
+    suite: Path = typer.Argument(None, help="A scenario file or a folder of them (default: "
+                                 "./evals, else the suite installed with agentmem)."),
     model: str = typer.Option(None, "--model", help="Model for chat and sleep (any litellm model)."),
     judge_model: str = typer.Option(None, "--judge-model", help="Grade 'judge:' checks with this "
-                                    "model (otherwise they count as passed)."),
+                                    "model (without one they are reported as skipped)."),
     offline: bool = typer.Option(False, "--offline", help="Use the scripted model: checks the "
                                  "machinery, not a model."),
     only: str = typer.Option(None, "--only", help="Run only scenarios whose name contains this."),
@@ -27,12 +28,18 @@ def eval_(
     from agentmem import console, evaluation, models
     from agentmem.errors import UsageError
 
-    scenarios = evaluation.load_suite(suite)
+    scenarios = evaluation.load_suite(suite or evaluation.default_suite())
     if only:
         scenarios = [s for s in scenarios if only in s.name]
         if not scenarios:
             raise UsageError(f"no scenario name contains {only!r}")
     if offline:
+        if judge_model:
+            raise UsageError("--offline grades 'judge:' checks with its scripted judge",
+                             "drop --judge-model, or run a real model with --model")
+        problems = evaluation.offline_problems(scenarios)
+        if problems:
+            raise UsageError(problems[0], "or run it with a real model (--model)")
         spec = models.ModelSpec("scripted/eval", None, "--offline")
     else:
         try:
@@ -42,6 +49,8 @@ def eval_(
                              "--offline for the scripted model") from exc
         models.check_key(spec)
     judge = models.resolve(judge_model, {}) if judge_model else None
+    if judge is not None:
+        models.check_key(judge)
     runner = evaluation.Runner(spec, judge)
     results = []
     for scenario in scenarios:
@@ -98,11 +107,17 @@ def _table(results: list, totals: dict, model: str) -> None:
     o.print(f"{'total':<{width}}  {cells[0]:>8}  {cells[1]:>6}  {cells[2]:>6}  {cells[3]:>6}  "
             f"{tokens:>19}  {sleeps:>6}  {cost:>8}",
             markup=False)
-    o.print(
-        f"corrections applied after sleep: {t['agentmem']['passed']}/{t['agentmem']['total']} "
-        f"probes (no memory {t['no_memory']['passed']}, append-only "
-        f"{t['append_only']['passed']}); canary retention {t['canary_retention']['kept']}/"
-        f"{t['canary_retention']['total']}")
+    def kind(name: str) -> str:
+        row = {c: t[c][name] for c in ("agentmem", "no_memory", "append_only")}
+        return (f"{row['agentmem']['passed']}/{row['agentmem']['total']} (no memory "
+                f"{row['no_memory']['passed']}, append-only {row['append_only']['passed']})")
+
+    o.print(f"corrections applied after sleep: {kind('correction')}; knowledge retained: "
+            f"{kind('retention')}; canary retention {t['canary_retention']['kept']}/"
+            f"{t['canary_retention']['total']}", markup=False)
+    if t["judge_skipped"]:
+        console.warn(f"{t['judge_skipped']} answer(s) had a 'judge:' criterion that was not "
+                     "graded: pass --judge-model to grade them")
     for r in results:
         for p in r.probes:
             if not p.ok and p.condition == "agentmem":
@@ -111,4 +126,7 @@ def _table(results: list, totals: dict, model: str) -> None:
             if not ok:
                 console.warn(f"{r.name}: memory check failed: {name} {detail}")
         for message in r.refused:
-            console.warn(f"{r.name}: sleep pass refused: {message}")
+            said = "" if message.startswith("sleep pass refused") else "sleep pass refused: "
+            console.warn(f"{r.name}: {said}{message}")
+        if r.kept:
+            console.warn(f"{r.name}: its agent folders are kept for inspection in {r.kept}")
