@@ -730,6 +730,9 @@ def run_many(folders: list[str], *, jobs: int, on_result: Callable[[dict[str, An
     threads = [jobs // processes + (i < jobs % processes) for i in range(processes)]
     stops = sum(_threads_for(n) for n in threads)      # one None per worker thread
     context = multiprocessing.get_context("fork")
+    # litellm is imported once, here, for all the workers: each would otherwise pay its import
+    # (seconds of CPU, ~100 MB) at its first model call. Importing starts no thread.
+    llm.litellm()
     # the workers share this process's memory (litellm alone is ~100 MB of objects) until they
     # write to it; the cyclic GC would walk, and so copy, all of it in every worker. No model
     # call may happen in this process before the fork: litellm logs calls on background

@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+# BENCH_SMOKE=1: every script at a tiny size and one repetition, only to prove that it runs
+# (tests/test_benchmarks.py); its figures mean nothing
+SMOKE = bool(os.environ.get("BENCH_SMOKE"))
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 

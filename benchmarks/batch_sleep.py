@@ -33,13 +33,14 @@ from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import isolate, median, ms, result, section, sleep_answer  # noqa: E402
+from _common import SMOKE, isolate, median, ms, result, section, sleep_answer  # noqa: E402
 
 AGENTS = int(sys.argv[1]) if __name__ == "__main__" and len(sys.argv) > 1 else 1000
+AGENTS = 20 if SMOKE else AGENTS
 JOBS = 50
 DELAY = 0.2
 NEW_EVENTS = 12
-RUNS = 3          # runs of the timed case (learning model, 200 ms) ...
+RUNS = 1 if SMOKE else 3  # runs of the timed case (learning model, 200 ms) ...
 CLEAR_MISS = 3.0  # ... but one is enough when it takes over 3x the ideal: the verdict cannot change
 IDEAL_S = AGENTS * DELAY / JOBS
 LAUNCHER = Path(__file__).resolve().parent / "_sleep_launcher.py"
@@ -122,19 +123,20 @@ def run_cli(root: Path, delay: float, answer: str, salt: str) -> dict[str, float
     ok = len(re.findall(r"^ok ", proc.stdout, re.M))
     versions = len(re.findall(r"^ok .*, version \d+,", proc.stdout, re.M))
     expected = AGENTS if answer == "learn" else 0
-    if proc.returncode != 0 or not found or ok != AGENTS or versions != expected:
+    failed = proc.returncode != 0 or not found or ok != AGENTS or versions != expected
+    if failed:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-8:])
         print(f"  run failed (exit {proc.returncode}, {ok} of {AGENTS} agents ok, {versions} "
               f"versions written):\n{tail}")
     numbers = [float(x) for x in found.groups()] if found else [wall, 0.0, 0.0, 0.0]
     flow = re.search(r"LAUNCHER first_s=([\d.]+) steady_per_s=([\d.]+)", proc.stderr)
     first, rate = (float(x) for x in flow.groups()) if flow else (0.0, 0.0)
-    return {"wall": wall, "main": numbers[0], "setup": numbers[1], "cpu_main": numbers[2],
+    return {"failed": failed, "wall": wall, "main": numbers[0], "setup": numbers[1], "cpu_main": numbers[2],
             "cpu_workers": numbers[3], "ok": ok, "versions": versions, "first": first,
             "rate": rate}
 
 
-def pass_cpu(template: Path, tmp: Path, answer: str, count: int = 30) -> float:
+def pass_cpu(template: Path, tmp: Path, answer: str, count: int = 3 if SMOKE else 30) -> float:
     """CPU time of one pass (open, load, run_pass) in this process, zero-latency model."""
 
     from agentmem import sleep as core
@@ -181,15 +183,19 @@ def main() -> None:
               f"{r['cpu_main']:.1f} s; first result after {r['first']:.2f} s, then "
               f"{r['rate']:.0f} agents/s", flush=True)
 
-    timed = runs["learns, 200 ms"]
+    broken = sorted({name for name, done in runs.items() for r in done if r["failed"]})
+    timed = [r for r in runs["learns, 200 ms"] if not r["failed"]] or runs["learns, 200 ms"]
     section(f"agentmem sleep DIR --yes --jobs {JOBS}: {AGENTS} agents on {os.cpu_count()} cores "
             f"(model learns, 200 ms: " + (f"median of {len(timed)} runs)" if len(timed) > 1 else
                                           f"1 run, as it took over {CLEAR_MISS:g}x the ideal)"))
     slow = median([r["main"] for r in timed])
+    whole = median([r["wall"] for r in timed])
     fast = runs["learns, 0 ms"][0]["main"]
     empty = runs["nothing to learn, 200 ms"][0]["main"]
     print(f"  model learns, 200 ms:           {slow:.2f} s in the CLI (ideal {IDEAL_S:.1f} s = "
           f"{AGENTS} x {DELAY} s / {JOBS} jobs) = {slow / IDEAL_S:.2f}x")
+    print(f"  the whole command, as a user times it: {whole:.2f} s, litellm's import and the "
+          f"interpreter's start included")
     print(f"  model learns, 0 ms:             {fast:.2f} s = {ms(fast / AGENTS)} of non-model "
           f"work per agent, wall, all cores")
     print(f"  model has nothing to learn:     {empty:.2f} s = {empty / IDEAL_S:.2f}x (no version "
@@ -211,9 +217,13 @@ def main() -> None:
           f"before litellm's share of the model wait")
 
     section("targets")
+    # a run where an agent failed or wrote no version is no figure: it fails the target
     result(f"batch sleep: {AGENTS} agents, 200 ms model, --jobs {JOBS}, every pass writes",
-           f"{slow:.2f} s = {slow / IDEAL_S:.2f}x ideal", f"<= 1.5x ({IDEAL_S * 1.5:.0f} s)",
-           slow <= 1.5 * IDEAL_S)
+           f"{slow:.2f} s = {slow / IDEAL_S:.2f}x ideal" + (
+               f"; runs FAILED: {', '.join(broken)}" if broken else ""),
+           f"<= 1.5x ({IDEAL_S * 1.5:.0f} s)", slow <= 1.5 * IDEAL_S and not broken)
+    print(f"RESULT\tbatch sleep: whole command, litellm's import included (info)\t{whole:.2f} s = "
+          f"{whole / IDEAL_S:.2f}x ideal\t-\tINFO")
     print(f"RESULT\tbatch sleep: same, model proposes nothing (info)\t{empty:.2f} s = "
           f"{empty / IDEAL_S:.2f}x ideal\t-\tINFO")
     print(f"RESULT\tbatch sleep: CPU per writing pass, one thread (info)\t{ms(learn_cpu)}\t-\tINFO")

@@ -21,11 +21,12 @@ from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import isolate, median, ms, result, section  # noqa: E402
+from _common import SMOKE, isolate, median, ms, result, section  # noqa: E402
 
 LARGE = int(sys.argv[1]) if __name__ == "__main__" and len(sys.argv) > 1 else 200_000
+LARGE = 2_000 if SMOKE else LARGE
 BATCH = 10_000
-TURNS = 40
+TURNS = 10 if SMOKE else 40
 PER_SESSION = 10   # a fresh ChatSession every 10 turns: the target is a typical turn
 WARMUP = 3
 LONG = 150         # one long session, to show how a turn's cost grows with the session

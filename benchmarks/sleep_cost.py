@@ -17,13 +17,13 @@ from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import isolate, median, ms, result, section  # noqa: E402
+from _common import SMOKE, isolate, median, ms, result, section  # noqa: E402
 
 OLD_SMALL = 1_000
-OLD_LARGE = 100_000
-NEW = 200
+OLD_LARGE = 2_000 if SMOKE else 100_000
+NEW = 20 if SMOKE else 200
 BATCH = 10_000
-RUNS = 7
+RUNS = 1 if SMOKE else 7
 
 
 def events(count: int, start: int) -> list[dict[str, Any]]:

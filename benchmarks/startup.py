@@ -17,9 +17,9 @@ from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import isolate, median, ms, result, section  # noqa: E402
+from _common import SMOKE, isolate, median, ms, result, section  # noqa: E402
 
-RUNS = 15
+RUNS = 2 if SMOKE else 15
 TARGET_S = 0.150
 
 CHECK = """\

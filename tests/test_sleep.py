@@ -608,10 +608,18 @@ def test_jobs_bounds_the_model_calls_in_flight(tmp_path, model):
     assert most[0] == 3      # the bound is reached, and never passed, though 7 threads run
 
 
-def test_a_failing_worker_process_is_reported_not_hung(tmp_path):
+def test_a_failing_worker_process_is_reported_not_hung(tmp_path, monkeypatch):
+    import os
+
+    from agentmem import llm
+
+    imports: list[int] = []
+    real = llm.litellm
+    monkeypatch.setattr(llm, "litellm", lambda: imports.append(os.getpid()) or real())
     folders = [str(tmp_path / f"a{n}") for n in range(120)]
     with pytest.raises(TypeError):
         core.run_many(folders, jobs=4, processes=2, on_result=lambda _r: None, not_an_option=1)
+    assert imports == [os.getpid()]      # litellm loaded once, before the fork, for all workers
     assert core.run_many([], jobs=4, on_result=lambda _r: None) == []
 
 
