@@ -65,7 +65,7 @@ def resolve(flag: str | None, settings: dict[str, Any], *, sleep: bool = False) 
     env_name = config.SLEEP_MODEL_ENV if sleep else config.MODEL_ENV
     key = "sleep_model" if sleep else "model"
     candidates = [
-        (flag, "--model" if not sleep else "--sleep-model"),
+        (flag, "--model"),
         (os.environ.get(env_name), f"${env_name}"),
         (settings.get(key), f"persona.md '{key}:'"),
         (cfg.get(key), f"{config.config_path()} '{key}:'"),

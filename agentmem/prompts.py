@@ -65,8 +65,10 @@ list of the event ids, like "e12", that justify it):
     a one-line warning about a mistake the agent has made repeatedly ("I tend to X; check Y").
 
 Rules: never touch lessons marked (pinned). Refer only to lesson ids that exist. Keep lesson
-bodies to one to four sentences. Propose nothing if nothing was learned. Reply with ONLY a JSON
-object: {"operations": [...], "summary": "one sentence"}."""
+bodies to one to four sentences. To drop what a lesson says, retire or merge it (that archives
+it): cutting lessons down with update is refused past a small share. Propose nothing if
+nothing was learned. Reply with ONLY a JSON object: {"operations": [...], "summary": "one
+sentence"}."""
 
 SLEEP_USER = """\
 # persona.md (body)

@@ -48,6 +48,16 @@ FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
 OPTIONAL: dict[str, set[str]] = {"update": {"title"}, "counter": {"helpful", "harmful"}}
 COMMON = {"op", "rationale", "evidence"}
 WARNINGS_HEADING = "## Warnings"
+# what str.splitlines() (and so every parser here, and decode_text for \r) breaks a line at,
+# besides \n: in a model's text each would become a line break, a heading, a fence, on read-back
+RETIRED_NOTE = "\n\n_Retired "      # begins the note retire() adds to an archived lesson
+LINE_BREAKS = "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def one_line(text: str) -> str:
+    """Model text for a one-line place (a commit message, an archive note): whitespace and
+    line breaks of every kind collapsed to single spaces."""
+    return " ".join(text.split())
 
 
 @dataclass
@@ -134,7 +144,7 @@ def check_operation(op: Any, n: int) -> None:
             or not all(isinstance(e, str) and re.fullmatch(r"e\d+", e) for e in evidence)):
         raise Refusal(f"{where}: evidence must be a non-empty list of event ids like \"e12\"")
     if "title" in op and (not isinstance(op["title"], str) or not op["title"].strip()
-                          or "\n" in op["title"].strip()):
+                          or len(op["title"].strip().splitlines()) > 1):
         raise Refusal(f"{where}: title must be one non-empty line")
     if kind == "merge" and (len(op["ids"]) < 2 or not all(isinstance(i, str) for i in op["ids"])
                             or len(set(op["ids"])) != len(op["ids"])):
@@ -146,15 +156,19 @@ def check_operation(op: Any, n: int) -> None:
                 raise Refusal(f"{where}: {key} must be a whole number from 0 to 10")
         if not op.get("helpful") and not op.get("harmful"):
             raise Refusal(f"{where}: a counter operation must change a counter")
-    if kind == "persona_warning" and "\n" in op["text"].strip():
+    if kind == "persona_warning" and len(op["text"].strip().splitlines()) > 1:
         raise Refusal(f"{where}: a warning is one line")
-    for key in ("body", "text"):
-        if key in op and "<!--" in op[key]:
+    for key in ("title", "body", "text", "rationale"):
+        if key in op and ("<!--" in op[key] or "-->" in op[key]):
             raise Refusal(f"{where}: {key} may not contain HTML comments (metadata, pins)")
-    if "body" in op and re.search(r"^#{1,2}\s", op["body"], re.M):
+    if "body" in op and any(c in op["body"] for c in LINE_BREAKS):
+        raise Refusal(f"{where}: a lesson body breaks lines with \\n only (no \\r, form "
+                      "feeds or Unicode line separators)")
+    lines = {key: op[key].split("\n") for key in ("body", "text") if key in op}
+    if any(re.match(r"#{1,2}\s", line) for line in lines.get("body", [])):
         raise Refusal(f"{where}: a lesson body may not contain # or ## headings")
-    for key in ("body", "text"):
-        if key in op and len(re.findall(r"^\s*(```|~~~)", op[key], re.M)) % 2:
+    for key, text in lines.items():
+        if sum(bool(re.match(r"\s*(```|~~~)", line)) for line in text) % 2:
             raise Refusal(f"{where}: {key} opens a code block it never closes")
 
 
@@ -185,11 +199,14 @@ def apply_operations(before: dict[str, str | None], operations: list[dict[str, A
             raise Refusal(f"{where}: lesson {lesson_id} is pinned (human-owned)")
         return found
 
-    def retire(old: Lesson, note: str, evidence: list[str]) -> None:
-        doc.replace(old.id or "", None)
-        body = old.body.rstrip() + f"\n\n_Retired {today}: {note}_"
+    def archive_copy(old: Lesson, note: str, evidence: list[str]) -> None:
+        body = old.body.rstrip() + f"{RETIRED_NOTE}{today}: {one_line(note)}_"
         archive.append(old.changed(body=body, id=_archive_id(archive, old.id or ""),
                                    evidence=_union(old.evidence, evidence)))
+
+    def retire(old: Lesson, note: str, evidence: list[str]) -> None:
+        doc.replace(old.id or "", None)
+        archive_copy(old, note, evidence)
 
     for n, op in enumerate(operations, 1):
         kind = op["op"]
@@ -214,8 +231,11 @@ def apply_operations(before: dict[str, str | None], operations: list[dict[str, A
                 title=op["title"].strip(), body=op["body"].strip(),
                 evidence=_union(*(p.evidence for p in parts), evidence),
                 helpful=sum(p.helpful for p in parts), harmful=sum(p.harmful for p in parts))
+            # every original goes to the archive, the first too: its id lives on as the merge
+            archive_copy(parts[0], f"merged into {parts[0].id} (this is its text before the "
+                                   f"merge). {op['rationale']}", evidence)
             for other in parts[1:]:
-                retire(other, f"merged into {parts[0].id}. {op['rationale'].strip()}", evidence)
+                retire(other, f"merged into {parts[0].id}. {op['rationale']}", evidence)
             doc.replace(parts[0].id or "", merged)
         elif kind == "retire":
             retire(lesson(op["id"], where), op["rationale"].strip(), evidence)
@@ -299,6 +319,39 @@ def lesson_tokens(texts: dict[str, str | None]) -> int:
     return estimate(texts.get("lessons.md") or "") + estimate(texts.get(ARCHIVE) or "")
 
 
+def unarchived_loss(before: dict[str, str | None], after: dict[str, str | None]) -> tuple[int, int]:
+    """(words lost, words before) over the lessons that were there before, each lesson on its
+    own: a lesson gone, or cut shorter, loses what neither its new text nor a copy archived by
+    this pass still holds. Counted per lesson, so that text added elsewhere cannot hide text
+    taken away."""
+    old, _ = lessons_fmt.parse(before.get("lessons.md") or "")
+    new, _ = lessons_fmt.parse(after.get("lessons.md") or "")
+    was, _ = lessons_fmt.parse(before.get(ARCHIVE) or BLANK_ARCHIVE, ARCHIVE)
+    now, _ = lessons_fmt.parse(after.get(ARCHIVE) or BLANK_ARCHIVE, ARCHIVE)
+    if old is None or new is None or was is None or now is None:
+        return 0, 0               # validate() refuses such a result
+
+    def words(lesson: Lesson | None) -> int:
+        if lesson is None:
+            return 0
+        body = lesson.body.split(RETIRED_NOTE, 1)[0]       # not the note a retirement adds
+        return len(f"{lesson.title} {body}".split())
+
+    archived: dict[str, int] = {}          # what this pass archived, by lesson id (or title)
+    for copy in now.lessons[len(was.lessons):]:
+        key = (copy.id or "").split("-")[0] or copy.title
+        archived[key] = max(archived.get(key, 0), words(copy))
+    by_title = {x.title: x for x in new.lessons}
+    lost = total = 0
+    for lesson in old.lessons:
+        had = words(lesson)
+        total += had
+        kept = new.get(lesson.id) if lesson.id else by_title.get(lesson.title)
+        left = max(words(kept), archived.get(lesson.id or lesson.title, 0))
+        lost += max(0, had - left)
+    return lost, total
+
+
 def check_result(before: dict[str, str | None], after: dict[str, str | None],
                  max_shrink: float, operations: list[dict[str, Any]] | None = None) -> None:
     """Guards on the whole result, whatever the operations were."""
@@ -311,13 +364,13 @@ def check_result(before: dict[str, str | None], after: dict[str, str | None],
     old_archive = before.get(ARCHIVE) or ""
     if old_archive and not (after.get(ARCHIVE) or "").startswith(old_archive.rstrip("\n")):
         raise Refusal("archive.md may only grow: a pass cannot change what was archived")
-    was, now = lesson_tokens(before), lesson_tokens(after)
-    if was and now < (1 - max_shrink) * was:
-        raise Refusal(f"the pass would shrink memory from ~{was} to ~{now} tokens (more than "
-                      f"{max_shrink:.0%}) without archiving what it removes")
     _, problems = validate(after)
     if problems:
         raise Refusal("the result would not be a valid agent: " + "; ".join(map(str, problems)))
+    lost, words = unarchived_loss(before, after)
+    if words and lost > max_shrink * words:
+        raise Refusal(f"the pass would cut {lost} of the lessons' {words} words ({lost / words:.0%}"
+                      f", more than max_shrink {max_shrink:.0%}) without archiving them")
 
 
 # -- one pass --------------------------------------------------------------------------------
@@ -429,7 +482,7 @@ def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
                           "drop --max-cost, or use --max-tokens")
         if cost > max_cost:
             raise Refused(f"this pass would cost up to ~${cost:.4f}, over --max-cost {max_cost}",
-                          "raise the cap, or use a cheaper --sleep-model")
+                          "raise the cap, or use a cheaper sleep model (--model)")
     memory = p.memory                   # the files as planned: a later change is caught at apply
     before: dict[str, str | None] = dict(p.texts)
     current = before
@@ -478,13 +531,23 @@ def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
         if summary:
             summaries.append(summary)
     proposal.after = current
-    proposal.summary = " ".join(summaries)
-    budgets = memory.persona.budgets
-    if estimate(current.get("lessons.md") or "") > budgets["lessons"]:
-        proposal.warnings.append(f"lessons.md is still over its {budgets['lessons']}-token budget "
-                                 "after this pass; merge or retire lessons by hand, or raise the "
-                                 "budget in persona.md")
+    proposal.summary = one_line(" ".join(summaries))
+    proposal.warnings += budget_warnings(current, memory.persona.budgets)
     return proposal
+
+
+def budget_warnings(texts: dict[str, str | None], budgets: dict[str, int]) -> list[str]:
+    """What is still over its token budget after a pass (never cut silently: people decide)."""
+    out = []
+    if estimate(texts.get("lessons.md") or "") > budgets["lessons"]:
+        out.append(f"lessons.md is still over its {budgets['lessons']}-token budget after this "
+                   "pass; merge or retire lessons by hand, or raise the budget in persona.md")
+    parts = persona_fmt.split(texts.get("persona.md") or "")
+    body = parts[1] if parts else texts.get("persona.md") or ""
+    if estimate(body) > budgets["persona"]:
+        out.append(f"persona.md is over its {budgets['persona']}-token budget (a sleep pass only "
+                   "adds warnings to it); shorten it by hand, or raise the budget")
+    return out
 
 
 def sleep_messages(texts: dict[str, str | None], chunk: list[str], part: int,
@@ -512,13 +575,15 @@ def keep_refused(agent: Agent, proposal: Proposal, reason: str) -> str:
 
 
 def describe(op: dict[str, Any]) -> str:
+    """One line for an operation (review, commit message, log): the model's text in it is
+    collapsed to one line, so it cannot add lines (trailers) to a version's message."""
     kind = op["op"]
     target = op.get("id") or ", ".join(op.get("ids", [])) or op.get("title") or op.get("text", "")
     if kind == "add":
         target = f"\"{op['title']}\""
     elif kind == "persona_warning":
         target = f"\"{op['text']}\""
-    return f"{kind} {target}: {op['rationale'].strip()} [{' '.join(op['evidence'])}]"
+    return one_line(f"{kind} {target}: {op['rationale']} [{' '.join(op['evidence'])}]")
 
 
 def apply(proposal: Proposal, selected: list[int] | None = None) -> Version | None:
@@ -545,12 +610,18 @@ def apply(proposal: Proposal, selected: list[int] | None = None) -> Version | No
                            "was written", "run agentmem sleep again")
         return changes
 
-    lines = [proposal.summary or f"Sleep: {len(operations)} operation(s) from "
-                                 f"{proposal.events} new events"]
-    lines += ["", *(f"- {describe(op)}" for op in operations)]
-    if selected is not None and len(operations) < len(proposal.operations):
-        lines.append(f"({len(proposal.operations) - len(operations)} proposed operation(s) were "
-                     "declined in review)")
+    declined = len(proposal.operations) - len(operations)
+    if declined:       # the model's summary may describe what was declined: not the subject
+        subject = (f"Sleep: {len(operations)} of {len(proposal.operations)} proposed "
+                   f"operation(s), chosen in review, from {proposal.events} new events")
+    else:
+        subject = one_line(proposal.summary) or (f"Sleep: {len(operations)} operation(s) from "
+                                                 f"{proposal.events} new events")
+    lines = [subject, "", *(f"- {describe(op)}" for op in operations)]
+    if declined:
+        lines.append(f"({declined} proposed operation(s) were declined in review; the model "
+                     f"said: {one_line(proposal.summary)})" if proposal.summary else
+                     f"({declined} proposed operation(s) were declined in review)")
 
     def done(version: Version | None) -> dict[str, Any]:
         return {"sleep_cursor": proposal.cursor.to_json(), "pending_sleep_cursor": None,
@@ -624,7 +695,7 @@ def sleep_one(folder: str, model: str | None, apply_it: bool, max_cost: float | 
     from agentmem import models
 
     summary: dict[str, Any] = {"agent": folder, "ok": False, "message": "", "version": None,
-                               "proposal": None}
+                               "proposal": None, "warnings": []}
     try:
         agent = Agent.open(folder)
         spec = models.resolve(model, agent.load().persona.settings, sleep=True)
@@ -638,6 +709,7 @@ def sleep_one(folder: str, model: str | None, apply_it: bool, max_cost: float | 
         summary["message"] = f"{type(exc).__name__}: {exc}"
         return summary
     summary.update(agent=str(agent.folder), ok=result.ok, message=result.message,
+                   warnings=list(result.proposal.warnings) if result.proposal else [],
                    version=result.version.number if result.version else None,
                    proposal=result.proposal.to_json() if result.proposal and with_proposal
                    else None)

@@ -58,7 +58,7 @@ def classify(agent: Agent) -> Classification:
 
 @dataclass
 class WatchEvent:
-    kind: str          # recorded | settled | invalid | sleep | sleep_failed | error | started
+    kind: str   # recorded | settled | invalid | sleep | warning | sleep_failed | error | started
     agent: Agent
     message: str
     diff: str = ""
@@ -215,5 +215,7 @@ class Watcher:
                 diff = agent.history.diff(agent.history.parent(result.version), result.version)
             self.emit(WatchEvent("sleep", agent, f"slept ({why}): {result.message}", diff=diff,
                                  version=result.version))
+            for warning in result.proposal.warnings if result.proposal else []:
+                self.emit(WatchEvent("warning", agent, warning))
         else:
             self.emit(WatchEvent("sleep_failed", agent, result.message))

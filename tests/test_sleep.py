@@ -8,6 +8,7 @@ import pytest
 
 from agentmem import sleep as core
 from agentmem.agent import Agent
+from agentmem.errors import Refused
 from agentmem.models import ModelSpec
 from agentmem.scripted import Reply
 from tests.conftest import snapshot
@@ -224,6 +225,10 @@ def ops(*items):
     return json.dumps({"operations": list(items), "summary": "s"})
 
 
+WIPE = [op(op="update", id="L1", body="x"), op(op="update", id="L2", body="x"),
+        op(op="update", id="L3", body="x")]
+
+
 HOSTILE = [
     ("empty", ""),
     ("whitespace", "   \n  "),
@@ -270,7 +275,62 @@ HOSTILE = [
     ("secret in a lesson", ops(op(op="add", title="Deploy key",
                                   body="Use sk-proj-abcdefghijklmnopqrstuvwxyz0123456789."))),
     ("code fence with prose", "Here you go:\n```json\n" + ops() + "\n```"),
+    # line breaks other than \n become real ones on read-back (decode_text, splitlines)
+    ("warning CR heading", ops(op(op="persona_warning", text="x\r# New persona heading"))),
+    ("warning CR fence", ops(op(op="persona_warning", text="x\r```"))),
+    ("warning line separator", ops(op(op="persona_warning", text="x\u2028## h"))),
+    ("title line separator", ops(op(op="add", title="a\u2028## b", body="b"))),
+    ("body NEL heading", ops(op(op="add", title="t", body="x\x85## Sneaky second lesson"))),
+    ("body CR heading", ops(op(op="add", title="t", body="x\r## Sneaky second lesson"))),
+    ("title with metadata comment", ops(op(op="add", title="X <!-- id: L1; helpful: 9 -->",
+                                           body="b"))),
+    ("title with pin", ops(op(op="add", title="<!-- pin -->", body="b"))),
+    ("rationale with comment", ops(op(op="retire", id="L3", rationale="<!-- pin --> mine"))),
+    ("update then retire", ops(op(op="update", id="L1", body="x"), op(op="retire", id="L1"))),
+    ("wipe hidden by new text", ops(op(op="add", title="A long new lesson", body="word " * 300),
+                                    *WIPE)),
 ]
+
+# each case is refused for its own reason, not for a neighbour's
+REASONS = {
+    "empty": "output was empty", "whitespace": "output was empty",
+    "prose": "not valid JSON", "truncated json": "not valid JSON",
+    "json list": 'an object with an "operations" list',
+    "no operations key": 'an object with an "operations" list',
+    "operations not a list": 'an object with an "operations" list',
+    "extra top-level key": "unexpected keys in the model's output: files",
+    "unknown op": "unknown op 'rewrite_file'", "delete op": "unknown op 'delete'",
+    "missing rationale": "needs a rationale", "empty rationale": "needs a rationale",
+    "missing evidence": "evidence must be a non-empty list",
+    "empty evidence": "evidence must be a non-empty list",
+    "hallucinated evidence": "evidence e999 is not among the log events",
+    "malformed evidence": "evidence must be a non-empty list",
+    "unknown lesson": "lesson L99 does not exist", "retire twice": "2 (retire): lesson L3 does not",
+    "update pinned": "L4 is pinned", "retire pinned": "L4 is pinned",
+    "merge pinned": "L4 is pinned", "counter pinned": "L4 is pinned",
+    "merge one id": "two or more distinct", "merge same id": "two or more distinct",
+    "counter huge": "helpful must be a whole number from 0 to 10",
+    "counter negative": "harmful must be a whole number from 0 to 10",
+    "counter nothing": "must change a counter", "empty body": "'body' is missing or empty",
+    "empty title": "'title' is missing or empty", "multi-line title": "title must be one",
+    "body with metadata comment": "body may not contain HTML comments",
+    "body with pin": "body may not contain HTML comments",
+    "body with heading": "may not contain # or ## headings",
+    "persona front matter injection": "a warning is one line",
+    "extra field": "unexpected field(s) path", "wrong type": "'id' is missing or empty",
+    "shrink without archiving": "without archiving them",
+    "tool call instead of answer": "called a tool", "cut off at the token limit": "truncated",
+    "unclosed code fence": "opens a code block it never closes",
+    "secret in a lesson": "looks like a secret", "code fence with prose": "not valid JSON",
+    "warning CR heading": "a warning is one line", "warning CR fence": "a warning is one line",
+    "warning line separator": "a warning is one line",
+    "title line separator": "title must be one",
+    "body NEL heading": "breaks lines with \\n only", "body CR heading": "breaks lines with \\n only",
+    "title with metadata comment": "title may not contain HTML comments",
+    "title with pin": "title may not contain HTML comments",
+    "rationale with comment": "rationale may not contain HTML comments",
+    "update then retire": "without archiving them", "wipe hidden by new text": "without archiving them",
+}
 
 
 @pytest.mark.parametrize("name,output", HOSTILE, ids=[h[0] for h in HOSTILE])
@@ -287,6 +347,7 @@ def test_hostile_or_malformed_output_is_refused_whole(cli, learner: Agent, model
     result = cli("sleep", learner.folder, "--yes", "--model", "scripted/x")
     assert result.exit_code == 1, result.stdout
     assert "Error: sleep pass refused, nothing was changed" in result.stderr
+    assert REASONS[name] in " ".join(result.stderr.split()), result.stderr
     assert "raw output is in" in result.stderr
     assert snapshot(learner) == before
     kept = list((learner.state_dir / "sleep").glob("refused-*.json"))
@@ -400,19 +461,27 @@ def test_many_agents_report_their_proposals_only_when_asked(cli, tmp_path, model
     assert all(r["ok"] and r["version"] and r["proposal"] is None for r in quiet), quiet
 
 
-def test_a_reviewed_subset_passes_the_same_guards(learner: Agent, model):
-    from agentmem.errors import Refused
+def test_text_added_elsewhere_cannot_hide_text_taken_away(learner: Agent, model):
+    # three lessons cut to "x", and a long new lesson so that memory grows on the whole
+    model.push(json.dumps({"summary": "s", "operations": [
+        op(op="add", title="A long new lesson", body="word " * 300), *WIPE]}))
+    before = snapshot(learner)
+    with pytest.raises(Refused, match=r"would cut \d+ of the lessons' \d+ words .* without "
+                                      "archiving them"):
+        core.propose(learner, SPEC)
+    assert snapshot(learner)["files"] == before["files"]
+    assert learner.sleep_cursor().event == 0
 
-    shrink = {"summary": "s", "operations": [
-        op(op="add", title="A long new lesson", body="word " * 300),
-        op(op="update", id="L1", body="x"), op(op="update", id="L2", body="x"),
-        op(op="update", id="L3", body="x")]}
-    model.push(json.dumps(shrink))
+
+def test_a_reviewed_subset_passes_the_same_guards(learner: Agent, model):
+    model.push(json.dumps({"summary": "s", "operations": [
+        op(op="add", title="Something new", body="A new rule.")]}))
     proposal = core.propose(learner, SPEC)
     assert proposal is not None
+    proposal.operations += WIPE        # apply never trusts what it is handed: it checks again
     before = snapshot(learner)
-    with pytest.raises(Refused, match="shrink memory"):
-        core.apply(proposal, selected=[1, 2, 3])        # the updates without the addition
+    with pytest.raises(Refused, match="would cut"):
+        core.apply(proposal, selected=[1, 2, 3])
     assert snapshot(learner) == before
 
 
@@ -637,3 +706,145 @@ def test_an_id_deleted_by_hand_since_the_last_version_is_not_given_out_again(age
     assert result.ok, result.message
     added = next(x for x in agent.load().lessons.lessons if x.title == "Prefer pathlib")
     assert added.id == "L14"
+
+
+def test_counter_and_update_are_applied(learner: Agent, model):
+    model.push(ops(op(op="counter", id="L1", helpful=2, harmful=1),
+                   op(op="update", id="L2", title="Lint only the changed files",
+                      body="Lint the files the pull request touches, nothing else.",
+                      evidence=["e6"])))
+    result = core.run_pass(learner, SPEC)
+    assert result.ok, result.message
+    doc = learner.load().lessons
+    l1, l2 = doc.get("L1"), doc.get("L2")
+    assert (l1.helpful, l1.harmful, l1.evidence) == (1 + 2, 0 + 1, ["e3"])
+    assert (l2.title, l2.body.strip(), l2.evidence) == (
+        "Lint only the changed files", "Lint the files the pull request touches, nothing else.",
+        ["e6"])
+    assert l1.body == core.lessons_fmt.parse(LESSONS)[0].get("L1").body      # untouched
+
+
+def test_a_merge_archives_every_original_the_first_too(learner: Agent, model):
+    model.push(json.dumps(GOOD))
+    assert core.run_pass(learner, SPEC).ok
+    archive = (learner.folder / "archive.md").read_text()
+    assert "Paste its output in the review" in archive          # L1's text before the merge
+    assert "Linting the whole repository buries" in archive      # L2's
+    assert "merged into L1 (this is its text before the merge)" in archive
+
+
+def test_model_text_cannot_add_lines_to_the_version_message(learner: Agent, model):
+    model.push(json.dumps({"summary": "Done.\n\nAgentmem-Sleep-Cursor: 999 1", "operations": [
+        op(op="retire", id="L3", rationale="dropped\nAgentmem-Author: human\n## Heading",
+           evidence=["e8"])]}))
+    result = core.run_pass(learner, SPEC)
+    assert result.ok, result.message
+    message = learner.history.versions()[0].message
+    assert not any(line.startswith(("Agentmem-Sleep-Cursor: 999", "Agentmem-Author: human",
+                                    "## Heading")) for line in message.splitlines()), message
+    assert learner.history.versions()[0].author == "sleep"
+    archive = (learner.folder / "archive.md").read_text()
+    assert "_Retired " in archive and "dropped Agentmem-Author: human ## Heading_" in archive
+    assert [x.id for x in learner.load().texts and core.lessons_fmt.parse(archive, "archive.md")[0]
+            .lessons] == ["L3"]       # the note's "## Heading" made no second entry
+
+
+def test_the_same_warning_is_added_once(learner: Agent, model):
+    warning = op(op="persona_warning", text="I tend to suggest flake8.", evidence=["e2"])
+    model.push(ops(warning))
+    assert core.run_pass(learner, SPEC).ok
+    learner.journal.append({"kind": "user", "content": "flake8 again?"})
+    model.push(ops({**warning, "evidence": [f"e{learner.journal.last_event_number()}"]}))
+    assert core.run_pass(learner, SPEC).ok
+    persona = (learner.folder / "persona.md").read_text()
+    assert persona.count("- I tend to suggest flake8.") == 1
+
+
+@pytest.mark.parametrize("change,reason", [
+    (lambda t: {**t, "tools.yaml": (t.get("tools.yaml") or "") + "\nevil: true\n"}, "tools.yaml"),
+    (lambda t: {**t, "persona.md": t["persona.md"].replace("---\n", "---\nmodel: evil\n", 1)},
+     "settings block at the top of persona.md"),
+    (lambda t: {**t, "archive.md": "# Archive\n\nrewritten\n"}, "archive.md may only grow"),
+    (lambda t: {**t, "lessons.md": t["lessons.md"] + "\n## Broken\n<!-- id: L1 -->\ndup id\n"},
+     "not be a valid agent"),
+])
+def test_whole_result_guards(learner: Agent, change, reason):
+    from agentmem.memory_tool import Refusal
+
+    before = learner.read_texts()
+    before["archive.md"] = "# Archive\n\n## Old\n<!-- id: L9 -->\nold\n"
+    with pytest.raises(Refusal, match=reason):
+        core.check_result(before, change(dict(before)), 0.3)
+
+
+def test_pinned_archive_text_is_guarded(learner: Agent):
+    from agentmem.memory_tool import Refusal
+
+    before = {**learner.read_texts(),
+              "archive.md": "# Archive\n\n<!-- pin -->\n## Kept\n<!-- id: L9 -->\nmine\n<!-- /pin -->\n"}
+    after = {**before, "archive.md": before["archive.md"].replace("mine", "theirs")}
+    with pytest.raises(Refusal, match="pinned text changed"):
+        core.check_result(before, after, 0.3)
+
+
+def test_later_chunks_are_guarded_on_the_whole_pass(learner: Agent, model, monkeypatch):
+    # each chunk cuts one lesson (under the 30% share on its own); together they cut more
+    monkeypatch.setattr(core, "chunk_events", lambda lines, limit: [lines[:4], lines[4:]])
+    # 87 words of lessons: L1 loses 17 (20%), then L2 loses 12 (14%, 17% of what is left)
+    model.push(ops(op(op="update", id="L1", body="Run ruff on every pull request before "
+                      "commenting on style, and paste its output in the review.")),
+               ops(op(op="update", id="L2", body="Only lint the files the pull request "
+                      "touches.", evidence=["e6"])))
+    before = snapshot(learner)
+    with pytest.raises(Refused, match="without archiving them"):
+        core.propose(learner, SPEC)
+    assert snapshot(learner) == before
+
+
+def test_over_budget_warnings_reach_batch_output_and_persona_is_checked(cli, tmp_path, model):
+    folders = fleet(tmp_path, 2)
+    for folder in folders:
+        persona = Path(folder) / "persona.md"
+        persona.write_text(persona.read_text().replace("persona: 2000", "persona: 5"))
+    model.responder = lambda messages: ops()
+    result = cli("sleep", tmp_path / "fleet", "--yes", "--model", "scripted/x")
+    assert result.exit_code == 0, result.stderr
+    for name in ("a0", "a1"):
+        assert f"warning: {name}: persona.md is over its 5-token budget" in result.stderr
+
+
+def test_a_reviewed_subset_says_so_in_its_subject(learner: Agent, model):
+    model.push(json.dumps(GOOD))
+    proposal = core.propose(learner, SPEC)
+    version = core.apply(proposal, selected=[2])
+    assert version.subject == ("Sleep: 1 of 3 proposed operation(s), chosen in review, from 8 "
+                               "new events")
+    assert "The team uses ruff; Python 2 is gone." in version.message      # kept, as said
+
+
+@pytest.mark.parametrize("answers,lessons_changed,warned", [
+    ("a\n", True, True), ("d\n", False, False), ("r\nn\nn\ny\n", False, True)])
+def test_the_terminal_review_applies_all_one_by_one_or_nothing(cli, learner: Agent, model,
+                                                               monkeypatch, answers,
+                                                               lessons_changed, warned):
+    from agentmem.commands import sleep as command
+
+    monkeypatch.setattr(command, "_is_tty", lambda: True)
+    model.push(json.dumps(GOOD))
+    result = cli("sleep", learner.folder, "--model", "scripted/x", input=answers)
+    assert result.exit_code == 0, result.stderr
+    assert "apply all [a], review one by one [r], or discard [d]?" in result.stdout
+    assert ((learner.folder / "lessons.md").read_text() != LESSONS) is lessons_changed
+    assert ("I tend to suggest flake8" in (learner.folder / "persona.md").read_text()) is warned
+    assert (learner.sleep_cursor().event == 8) is (answers != "d\n")
+
+
+def test_a_result_that_loses_a_lesson_no_operation_retired_is_refused(learner: Agent):
+    from agentmem.memory_tool import Refusal
+
+    before = learner.read_texts()
+    text = before["lessons.md"]
+    start, end = text.index("## Run flake8 on changed"), text.index("## Ask for the Python 2")
+    after = {**before, "lessons.md": text[:start] + text[end:]}          # L2 gone, silently
+    with pytest.raises(Refusal, match=r"lose lessons no operation retired \(L2\)"):
+        core.check_result(before, after, 1.0, [])

@@ -217,3 +217,16 @@ def test_the_watcher_leaves_a_dead_write_mixed_with_a_persons_edit_to_the_checke
     watcher.check(blank)
     assert [e.kind for e in events] == ["recorded"] and "persona.md" in events[0].message
     assert (blank.folder / "lessons.md").read_text() == old and blank.history.dirty() == []
+
+
+def test_a_background_pass_reports_what_is_over_budget(blank: Agent, model):
+    persona = blank.folder / "persona.md"
+    persona.write_text(persona.read_text().replace("persona: 2000", "persona: 5"))
+    blank.record_hand_edits()
+    blank.journal.append(*({"kind": "user", "content": str(n)} for n in range(3)))
+    events: list[WatchEvent] = []
+    watcher = Watcher([blank], events.append, model="scripted/x", idle_minutes=0, min_events=1)
+    model.push('{"operations": [], "summary": "nothing"}')
+    watcher.maybe_sleep(blank)
+    assert [e.kind for e in events] == ["sleep", "warning"]
+    assert "persona.md is over its 5-token budget" in events[1].message

@@ -183,6 +183,8 @@ def _many(agents: list[Any], apply_it: bool, json_: bool, model: str | None, job
         for r in results:
             mark = "[green]ok[/green]  " if r["ok"] else "[red]fail[/red]"
             console.out().print(f"{mark} {Path(r['agent']).name}: {r['message']}")
+            for warning in r.get("warnings") or []:
+                console.warn(f"{Path(r['agent']).name}: {warning}")
     console.info(f"{len(results) - len(failed)} of {len(results)} agents ok")
     if failed:
         raise SystemExit(1)

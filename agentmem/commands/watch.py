@@ -34,7 +34,7 @@ def watch(
     def emit(event: WatchEvent) -> None:
         stamp = __import__("datetime").datetime.now().strftime("%H:%M:%S")
         style = {"recorded": "green", "settled": "green", "sleep": "cyan",
-                 "invalid": "yellow"}.get(event.kind, "red")
+                 "invalid": "yellow", "warning": "yellow"}.get(event.kind, "red")
         console.err().print(f"[dim]{stamp}[/dim] [bold]{event.agent.name}[/bold] "
                             f"[{style}]{event.kind}[/{style}] {event.message}", highlight=False)
         if event.diff:
