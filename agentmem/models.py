@@ -59,13 +59,15 @@ def aliases(cfg: dict[str, Any] | None = None) -> dict[str, str]:
     return {**ALIASES, **{str(k): str(v) for k, v in user.items()}}
 
 
-def resolve(flag: str | None, settings: dict[str, Any], *, sleep: bool = False) -> ModelSpec:
-    """--model, then $AGENTMEM_MODEL, then persona.md's model:, then the user config file."""
+def resolve(flag: str | None, settings: dict[str, Any], *, sleep: bool = False,
+            flag_name: str = "--model") -> ModelSpec:
+    """--model (or `flag_name`), then $AGENTMEM_MODEL, then persona.md's model:, then the user
+    config file."""
     cfg = user_config()
     env_name = config.SLEEP_MODEL_ENV if sleep else config.MODEL_ENV
     key = "sleep_model" if sleep else "model"
     candidates = [
-        (flag, "--model"),
+        (flag, flag_name),
         (os.environ.get(env_name), f"${env_name}"),
         (settings.get(key), f"persona.md '{key}:'"),
         (cfg.get(key), f"{config.config_path()} '{key}:'"),
@@ -104,5 +106,6 @@ def check_key(spec: ModelSpec) -> None:
     var = KEYS.get(provider)
     if var and not os.environ.get(var):
         raise ModelError(f"no API key for {spec.model} (model from {spec.source})",
-                         f"set {var} (export {var}=...), or pick another model with --model",
+                         f"set {var} (export {var}=...), or pick another model with "
+                         f"{spec.source if spec.source.startswith('--') else '--model'}",
                          kind="auth")

@@ -237,3 +237,12 @@ def test_the_default_suite_is_found_outside_a_clone(cli, offline, tmp_path: Path
     result = cli("eval", "--offline", "--only", "factual")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines()[3].startswith("factual-correction")
+
+
+def test_a_judge_model_without_a_key_is_named_before_anything_runs(cli, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-used")
+    result = cli("eval", EVALS / "factual-correction.yaml", "--model", "openai/gpt-4.1-mini",
+                 "--judge-model", "anthropic/claude-sonnet-4-5")
+    assert result.exit_code == 1
+    assert "no API key for anthropic/claude-sonnet-4-5 (model from --judge-model)" in result.stderr
+    assert "running" not in result.stderr           # refused before the first scenario

@@ -48,7 +48,7 @@ def eval_(
             raise UsageError("eval needs a model: pass --model (e.g. openai/gpt-4.1-mini) or "
                              "--offline for the scripted model") from exc
         models.check_key(spec)
-    judge = models.resolve(judge_model, {}) if judge_model else None
+    judge = models.resolve(judge_model, {}, flag_name="--judge-model") if judge_model else None
     if judge is not None:
         models.check_key(judge)
     runner = evaluation.Runner(spec, judge)
