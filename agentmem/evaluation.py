@@ -71,7 +71,7 @@ class Check:
         return True, "ok"
 
 
-JUDGE_SKIPPED = "ok; judge skipped (no --judge-model)"
+JUDGE_SKIPPED = "other checks passed; the judge criterion was not graded (no --judge-model)"
 
 
 @dataclass
@@ -160,6 +160,9 @@ class _Validator:
         return value
 
     def listing(self, value: Any, where: str) -> list[Any]:
+        """A list; a key left empty (null) is an empty one."""
+        if value is None:
+            return []
         if not isinstance(value, list):
             raise self.bad(f"{where} must be a list")
         return value
@@ -171,11 +174,13 @@ class _Validator:
             raise self.bad(f"{where} must be {'non-empty ' if required else ''}text")
 
     def words(self, value: Any, where: str) -> None:
-        """Text, or a list of texts (numbers are read as text)."""
+        """Text, or a list of texts (whole numbers are read as text; 3.10 would read as 3.1,
+        so other numbers must be quoted)."""
         items = value if isinstance(value, list) else [value]
-        if value is None or not items or not all(
-                isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in items):
-            raise self.bad(f"{where} must be text or a list of texts")
+        if not items or not all((isinstance(v, str) and v.strip()) or (
+                isinstance(v, int) and not isinstance(v, bool)) for v in items):
+            raise self.bad(f"{where} must be text or a list of texts (quote numbers like "
+                           "\"3.10\")")
 
     def count(self, value: Any, where: str, *, least: int) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
@@ -199,16 +204,16 @@ class _Validator:
                 self.text(canary.get(key), f"canary: {key}", required=True)
         if data.get("sleep_every") is not None:
             self.count(data["sleep_every"], "'sleep_every'", least=0)
-        for n, session in enumerate(self.listing(data.get("sessions") or [], "'sessions'"), 1):
+        for n, session in enumerate(self.listing(data.get("sessions"), "'sessions'"), 1):
             turns = session.get("turns") if isinstance(session, dict) else None
-            if not isinstance(turns, list) or not turns or set(session) - {"turns"}:
+            if not isinstance(turns, list) or not turns:
                 raise self.bad(f"session {n} needs a non-empty 'turns' list")
+            self.mapping(session, f"session {n}", ("turns",))
             for m, turn in enumerate(turns, 1):
                 self.turn(turn, f"session {n}, turn {m}")
-        for n, ops in enumerate(self.listing(data.get("scripted_sleeps") or [],
-                                             "'scripted_sleeps'"), 1):
+        for n, ops in enumerate(self.listing(data.get("scripted_sleeps"), "'scripted_sleeps'"), 1):
             self.mapping(ops, f"scripted_sleeps {n}", ("operations", "summary"))
-            self.listing(ops.get("operations") or [], f"scripted_sleeps {n}: operations")
+            self.listing(ops.get("operations"), f"scripted_sleeps {n}: operations")
         probes = data.get("probes")
         if not isinstance(probes, list) or not probes:
             raise self.bad("'probes' must list at least one probe")
@@ -263,7 +268,7 @@ class _Validator:
         if given and len(given) < len(OFFLINE_KEYS):
             raise self.bad(f"{where}: {', '.join(OFFLINE_KEYS)} go together (the offline answers)")
         for key in given:
-            self.text(probe[key], f"{where}: {key}", required=key == "marker")
+            self.text(probe[key], f"{where}: {key}", required=True)
 
     def memory(self, checks: dict[str, Any], where: str) -> None:
         for key in MEMORY_WORDS:
@@ -285,8 +290,8 @@ def offline_problems(scenarios: list[Scenario]) -> list[str]:
 
 
 def _check(expect: dict[str, Any]) -> Check:
-    return Check(_listed(expect.get("contains") or None), _listed(expect.get("not_contains") or None),
-                 expect.get("regex"), expect.get("judge"))
+    return Check(_listed(expect.get("contains")), _listed(expect.get("not_contains")),
+                 expect.get("regex") or None, expect.get("judge") or None)
 
 
 # -- the scripted stand-in for a model ----------------------------------------------------
@@ -343,7 +348,9 @@ class ScenarioResult:
     kept: str | None = None         # the scenario's folders, kept after an error or refusal
 
     def passed(self, condition: str, kind: str | None = None) -> tuple[int, int]:
-        rows = [p for p in self.probes if p.condition == condition and kind in (None, p.kind)]
+        """(passed, graded): an answer whose judge criterion went ungraded counts in neither."""
+        rows = [p for p in self.probes if p.condition == condition and kind in (None, p.kind)
+                and not p.judge_skipped]
         return sum(p.ok for p in rows), len(rows)
 
     def to_json(self) -> dict[str, Any]:
@@ -380,7 +387,7 @@ class Runner:
 
         assert self.judge_spec is not None
         reply = llm.complete(self.judge_spec, prompts.judge_messages(criterion, answer),
-                             max_tokens=5)
+                             max_tokens=5, temperature=0)
         result.cost += reply.cost
         return reply.text.strip().upper().startswith("YES")
 
@@ -512,7 +519,7 @@ class Runner:
         ok, why = check.evaluate(reply.text, judge)
         return ProbeResult(condition, probe["user"], reply.text, ok, why,
                            kind=probe.get("kind") or "correction",
-                           judge_skipped=why == JUDGE_SKIPPED)
+                           judge_skipped=bool(check.judge) and judge is None and ok)
 
     def _memory_checks(self, agent: Agent, data: dict[str, Any], result: ScenarioResult) -> None:
         memory = agent.load()

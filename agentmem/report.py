@@ -25,7 +25,7 @@ def summarize(spec: str) -> dict[str, Any]:
          f"{len(memory.lessons.lessons)} lessons, "
          f"{sum(lesson.pinned for lesson in memory.lessons.lessons)} pinned"),
         ("tools.yaml", None, f"{len(memory.tools)} tools"),
-        ("archive.md", None, f"{len(memory.archive.lessons)} retired" if memory.archive else None),
+        ("archive.md", None, f"{len(memory.archive.lessons)} archived" if memory.archive else None),
     ):
         text = memory.texts.get(name)
         if text is None:

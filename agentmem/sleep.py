@@ -118,8 +118,11 @@ def parse_output(text: str) -> tuple[list[dict[str, Any]], str]:
     if not isinstance(summary, str):
         raise Refusal("summary must be text")
     for n, op in enumerate(data["operations"], 1):
+        if isinstance(op, dict):      # a model that wrote \r\n in its JSON strings meant \n
+            op.update({k: v.replace("\r\n", "\n") for k, v in op.items()
+                       if k in ("title", "body", "text") and isinstance(v, str)})
         check_operation(op, n)
-    return data["operations"], summary.strip()
+    return data["operations"], one_line(summary)
 
 
 def check_operation(op: Any, n: int) -> None:
@@ -186,7 +189,7 @@ def apply_operations(before: dict[str, str | None], operations: list[dict[str, A
         raise InvalidAgent(problems)
 
     def reserved() -> set[str]:        # archived ids stay taken; the archive grows as we go
-        return {(x.id or "").split("-")[0] for x in archive.lessons} | set(used_ids)
+        return _reserved_ids(archive, used_ids)
 
     doc = doc.with_ids(reserved())
     persona_text = before.get("persona.md") or ""
@@ -314,47 +317,56 @@ def _check_lessons_kept(before: dict[str, str | None], after: dict[str, str | No
                       f"({', '.join(missing) or 'a lesson without an id'})")
 
 
-def lesson_tokens(texts: dict[str, str | None]) -> int:
-    """Lessons and archive together: retiring moves text, only deleting it shrinks this."""
-    return estimate(texts.get("lessons.md") or "") + estimate(texts.get(ARCHIVE) or "")
-
-
-def unarchived_loss(before: dict[str, str | None], after: dict[str, str | None]) -> tuple[int, int]:
-    """(words lost, words before) over the lessons that were there before, each lesson on its
-    own: a lesson gone, or cut shorter, loses what neither its new text nor a copy archived by
-    this pass still holds. Counted per lesson, so that text added elsewhere cannot hide text
-    taken away."""
+def unarchived_loss(before: dict[str, str | None], after: dict[str, str | None],
+                    used_ids: set[str] | frozenset[str] = frozenset()) -> tuple[int, int]:
+    """(words lost, words before) over the unpinned lessons that were there before, each on
+    its own, so that text added elsewhere cannot hide text taken away. A lesson this pass
+    archived (retired, or merged: its text before the merge) keeps what that copy holds, and
+    only that; any other keeps what its new text holds (an update at the same length cuts
+    nothing). Lessons without an id are given the ids apply_operations gives them (the same
+    `used_ids`), so a pass that retires one is credited with its archived copy."""
     old, _ = lessons_fmt.parse(before.get("lessons.md") or "")
     new, _ = lessons_fmt.parse(after.get("lessons.md") or "")
     was, _ = lessons_fmt.parse(before.get(ARCHIVE) or BLANK_ARCHIVE, ARCHIVE)
     now, _ = lessons_fmt.parse(after.get(ARCHIVE) or BLANK_ARCHIVE, ARCHIVE)
     if old is None or new is None or was is None or now is None:
         return 0, 0               # validate() refuses such a result
+    old = old.with_ids(_reserved_ids(was, used_ids))
+    ids = {x.id for x in old.lessons}
 
-    def words(lesson: Lesson | None) -> int:
+    def words(lesson: Lesson | None, archived: bool = False) -> int:
         if lesson is None:
             return 0
-        body = lesson.body.split(RETIRED_NOTE, 1)[0]       # not the note a retirement adds
+        body = lesson.body.rsplit(RETIRED_NOTE, 1)[0] if archived else lesson.body
         return len(f"{lesson.title} {body}".split())
 
-    archived: dict[str, int] = {}          # what this pass archived, by lesson id (or title)
+    copies: dict[str, int] = {}        # what this pass archived, by the id it had in lessons.md
     for copy in now.lessons[len(was.lessons):]:
-        key = (copy.id or "").split("-")[0] or copy.title
-        archived[key] = max(archived.get(key, 0), words(copy))
-    by_title = {x.title: x for x in new.lessons}
+        key = copy.id or ""
+        if key not in ids:             # L3-2: the second archived copy of L3
+            key = re.sub(r"-\d+$", "", key)
+        copies[key] = max(copies.get(key, 0), words(copy, archived=True))
     lost = total = 0
     for lesson in old.lessons:
+        if lesson.pinned:              # guarded whole by the pin checks
+            continue
         had = words(lesson)
         total += had
-        kept = new.get(lesson.id) if lesson.id else by_title.get(lesson.title)
-        left = max(words(kept), archived.get(lesson.id or lesson.title, 0))
+        left = copies[lesson.id] if lesson.id in copies else words(new.get(lesson.id or ""))
         lost += max(0, had - left)
     return lost, total
 
 
+def _reserved_ids(archive: LessonsDoc, used_ids: set[str] | frozenset[str]) -> set[str]:
+    """Ids a new lesson may not take: archived ones (L3-2 reserves L3) and every id used before."""
+    return {(x.id or "").split("-")[0] for x in archive.lessons} | set(used_ids)
+
+
 def check_result(before: dict[str, str | None], after: dict[str, str | None],
-                 max_shrink: float, operations: list[dict[str, Any]] | None = None) -> None:
-    """Guards on the whole result, whatever the operations were."""
+                 max_shrink: float, operations: list[dict[str, Any]] | None = None,
+                 used_ids: set[str] | frozenset[str] = frozenset()) -> None:
+    """Guards on the whole result, whatever the operations were (`used_ids` as given to
+    apply_operations)."""
     guard_agent_edit(before, after, allow_archive=True)
     if operations is not None:
         _check_lessons_kept(before, after, operations)
@@ -367,7 +379,7 @@ def check_result(before: dict[str, str | None], after: dict[str, str | None],
     _, problems = validate(after)
     if problems:
         raise Refusal("the result would not be a valid agent: " + "; ".join(map(str, problems)))
-    lost, words = unarchived_loss(before, after)
+    lost, words = unarchived_loss(before, after, used_ids)
     if words and lost > max_shrink * words:
         raise Refusal(f"the pass would cut {lost} of the lessons' {words} words ({lost / words:.0%}"
                       f", more than max_shrink {max_shrink:.0%}) without archiving them")
@@ -519,9 +531,9 @@ def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
                     summaries.append(summary)
                 continue
             result = apply_operations(current, operations, known, used_ids=used_ids)
-            check_result(current, result, max_shrink, operations)
+            check_result(current, result, max_shrink, operations, used_ids)
             if current is not before:         # a later chunk: guard the whole pass too
-                check_result(before, result, max_shrink)
+                check_result(before, result, max_shrink, used_ids=used_ids)
             current = result
         except (Refusal, InvalidAgent) as exc:
             path = keep_refused(agent, proposal, str(exc))
@@ -531,7 +543,7 @@ def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
         if summary:
             summaries.append(summary)
     proposal.after = current
-    proposal.summary = one_line(" ".join(summaries))
+    proposal.summary = " ".join(summaries)
     proposal.warnings += budget_warnings(current, memory.persona.budgets)
     return proposal
 
@@ -596,9 +608,9 @@ def apply(proposal: Proposal, selected: list[int] | None = None) -> Version | No
     after = proposal.after
     if selected is not None:      # a reviewed subset passes every guard a whole pass does
         try:
-            after = apply_operations(proposal.before, operations, known,
-                                     used_ids=agent.used_lesson_ids())
-            check_result(proposal.before, after, proposal.max_shrink, operations)
+            used_ids = agent.used_lesson_ids()
+            after = apply_operations(proposal.before, operations, known, used_ids=used_ids)
+            check_result(proposal.before, after, proposal.max_shrink, operations, used_ids)
         except (Refusal, InvalidAgent) as exc:
             raise Refused(f"the chosen operations cannot be applied on their own: {exc}",
                           "choose again, or apply all") from None
@@ -615,12 +627,12 @@ def apply(proposal: Proposal, selected: list[int] | None = None) -> Version | No
         subject = (f"Sleep: {len(operations)} of {len(proposal.operations)} proposed "
                    f"operation(s), chosen in review, from {proposal.events} new events")
     else:
-        subject = one_line(proposal.summary) or (f"Sleep: {len(operations)} operation(s) from "
-                                                 f"{proposal.events} new events")
+        subject = proposal.summary or (f"Sleep: {len(operations)} operation(s) from "
+                                       f"{proposal.events} new events")
     lines = [subject, "", *(f"- {describe(op)}" for op in operations)]
     if declined:
         lines.append(f"({declined} proposed operation(s) were declined in review; the model "
-                     f"said: {one_line(proposal.summary)})" if proposal.summary else
+                     f"said: {proposal.summary})" if proposal.summary else
                      f"({declined} proposed operation(s) were declined in review)")
 
     def done(version: Version | None) -> dict[str, Any]:

@@ -94,6 +94,14 @@ def test_table_output_names_every_condition(cli, offline):
     (f"{OK}memory: {{max_lessons_tokens: many}}\n", "memory: max_lessons_tokens must be a whole"),
     (f"{OK}scripted_sleeps: [{{operations: {{op: add}}}}]\n",
      "scripted_sleeps 1: operations must be a list"),
+    (f"{OK}sessions: {{}}\n", "'sessions' must be a list"),
+    (f"{OK}sessions: [{{turns: [{{user: hi}}], extra: 1}}]\n", "session 1: unknown key(s) extra"),
+    ("name: x\npersona: p\nprobes: [{user: q, expect: {contains: [3.10]}}]\n",
+     "quote numbers like"),
+    ("name: x\npersona: p\nprobes: [{user: q, expect: {contains: true}}]\n",
+     "contains must be text"),
+    ("name: x\npersona: p\nprobes: [{user: q, expect: {contains: a}, marker: m, "
+     "learned_reply: null, unlearned_reply: u}]\n", "probe 1: learned_reply must be non-empty"),
 ])
 def test_bad_scenarios_get_a_clear_error(tmp_path: Path, body: str, message: str):
     from agentmem.errors import UsageError
@@ -103,6 +111,15 @@ def test_bad_scenarios_get_a_clear_error(tmp_path: Path, body: str, message: str
     with pytest.raises(UsageError) as err:
         load_scenario(path)
     assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_number_is_checked_as_text(tmp_path: Path):
+    from agentmem.evaluation import _check
+
+    path = tmp_path / "s.yaml"
+    path.write_text("name: x\npersona: p\nprobes: [{user: q, expect: {contains: [0, 42]}}]\n")
+    check = _check(load_scenario(path).probes[0]["expect"])
+    assert check.contains == ["0", "42"] and check.evaluate("42 and 0")[0] is True
 
 
 def test_checks():
@@ -188,15 +205,15 @@ def test_judge_checks_without_a_judge_model_are_counted_as_skipped(capsys):
         ProbeResult("no_memory", "q", "b", False, "missing 'x'"),
         ProbeResult("agentmem", "q2", "a", True, "ok", kind="retention")])
     t = totals([result])
-    assert t["judge_skipped"] == 1
-    assert t["agentmem"]["correction"] == {"passed": 1, "total": 1}
+    assert t["judge_skipped"] == 1            # ungraded: neither passed nor counted
+    assert t["agentmem"]["correction"] == {"passed": 0, "total": 0}
     assert t["agentmem"]["retention"] == {"passed": 1, "total": 1}
     assert t["no_memory"]["correction"] == {"passed": 0, "total": 1}
     _table([result], t, "openai/gpt-4.1-mini")
     out = capsys.readouterr()
-    assert "corrections applied after sleep: 1/1 (no memory 0, append-only 0); knowledge " \
+    assert "corrections applied after sleep: 0/0 (no memory 0, append-only 0); knowledge " \
         "retained: 1/1" in out.out
-    assert "1 answer(s) had a 'judge:' criterion that was not graded: pass --judge-model" in out.err
+    assert "1 answer(s) not counted: their 'judge:' criterion was not graded" in out.err
 
 
 def test_a_noisy_session_that_changes_memory_fails_the_unchanged_check(cli, offline, tmp_path):
@@ -230,13 +247,20 @@ def test_a_refused_pass_keeps_the_scenario_folder_and_says_where(cli, offline, t
 
 
 def test_the_default_suite_is_found_outside_a_clone(cli, offline, tmp_path: Path, monkeypatch):
+    from agentmem import evaluation
     from agentmem.evaluation import default_suite
 
     monkeypatch.chdir(tmp_path)
-    assert default_suite().resolve() == EVALS
+    assert default_suite().resolve() == EVALS       # this checkout: the repository's evals/
     result = cli("eval", "--offline", "--only", "factual")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines()[3].startswith("factual-correction")
+    installed = tmp_path / "site" / "agentmem"      # an install: agentmem/evals beside the code
+    (installed / "evals").mkdir(parents=True)
+    monkeypatch.setattr(evaluation, "__file__", str(installed / "evaluation.py"))
+    assert default_suite() == installed / "evals"
+    (tmp_path / "evals").mkdir()                     # ./evals comes first: the user's own suite
+    assert default_suite() == Path("evals")
 
 
 def test_a_judge_model_without_a_key_is_named_before_anything_runs(cli, monkeypatch):

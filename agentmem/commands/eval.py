@@ -116,8 +116,8 @@ def _table(results: list, totals: dict, model: str) -> None:
             f"{kind('retention')}; canary retention {t['canary_retention']['kept']}/"
             f"{t['canary_retention']['total']}", markup=False)
     if t["judge_skipped"]:
-        console.warn(f"{t['judge_skipped']} answer(s) had a 'judge:' criterion that was not "
-                     "graded: pass --judge-model to grade them")
+        console.warn(f"{t['judge_skipped']} answer(s) not counted: their 'judge:' criterion was "
+                     "not graded; pass --judge-model to grade them")
     for r in results:
         for p in r.probes:
             if not p.ok and p.condition == "agentmem":
