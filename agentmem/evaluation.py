@@ -261,7 +261,8 @@ class _Validator:
             except re.error as exc:
                 raise self.bad(f"{where}: expect: regex /{expect['regex']}/ is invalid ({exc})") \
                     from None
-        self.text(expect.get("judge"), f"{where}: expect: judge")
+        self.text(expect.get("judge"), f"{where}: expect: judge", required="judge" in expect
+                  and expect["judge"] is not None)
         if probe.get("kind") not in (None, *PROBE_KINDS):
             raise self.bad(f"{where}: kind is {' or '.join(PROBE_KINDS)}")
         given = [key for key in OFFLINE_KEYS if key in probe]
@@ -330,7 +331,7 @@ class ProbeResult:
     ok: bool
     why: str
     kind: str = "correction"        # or "retention": known before the run, must stay known
-    judge_skipped: bool = False     # a judge criterion went ungraded (no judge model)
+    judge_skipped: bool = False     # a judge criterion, no judge model: not graded, not counted
 
 
 @dataclass
@@ -348,7 +349,9 @@ class ScenarioResult:
     kept: str | None = None         # the scenario's folders, kept after an error or refusal
 
     def passed(self, condition: str, kind: str | None = None) -> tuple[int, int]:
-        """(passed, graded): an answer whose judge criterion went ungraded counts in neither."""
+        """(passed, graded): an answer with a judge criterion and no judge model counts in
+        neither, whatever its other checks said, so that no condition is counted on only its
+        failures."""
         rows = [p for p in self.probes if p.condition == condition and kind in (None, p.kind)
                 and not p.judge_skipped]
         return sum(p.ok for p in rows), len(rows)
@@ -519,7 +522,7 @@ class Runner:
         ok, why = check.evaluate(reply.text, judge)
         return ProbeResult(condition, probe["user"], reply.text, ok, why,
                            kind=probe.get("kind") or "correction",
-                           judge_skipped=bool(check.judge) and judge is None and ok)
+                           judge_skipped=bool(check.judge) and judge is None)
 
     def _memory_checks(self, agent: Agent, data: dict[str, Any], result: ScenarioResult) -> None:
         memory = agent.load()

@@ -340,12 +340,15 @@ def unarchived_loss(before: dict[str, str | None], after: dict[str, str | None],
         body = lesson.body.rsplit(RETIRED_NOTE, 1)[0] if archived else lesson.body
         return len(f"{lesson.title} {body}".split())
 
-    copies: dict[str, int] = {}        # what this pass archived, by the id it had in lessons.md
+    titles = {x.id: x.title for x in old.lessons}
+    copies: dict[str, int] = {}        # the first copy this pass archived of each lesson, by id
     for copy in now.lessons[len(was.lessons):]:
         key = copy.id or ""
-        if key not in ids:             # L3-2: the second archived copy of L3
-            key = re.sub(r"-\d+$", "", key)
-        copies[key] = max(copies.get(key, 0), words(copy, archived=True))
+        base = re.sub(r"-\d+$", "", key)       # L3-2: a later archived copy of L3
+        if base != key and base in ids and (key not in ids or copy.title == titles[base]):
+            key = base                          # (a lesson of a person's may be named L3-2)
+        copies.setdefault(key, words(copy, archived=True))   # a later copy of a lesson cut
+                                                              # in between is no credit
     lost = total = 0
     for lesson in old.lessons:
         if lesson.pinned:              # guarded whole by the pin checks
@@ -508,7 +511,7 @@ def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
     summaries = []
     used_ids = agent.used_lesson_ids()
     for n, chunk in enumerate(p.chunks, 1):
-        messages = sleep_messages(current, chunk, n, len(p.chunks))
+        messages = sleep_messages(current, chunk, n, len(p.chunks), used_ids)
         try:
             reply = llm.complete(spec, messages, max_tokens=OUTPUT_TOKENS, temperature=0,
                                  on_retry=on_retry)
@@ -562,16 +565,20 @@ def budget_warnings(texts: dict[str, str | None], budgets: dict[str, int]) -> li
     return out
 
 
-def sleep_messages(texts: dict[str, str | None], chunk: list[str], part: int,
-                   parts: int) -> list[dict[str, str]]:
+def sleep_messages(texts: dict[str, str | None], chunk: list[str], part: int, parts: int,
+                   used_ids: set[str] | frozenset[str] = frozenset()) -> list[dict[str, str]]:
+    """The sleep model's messages. Lessons without an id are shown with the ids the pass will
+    give them (apply_operations, with the same `used_ids`), so an operation names the lesson
+    the model saw."""
     memory, _ = validate(texts)          # memoised: the pass checked these texts already
     body = memory.persona.body if memory else ""
-    doc = memory.lessons if memory else None
+    doc = memory.lessons.with_ids(_reserved_ids(memory.archive or LessonsDoc([]), used_ids)) \
+        if memory else None
     budget = (memory.persona.budgets if memory else persona_fmt.DEFAULT_BUDGETS)["lessons"]
     tokens = estimate(texts.get("lessons.md") or "")
     note = prompts.SLEEP_OVER_BUDGET.format(tokens=tokens, budget=budget) if tokens > budget else ""
     user = prompts.SLEEP_USER.format(
-        persona=body.strip(), lessons=render_lessons(doc.with_ids()) if doc else "",
+        persona=body.strip(), lessons=render_lessons(doc) if doc else "",
         count=len(chunk), part=part, parts=parts,
         events="\n".join(chunk) or "(none)", budget_note=note)
     return [{"role": "system", "content": prompts.SLEEP_SYSTEM}, {"role": "user", "content": user}]

@@ -88,6 +88,8 @@ def test_table_output_names_every_condition(cli, offline):
     ("name: x\npersona: p\nprobes: [{user: q, expect: {}}]\n", "probe 1: expect checks nothing"),
     ("name: x\npersona: p\nprobes: [{user: q, expect: {contains: a}, marker: a}]\n",
      "probe 1: marker, learned_reply, unlearned_reply go together"),
+    ("name: x\npersona: p\nprobes: [{user: q, expect: {contains: a, judge: '  '}}]\n",
+     "probe 1: expect: judge must be non-empty text"),
     ("name: x\npersona: p\nprobes: [{user: q, expect: {contains: a}, kind: other}]\n",
      "probe 1: kind is correction or retention"),
     (f"{OK}memory: {{unchanged: yes please}}\n", "memory: unchanged is true or false"),
@@ -202,18 +204,18 @@ def test_judge_checks_without_a_judge_model_are_counted_as_skipped(capsys):
 
     result = ScenarioResult("s", probes=[
         ProbeResult("agentmem", "q", "a", True, JUDGE_SKIPPED, judge_skipped=True),
-        ProbeResult("no_memory", "q", "b", False, "missing 'x'"),
+        ProbeResult("no_memory", "q", "b", False, "missing 'x'", judge_skipped=True),
         ProbeResult("agentmem", "q2", "a", True, "ok", kind="retention")])
     t = totals([result])
-    assert t["judge_skipped"] == 1            # ungraded: neither passed nor counted
+    assert t["judge_skipped"] == 2            # ungraded: neither passed nor counted
     assert t["agentmem"]["correction"] == {"passed": 0, "total": 0}
     assert t["agentmem"]["retention"] == {"passed": 1, "total": 1}
-    assert t["no_memory"]["correction"] == {"passed": 0, "total": 1}
+    assert t["no_memory"]["correction"] == {"passed": 0, "total": 0}
     _table([result], t, "openai/gpt-4.1-mini")
     out = capsys.readouterr()
     assert "corrections applied after sleep: 0/0 (no memory 0, append-only 0); knowledge " \
         "retained: 1/1" in out.out
-    assert "1 answer(s) not counted: their 'judge:' criterion was not graded" in out.err
+    assert "2 answer(s) not counted: their 'judge:' criterion was not graded" in out.err
 
 
 def test_a_noisy_session_that_changes_memory_fails_the_unchanged_check(cli, offline, tmp_path):

@@ -917,3 +917,42 @@ def test_crlf_in_the_models_json_strings_is_read_as_newlines(learner: Agent, mod
     result = core.run_pass(learner, SPEC)
     assert result.ok, result.message
     assert "First line.\nSecond line." in (learner.folder / "lessons.md").read_text()
+
+
+@pytest.mark.parametrize("then", [op(op="retire", id="L1"),
+                                  op(op="merge", ids=["L1", "L3"], title="Again", body="b " * 40)])
+def test_a_lesson_archived_twice_is_credited_with_its_first_copy_only(learner: Agent, then):
+    from agentmem.memory_tool import Refusal
+
+    before = learner.read_texts()
+    cut = [op(op="update", id="L1", body="x"),      # L1's text is gone from here on
+           op(op="merge", ids=["L1", "L2"], title="Lint", body="Lint with ruff. " * 12), then]
+    after = core.apply_operations(before, cut, {"e3"})
+    with pytest.raises(Refusal, match="without archiving them"):
+        core.check_result(before, after, 0.3, cut)
+
+
+def test_an_archived_copy_named_like_a_persons_lesson_is_credited_to_its_own(learner: Agent):
+    before = learner.read_texts()
+    before["archive.md"] = "# Archive\n\n## Lint with flake8\n<!-- id: L1 -->\nan older L1\n"
+    before["lessons.md"] += "\n## A person's lesson\n<!-- id: L1-2 -->\nShort.\n"
+    retire = [op(op="retire", id="L1")]       # its copy is named L1-2, as the person's lesson is
+    after = core.apply_operations(before, retire, {"e3"})
+    assert "<!-- id: L1-2; evidence: e3" in after["archive.md"]
+    core.check_result(before, after, 0.3, retire)        # archived whole: no loss
+
+
+def test_the_model_is_shown_the_ids_the_pass_will_give(learner: Agent, model):
+    # an archive that holds L5 and a used-ids record up to L6: new ids start at L7
+    learner.write({"archive.md": "# Archive\n\n## Gone\n<!-- id: L5 -->\nold\n",
+                   "lessons.md": LESSONS + "\n## Hand A\nFirst hand-written.\n\n"
+                                 "## Hand B\nSecond hand-written.\n"}, "human", "hand lessons")
+    learner.update_state(highest_lesson=6)
+    used = learner.used_lesson_ids()
+    planned = core.plan(learner, SPEC)
+    shown = core.sleep_messages(planned.texts, planned.chunks[0], 1, 1, used)[1]["content"]
+    hand_b = shown.split("] (helpful 0, harmful 0) Hand B")[0].rsplit("[", 1)[1]
+    model.push(ops(op(op="retire", id=hand_b, rationale="the person asked")))
+    assert core.run_pass(learner, SPEC).ok
+    lessons = (learner.folder / "lessons.md").read_text()
+    assert "## Hand A" in lessons and "## Hand B" not in lessons       # the one it was shown
