@@ -2,14 +2,19 @@
 
 Two code-reviewer agents, each with NEW events after its sleep cursor and OLD_SMALL or OLD_LARGE
 old events before it (appended with agent.journal.append in batches; the cursor is set to the
-end of the old events, as a past pass would leave it). sleep.propose runs RUNS times on each,
-alternating, with a zero-latency scripted sleep model that answers a valid empty proposal.
-Recorded: prompt tokens sent and wall time per pass. Targets: large/small <= 1.1 for both.
+end of the old events, as a past pass would leave it). Each agent, alternating, RUNS times:
+sleep.propose with a zero-latency scripted sleep model that answers a valid empty proposal
+(prompt tokens sent, wall time), then a whole pass (sleep.run_pass: propose and apply) whose
+model adds one lesson (in its first call) citing an event it read, so that the pass writes a
+version, moves the cursor and logs itself; after it the cursor and the log are put back (the
+lesson stays: both agents grow alike), so every run reads the same NEW events. Targets:
+large/small <= 1.1 for the tokens and for the whole pass's wall time.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -61,8 +66,19 @@ def main() -> None:
     from agentmem.models import ModelSpec
     from agentmem.scripted import Script
 
-    script = llm.install_scripted(Script(responder=lambda _messages: json.dumps(
-        {"operations": [], "summary": "nothing to learn"})))
+    learn = [False]
+
+    def respond(messages: list[dict[str, Any]]) -> str:
+        operations = []
+        if learn[0]:                 # one lesson per pass, in its first call
+            learn[0] = False
+            newest = re.findall(r"^(e\d+) ", messages[-1]["content"], re.M)[-1]
+            operations.append({"op": "add", "title": f"Lesson from {newest} ({time.time_ns()})",
+                               "body": "Empty lookups return [] here.", "rationale": "seen",
+                               "evidence": [newest]})
+        return json.dumps({"operations": operations, "summary": "pass"})
+
+    script = llm.install_scripted(Script(responder=respond))
     spec = ModelSpec("scripted/bench", None, "benchmark")
     agents = {}
     for old in (OLD_SMALL, OLD_LARGE):
@@ -76,6 +92,7 @@ def main() -> None:
     calls: dict[int, list[int]] = {old: [] for old in agents}
     seen: dict[int, list[int]] = {old: [] for old in agents}
     wall: dict[int, list[float]] = {old: [] for old in agents}
+    whole: dict[int, list[float]] = {old: [] for old in agents}
     for agent in agents.values():          # warm-up: litellm import and first call
         core.propose(agent, spec)
     for _ in range(RUNS):
@@ -88,19 +105,45 @@ def main() -> None:
             tokens[old].append(proposal.prompt_tokens)
             calls[old].append(len(script.calls) - before)
             seen[old].append(proposal.events)
+            whole[old].append(whole_pass(agent, spec, learn))
 
     section(f"sleep.propose over {NEW} new events, median of {RUNS} runs")
     for old in agents:
         print(f"  {old:>7,} old events: {median(tokens[old]):>7,.0f} prompt tokens in "
               f"{median(calls[old]):.0f} call(s), {median(seen[old]):.0f} events read, "
-              f"{ms(median(wall[old]))} per pass")
+              f"{ms(median(wall[old]))} to propose, {ms(median(whole[old]))} for a whole pass "
+              "that writes a version")
 
     section("targets")
     tr = median(tokens[OLD_LARGE]) / median(tokens[OLD_SMALL])
-    wr = median(wall[OLD_LARGE]) / median(wall[OLD_SMALL])
+    pr = median(wall[OLD_LARGE]) / median(wall[OLD_SMALL])
+    wr = median(whole[OLD_LARGE]) / median(whole[OLD_SMALL])
     result("sleep cost: tokens 100k/1k", f"{tr:.2f}x", "<= 1.1x", tr <= 1.1)
-    result("sleep cost: wall time 100k/1k", f"{wr:.2f}x ({ms(median(wall[OLD_LARGE]))} vs "
-           f"{ms(median(wall[OLD_SMALL]))})", "<= 1.1x", wr <= 1.1)
+    result("sleep cost: wall time of a whole pass 100k/1k", f"{wr:.2f}x ({ms(median(whole[OLD_LARGE]))}"
+           f" vs {ms(median(whole[OLD_SMALL]))})", "<= 1.1x", wr <= 1.1)
+    print(f"RESULT\tsleep cost: wall time to propose 100k/1k (info)\t{pr:.2f}x "
+          f"({ms(median(wall[OLD_LARGE]))} vs {ms(median(wall[OLD_SMALL]))})\t-\tINFO")
+
+
+def whole_pass(agent: Any, spec: Any, learn: list[bool]) -> float:
+    """The wall time of sleep.run_pass with a model that adds a lesson; then the cursor and the
+    log are put back as they were, so the next run reads the same new events."""
+    from agentmem import sleep as core
+
+    cursor = agent.read_state().get("sleep_cursor")
+    size = agent.journal.path.stat().st_size
+    learn[0] = True
+    try:
+        t0 = time.perf_counter()
+        done = core.run_pass(agent, spec)
+        took = time.perf_counter() - t0
+    finally:
+        learn[0] = False
+    assert done.ok and done.version is not None, done.message
+    with open(agent.journal.path, "r+b") as log:       # the pass's own "sleep" event goes
+        log.truncate(size)
+    agent.update_state(sleep_cursor=cursor)
+    return took
 
 
 if __name__ == "__main__":
