@@ -49,7 +49,8 @@ budgets:
 You are {name}, a helpful assistant. Be direct and precise. When you are corrected, or notice
 a repeated mistake or a stable preference, record it as a lesson with the memory tool.
 """
-BLANK_ARCHIVE = "# Archive\n\nLessons retired by sleep passes, and the text of lessons before a merge, kept for\nthe record.\n"
+BLANK_ARCHIVE = ("# Archive\n\nLessons retired by sleep passes, and the text of lessons before a "
+                 "merge, kept for\nthe record.\n")
 
 
 @dataclass
