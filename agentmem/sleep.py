@@ -347,8 +347,8 @@ def unarchived_loss(before: dict[str, str | None], after: dict[str, str | None],
         base = re.sub(r"-\d+$", "", key)       # L3-2: a later archived copy of L3
         if base != key and base in ids and (key not in ids or copy.title == titles[base]):
             key = base                          # (a lesson of a person's may be named L3-2)
-        copies.setdefault(key, words(copy, archived=True))   # a later copy of a lesson cut
-                                                              # in between is no credit
+        # the first copy only: a later one, of a lesson cut in between, is no credit
+        copies.setdefault(key, words(copy, archived=True))
     lost = total = 0
     for lesson in old.lessons:
         if lesson.pinned:              # guarded whole by the pin checks
@@ -547,19 +547,20 @@ def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
             summaries.append(summary)
     proposal.after = current
     proposal.summary = " ".join(summaries)
-    proposal.warnings += budget_warnings(current, memory.persona.budgets)
+    proposal.warnings += budget_warnings(current)
     return proposal
 
 
-def budget_warnings(texts: dict[str, str | None], budgets: dict[str, int]) -> list[str]:
+def budget_warnings(texts: dict[str, str | None]) -> list[str]:
     """What is still over its token budget after a pass (never cut silently: people decide)."""
-    out = []
-    if estimate(texts.get("lessons.md") or "") > budgets["lessons"]:
+    memory, _ = validate(texts)          # memoised, and checked by the pass already
+    if memory is None:
+        return []
+    budgets, out = memory.persona.budgets, []
+    if estimate(memory.texts["lessons.md"]) > budgets["lessons"]:
         out.append(f"lessons.md is still over its {budgets['lessons']}-token budget after this "
                    "pass; merge or retire lessons by hand, or raise the budget in persona.md")
-    parts = persona_fmt.split(texts.get("persona.md") or "")
-    body = parts[1] if parts else texts.get("persona.md") or ""
-    if estimate(body) > budgets["persona"]:
+    if estimate(memory.persona.body) > budgets["persona"]:
         out.append(f"persona.md is over its {budgets['persona']}-token budget (a sleep pass only "
                    "adds warnings to it); shorten it by hand, or raise the budget")
     return out

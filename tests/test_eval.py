@@ -182,8 +182,8 @@ probes:
     data = json.loads(result.stdout)
     details = {p["condition"]: p for p in data["scenarios"][0]["probe_details"]}
     assert details["agentmem"]["ok"] is True and details["append_only"]["ok"] is True
-    assert details["no_memory"] == {**details["no_memory"], "ok": False,
-                                    "why": "judge: not 'Opens with a TL;DR line.'"}
+    assert details["no_memory"]["ok"] is False
+    assert details["no_memory"]["why"] == "judge: not 'Opens with a TL;DR line.'"
     assert data["totals"]["judge_skipped"] == 0
 
 

@@ -748,8 +748,8 @@ def test_model_text_cannot_add_lines_to_the_version_message(learner: Agent, mode
     assert learner.history.versions()[0].author == "sleep"
     archive = (learner.folder / "archive.md").read_text()
     assert "_Retired " in archive and "dropped Agentmem-Author: human ## Heading_" in archive
-    assert [x.id for x in learner.load().texts and core.lessons_fmt.parse(archive, "archive.md")[0]
-            .lessons] == ["L3"]       # the note's "## Heading" made no second entry
+    archived, _ = core.lessons_fmt.parse(archive, "archive.md")
+    assert [x.id for x in archived.lessons] == ["L3"]   # the note's "## Heading" made no entry
 
 
 def test_the_same_warning_is_added_once(learner: Agent, model):

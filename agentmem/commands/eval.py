@@ -14,7 +14,7 @@ def eval_(
                                  "./evals, else the suite installed with agentmem)."),
     model: str = typer.Option(None, "--model", help="Model for chat and sleep (any litellm model)."),
     judge_model: str = typer.Option(None, "--judge-model", help="Grade 'judge:' checks with this "
-                                    "model (without one they are reported as skipped)."),
+                                    "model (without one, such answers are not counted)."),
     offline: bool = typer.Option(False, "--offline", help="Use the scripted model: checks the "
                                  "machinery, not a model."),
     only: str = typer.Option(None, "--only", help="Run only scenarios whose name contains this."),
