@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +23,20 @@ from agentmem.errors import (
     Problem,
     UsageError,
 )
-from agentmem.fsutil import atomic_delete, atomic_write, read_bytes, read_text
+from agentmem.fsutil import (
+    TMP_SUFFIX,
+    Changed,
+    NotRegular,
+    TooLarge,
+    Unsettled,
+    atomic_delete,
+    atomic_write,
+    decode_text,
+    read_bytes,
+    read_settled,
+    read_text,
+    replace_files,
+)
 from agentmem.gitstore import Unsupported
 from agentmem.history import TRACKED, History, Version, merge3
 from agentmem.journal import FILE as LOG_FILE
@@ -37,6 +51,11 @@ STATE_DIR = ".agentmem"
 INTENT = "intent.json"     # in STATE_DIR: the write under way (see Agent.update)
 ARCHIVE = "archive.md"
 MEMORY_FILES = ("persona.md", "lessons.md", "tools.yaml")
+# The largest memory file agentmem reads: budgets keep persona.md and lessons.md to a few
+# thousand tokens, and parsing a file of tens of megabytes would take minutes.
+MAX_BYTES = {"persona.md": 1 << 20, "lessons.md": 1 << 20, "tools.yaml": 1 << 20,
+             "archive.md": 8 << 20}
+WRITE_TRIES = 5        # a write computed again after a person's save landed under it
 BLANK_PERSONA = """---
 {name_line}
 description: A new agent.
@@ -49,6 +68,8 @@ budgets:
 You are {name}, a helpful assistant. Be direct and precise. When you are corrected, or notice
 a repeated mistake or a stable preference, record it as a lesson with the memory tool.
 """
+Compute = Callable[[dict[str, "str | None"]], dict[str, "str | None"]]
+Check = Callable[[dict[str, "str | None"], dict[str, "str | None"]], None]
 BLANK_ARCHIVE = ("# Archive\n\nLessons retired by sleep passes, and the text of lessons before a "
                  "merge, kept for\nthe record.\n")
 
@@ -206,13 +227,46 @@ class Agent:
 
     # -- reading ---------------------------------------------------------------------------
     def read_texts(self) -> dict[str, str | None]:
+        return self._decode(self.read_raw())
+
+    def read_raw(self) -> dict[str, bytes | None]:
+        """The memory files' bytes (None: absent), each read only once it holds still (see
+        fsutil.read_settled): never half of a save a person's editor is making."""
+        return {name: self._read_file(name) for name in TRACKED}
+
+    def _read_file(self, name: str) -> bytes | None:
+        path = self.folder / name
+
+        def shrunk(size: int) -> bool:
+            last = self.history.size_in_latest(name)
+            return size == 0 or (last is not None and size < last)
+
+        try:
+            return read_settled(path, limit=MAX_BYTES[name], shrunk=shrunk)[0]
+        except FileNotFoundError:
+            return None
+        except NotRegular as exc:
+            raise InvalidAgent([Problem(name, None, f"is {exc.strerror}; it must be a plain "
+                                        "text file")]) from None
+        except TooLarge as exc:
+            raise InvalidAgent([Problem(name, None, f"is too large to read ({exc.strerror})")],
+                               "shorten it (move old text elsewhere); nothing was changed") from None
+        except Unsettled:
+            raise Conflict(f"{path} kept changing while agentmem read it; nothing was changed",
+                           "try again once it is saved") from None
+        except PermissionError:
+            raise AgentmemError(f"cannot read {path}: permission denied",
+                                "give your user read and write access to the agent's files "
+                                "(chmod u+rw)") from None
+        except OSError as exc:
+            raise AgentmemError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+    @staticmethod
+    def _decode(raw: dict[str, bytes | None]) -> dict[str, str | None]:
         texts: dict[str, str | None] = {}
-        for name in TRACKED:
-            path = self.folder / name
+        for name, data in raw.items():
             try:
-                texts[name] = read_text(path)
-            except FileNotFoundError:
-                texts[name] = None
+                texts[name] = None if data is None else decode_text(data)
             except UnicodeDecodeError:
                 raise InvalidAgent([Problem(name, None, "file is not valid UTF-8 text")]) from None
         return texts
@@ -272,7 +326,7 @@ class Agent:
 
     def record_hand_edits(self) -> Version | None:
         with self.locked():
-            return self._record_pending()
+            return self._record_pending()[0]
 
     def _take_lock_now(self) -> bool:
         """The write lock if it is free (or already this thread's), without waiting."""
@@ -301,7 +355,7 @@ class Agent:
         try:
             if not self.is_own_write(self.history.dirty()):
                 return False, None
-            return True, self._record_pending()
+            return True, self._record_pending()[0]
         finally:
             self._write_lock.release()
 
@@ -320,44 +374,73 @@ class Agent:
             return None       # older than the cursor (it never moves back), or never recorded
         return values
 
-    def _record_pending(self) -> Version | None:
-        """Commit what is on disk but not yet versioned: an interrupted write, or hand edits."""
-        intent_path = self.state_dir / INTENT
-        dirty = self.history.dirty()
-        if intent_path.exists():
-            intent = read_json(intent_path)
-            files = intent.get("files", {})
-            version = None
-            written = {n for n, h in files.items() if file_digest(self.folder / n) == h}
-            if written == set(files) and any(n in dirty for n in files):
-                # the interrupted write was complete on disk: commit it as its author, and
-                # anything else that changed as the person's own version below
-                version = self.history.commit(intent.get("author", "human"),
-                                              intent.get("message", "Recovered write"),
-                                              self.journal.last_event_number(),
-                                              paths=[n for n in files if n in dirty])
-                dirty = self.history.dirty()
-            elif written & set(dirty) and set(files) - set(dirty):
-                # it died part-way through its files (one it was to change is still as the
-                # last version has it): a write is all or nothing, so the files it did write
-                # go back to the last version, and a sleep pass is offered again, as its cursor
-                # never moved. A file that matches neither is a person's and stays.
-                self._put_back({n: files[n] for n in sorted(written & set(dirty))})
-                dirty = self.history.dirty()
-            landed = self._landed_intent(self.read_state())
-            if landed is not None:        # and the state.json write it was followed by
-                self.update_state(**landed, last_intent=intent["id"])
-            atomic_delete(intent_path)
-            if version is not None and not dirty:
-                return version
+    def _record_pending(self) -> tuple[Version | None, dict[str, bytes | None]]:
+        """Commit what is on disk but not yet versioned: what a killed write left, then hand
+        edits. Returns the version recorded (if any) and the files as read and recorded, the
+        ground every write computes its change on. Call it holding the write lock."""
+        self._clear_crash_debris()
+        version = self._settle_intent() if (self.state_dir / INTENT).exists() else None
+        raw = self.read_raw()
+        dirty = self.history.unrecorded(raw)
         if not dirty:
-            return None
+            return version, raw
         versions = self.history.versions()
         if versions and {"lessons.md", ARCHIVE} & set(dirty):   # ids a person deletes stay used
             self._remember_lesson_ids({n: self.history.file_at(versions[0], n)
-                                       for n in ("lessons.md", ARCHIVE)}, self.read_texts())
-        return self.history.commit("human", f"Hand edit of {', '.join(dirty)}",
-                                   self.journal.last_event_number())
+                                       for n in ("lessons.md", ARCHIVE)}, self._decode(raw))
+        # the bytes as read are what is recorded; a linked file is recorded as git sees it
+        linked = any(os.path.islink(self.folder / n) for n in dirty)
+        human = self.history.commit("human", f"Hand edit of {', '.join(dirty)}",
+                                    self.journal.last_event_number(), paths=dirty,
+                                    contents=None if linked else {n: raw[n] for n in dirty})
+        return human or version, raw
+
+    def _clear_crash_debris(self) -> None:
+        """What a killed write left: git's locks and half-written objects (History.recover),
+        and temp files in the agent folder. Under the write lock no live write owns them (a
+        temp file in the state folder may be a lock-free writer's: only old ones go)."""
+        self.history.recover()
+        now = time.time()
+        for folder, min_age in ((self.folder, 0.0), (self.state_dir, 60.0)):
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.name.startswith(".") and entry.name.endswith(TMP_SUFFIX):
+                    try:
+                        if now - entry.stat(follow_symlinks=False).st_mtime >= min_age:
+                            os.unlink(entry.path)
+                    except OSError:
+                        pass
+
+    def _settle_intent(self) -> Version | None:
+        """The write named in intent.json did not finish (its process died): record it when
+        its files are all on disk, put back those it wrote when it stopped half-way."""
+        intent_path = self.state_dir / INTENT
+        dirty = self.history.dirty()
+        intent = read_json(intent_path)
+        files = intent.get("files", {})
+        version = None
+        written = {n for n, h in files.items() if file_digest(self.folder / n) == h}
+        if written == set(files) and any(n in dirty for n in files):
+            # the interrupted write was complete on disk: commit it as its author; anything
+            # else that changed is recorded as the person's own version afterwards
+            version = self.history.commit(intent.get("author", "human"),
+                                          intent.get("message", "Recovered write"),
+                                          self.journal.last_event_number(),
+                                          paths=[n for n in files if n in dirty])
+        elif written & set(dirty) and set(files) - set(dirty):
+            # it died part-way through its files (one it was to change is still as the last
+            # version has it): a write is all or nothing, so the files it did write go back to
+            # the last version, and a sleep pass is offered again, as its cursor never moved.
+            # A file that matches neither is a person's and stays.
+            self._put_back({n: files[n] for n in sorted(written & set(dirty))})
+        landed = self._landed_intent(self.read_state())
+        if landed is not None:        # and the state.json write it was followed by
+            self.update_state(**landed, last_intent=intent["id"])
+        atomic_delete(intent_path)
+        return version
 
     def _put_back(self, written: dict[str, str | None]) -> None:
         """Files a write that died half-way wrote (name -> the hash it wrote) get the exact
@@ -379,65 +462,88 @@ class Agent:
                 atomic_write(self.folder / name, data)
 
     def write(self, changes: dict[str, str | None], author: str, message: str,
-              *, check: Any = None) -> Version | None:
+              *, check: Check | None = None) -> Version | None:
         """Atomically write memory files (None deletes) and record one version.
 
         Uncommitted hand edits are recorded first as their own version. The result must validate,
-        or nothing is written. `check(before, after)` may raise to refuse the write.
+        or nothing is written. `check(before, after)` may raise to refuse the write. Fixed
+        changes are not computed again if a person saves one of the files meanwhile: that is a
+        Conflict, with nothing written.
         """
-        return self.update(lambda _texts: changes, author, message, check=check)
+        return self.update(lambda _texts: changes, author, message, check=check, retry=False)
 
-    def update(self, compute: Any, author: str, message: str, *, check: Any = None,
-               state: Callable[[Version | None], dict[str, Any]] | None = None) -> Version | None:
+    def update(self, compute: Compute, author: str, message: str | Callable[[], str], *,
+               check: Check | None = None,
+               state: Callable[[Version | None], dict[str, Any]] | None = None,
+               retry: bool = True) -> Version | None:
         """Like write, but `compute(current texts) -> changes` runs under the lock, after hand
-        edits are recorded, so an edit is always computed from what is really on disk.
-        `state(version)` gives values for state.json, written (in one write) once the version
-        is recorded, or once nothing turned out to change. They are named in the write's intent
-        too, so that a sleep cursor among them survives a crash right after the version."""
+        edits are recorded, so an edit is always computed from what is really on disk. If a
+        person saves a file while it is written, nothing is overwritten: the save is recorded
+        as theirs and the change computed again on top of it (up to WRITE_TRIES times).
+        `message` may be a function, called after compute. `state(version)` gives values for
+        state.json, written (in one write) once the version is recorded, or once nothing
+        turned out to change. They are named in the write's intent too, so that a sleep cursor
+        among them survives a crash right after the version."""
         with self.locked():
-            self._record_pending()
-            before = self.read_texts()
-            changes: dict[str, str | None] = compute(dict(before))
-            bad = [n for n in changes if n not in TRACKED]
-            if bad:
-                raise UsageError(f"agentmem does not manage {bad[0]}")
-            after = {**before, **changes}
-            _, problems = validate(after)
-            if problems:
-                raise InvalidAgent(problems, "the change was refused; nothing was written")
-            if check is not None:
-                check(before, after)
-            changed = {n: t for n, t in changes.items() if before.get(n) != t}
-            if not changed:
-                if state is not None:
-                    self.update_state(**state(None))
-                return None
-            # files are handled with "\n"; one a person keeps with CRLF endings is written
-            # back with CRLF, so an edit changes only its own lines
-            on_disk = {n: (t if t is None or not _uses_crlf(self.folder / n)
-                           else t.replace("\r\n", "\n").replace("\n", "\r\n"))
-                       for n, t in changed.items()}
-            intent: dict[str, Any] = {"id": os.urandom(8).hex(), "author": author,
-                                      "message": message,
-                                      "files": {n: _hash(t) for n, t in on_disk.items()}}
-            if state is not None:     # written to state.json even if we die after the commit
-                intent["state"] = state(None)
-            atomic_write(self.state_dir / INTENT, json.dumps(intent))
-            for name, text in on_disk.items():
-                if text is None:
-                    atomic_delete(self.folder / name)
-                else:
-                    atomic_write(self.folder / name, text)
-            version = self.history.commit(author, message, self.journal.last_event_number())
-            values = self._lesson_ids_to_remember(before, after)
+            for attempt in range(1, WRITE_TRIES + 1):
+                version, done = self._update_once(compute, author, message, check, state)
+                if done:
+                    return version
+                if not retry or attempt == WRITE_TRIES:
+                    break
+        raise Conflict("a memory file kept changing while agentmem wrote it; nothing was written",
+                       "your saves are kept; try again")
+
+    def _update_once(self, compute: Compute, author: str, message: str | Callable[[], str],
+                     check: Check | None,
+                     state: Callable[[Version | None], dict[str, Any]] | None,
+                     ) -> tuple[Version | None, bool]:
+        """One try of update: (version, True), or (None, False) when a save got in the way."""
+        _, raw = self._record_pending()
+        before = self._decode(raw)
+        changes: dict[str, str | None] = compute(dict(before))
+        bad = [n for n in changes if n not in TRACKED]
+        if bad:
+            raise UsageError(f"agentmem does not manage {bad[0]}")
+        after = {**before, **changes}
+        _, problems = validate(after)
+        if problems:
+            raise InvalidAgent(problems, "the change was refused; nothing was written")
+        if check is not None:
+            check(before, after)
+        changed = {n: t for n, t in changes.items() if before.get(n) != t}
+        if not changed:
             if state is not None:
-                values.update(state(version), last_intent=intent["id"])
-            if values:
-                self.update_state(**values)
-            # no fsync: an intent that outlives a crash names files already committed and a
-            # state write already done (last_intent), and is dropped as such by _record_pending
+                self.update_state(**state(None))
+            return None, True
+        # files are handled with "\n"; one a person keeps with CRLF endings is written back
+        # with CRLF, so an edit changes only its own lines
+        on_disk = {n: (None if t is None else
+                       (t.replace("\r\n", "\n").replace("\n", "\r\n")
+                        if b"\r\n" in (raw.get(n) or b"")[:4096] else t).encode("utf-8"))
+                   for n, t in changed.items()}
+        text = message() if callable(message) else message
+        intent: dict[str, Any] = {"id": os.urandom(8).hex(), "author": author, "message": text,
+                                  "files": {n: _digest(d) for n, d in on_disk.items()}}
+        if state is not None:     # written to state.json even if we die after the commit
+            intent["state"] = state(None)
+        atomic_write(self.state_dir / INTENT, json.dumps(intent))
+        try:
+            replace_files([(self.folder / n, d, raw.get(n)) for n, d in on_disk.items()])
+        except Changed:
             (self.state_dir / INTENT).unlink(missing_ok=True)
-            return version
+            return None, False
+        version = self.history.commit(author, text, self.journal.last_event_number(),
+                                      contents=on_disk)
+        values = self._lesson_ids_to_remember(before, after)
+        if state is not None:
+            values.update(state(version), last_intent=intent["id"])
+        if values:
+            self.update_state(**values)
+        # no fsync: an intent that outlives a crash names files already committed and a
+        # state write already done (last_intent), and is dropped as such by _record_pending
+        (self.state_dir / INTENT).unlink(missing_ok=True)
+        return version, True
 
     def _remember_lesson_ids(self, before: dict[str, str | None],
                              after: dict[str, str | None]) -> None:
@@ -461,53 +567,59 @@ class Agent:
 
     def revert(self, ref: str) -> Version:
         """Undo exactly one version's change, keeping every later change."""
-        with self.locked():
-            self._record_pending()
-            target = self.history.resolve(ref)
-            parent = self.history.parent(target)
-            if parent is None:
-                raise UsageError(f"version {target.number} created the agent; it cannot be undone",
-                                 "use 'agentmem revert AGENT --to VERSION' to restore a state")
-            changes: dict[str, str | None] = {}
-            current = self.read_texts()
-            for name in self.history.changed_files(target):
-                base = self.history.file_at(target, name)
-                other = self.history.file_at(parent, name)
-                now = current.get(name)
-                if now == other:
-                    continue                      # already as it was before that version
-                if base is None or other is None:  # the version added or deleted the file
-                    if now != base:
-                        raise _conflict(name)
-                    changes[name] = other
-                    continue
-                try:
-                    changes[name] = merge3(now or "", base, other, name)
-                except Conflict:
-                    from agentmem import lessons as lessons_fmt
+        found: list[Version] = []
 
-                    merged = (lessons_fmt.undo_change(now or "", base, other)
-                              if name in ("lessons.md", ARCHIVE) else None)
-                    if merged is None:
-                        raise
-                    changes[name] = merged
-            message = f"Revert version {target.number}: {target.subject}"
-            # the lock is re-entrant: the merge and the write see the same files
-            version = self.write(changes, "revert", message) if changes else None
+        def compute(current: dict[str, str | None]) -> dict[str, str | None]:
+            found[:] = [self.history.resolve(ref)]     # after hand edits are recorded
+            return self._undo_changes(found[0], current)
+
+        version = self.update(compute, "revert",
+                              lambda: f"Revert version {found[0].number}: {found[0].subject}")
         if version is None:
-            raise UsageError(f"version {target.number}'s change is already undone; nothing to do")
+            raise UsageError(f"version {found[0].number}'s change is already undone; nothing to do")
         return version
+
+    def _undo_changes(self, target: Version, current: dict[str, str | None]) -> dict[str, str | None]:
+        parent = self.history.parent(target)
+        if parent is None:
+            raise UsageError(f"version {target.number} created the agent; it cannot be undone",
+                             "use 'agentmem revert AGENT --to VERSION' to restore a state")
+        changes: dict[str, str | None] = {}
+        for name in self.history.changed_files(target):
+            base = self.history.file_at(target, name)
+            other = self.history.file_at(parent, name)
+            now = current.get(name)
+            if now == other:
+                continue                      # already as it was before that version
+            if base is None or other is None:  # the version added or deleted the file
+                if now != base:
+                    raise _conflict(name)
+                changes[name] = other
+                continue
+            try:
+                changes[name] = merge3(now or "", base, other, name)
+            except Conflict:
+                from agentmem import lessons as lessons_fmt
+
+                merged = (lessons_fmt.undo_change(now or "", base, other)
+                          if name in ("lessons.md", ARCHIVE) else None)
+                if merged is None:
+                    raise
+                changes[name] = merged
+        return changes
 
     def restore(self, ref: str) -> Version:
         """Make the whole memory as it was at a version, recorded as a new version."""
-        with self.locked():
-            self._record_pending()
-            target = self.history.resolve(ref)
-            files = self.history.files_at(target)
-            version = self.write(dict(files), "revert", f"Restore memory as of version "
-                                 f"{target.number}: {target.subject}")
+        found: list[Version] = []
+
+        def compute(_current: dict[str, str | None]) -> dict[str, str | None]:
+            found[:] = [self.history.resolve(ref)]
+            return dict(self.history.files_at(found[0]))
+
+        version = self.update(compute, "revert", lambda: f"Restore memory as of version "
+                              f"{found[0].number}: {found[0].subject}")
         if version is None:
-            raise UsageError(f"memory is already as it was at version {target.number}")
+            raise UsageError(f"memory is already as it was at version {found[0].number}")
         return version
 
 
@@ -517,19 +629,10 @@ def _conflict(name: str) -> AgentmemError:
                     "use 'agentmem revert AGENT --to VERSION' to restore a whole earlier state")
 
 
-def _uses_crlf(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(4096)
-    except OSError:
-        return False
-    return b"\r\n" in head
-
-
-def _hash(text: str | None) -> str | None:
+def _digest(data: bytes | None) -> str | None:
     import hashlib
 
-    return None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return None if data is None else hashlib.sha256(data).hexdigest()
 
 
 def file_digest(path: Path) -> str | None:

@@ -1,10 +1,19 @@
-"""Atomic file writes: temp file in the same folder, fsync, rename, fsync the folder."""
+"""Reading and writing agent files safely beside people who edit them.
+
+Writes are atomic (temp file in the same folder, fsync, rename, fsync the folder). Memory files
+are also read and replaced with care for a person's editor saving them at the same moment:
+`read_settled` never returns a read that raced a save, and `replace_files` never overwrites a
+file that changed since the caller read it.
+"""
 
 from __future__ import annotations
 
 import errno
 import os
 import stat
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from agentmem.baton import waiting
@@ -20,6 +29,22 @@ def fsync(fd: int) -> None:
 
 class NotRegular(OSError):
     """read_bytes(regular=True) found a link, a folder or a device, not a plain file."""
+
+
+class TooLarge(OSError):
+    """read_settled(limit=N) found a file of more than N bytes (it was not read)."""
+
+
+class Unsettled(OSError):
+    """read_settled saw the file change under every read it tried: someone is writing it."""
+
+
+class Changed(Exception):
+    """replace_files found a file that no longer holds what the caller based its change on."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} changed meanwhile")
+        self.path = path
 
 
 def read_bytes(path: Path | str, *, regular: bool = False) -> tuple[bytes, os.stat_result]:
@@ -91,6 +116,203 @@ def atomic_write(path: Path, data: str | bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+SETTLE_NS = 50_000_000    # a save that truncated a file writes it within this time (50 ms)
+SETTLE_WAIT = 2.0         # seconds read_settled waits for a file that keeps changing
+_IDENTITY = ("st_dev", "st_ino", "st_size", "st_mtime_ns", "st_ctime_ns")
+
+
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    return tuple(getattr(st, name) for name in _IDENTITY)
+
+
+def read_settled(path: Path | str, *, limit: int | None = None,
+                 shrunk: Callable[[int], bool] | None = None) -> tuple[bytes, os.stat_result]:
+    """A file a person may be saving at this very moment, read only once it holds still.
+
+    A read counts only if the file's identity (inode, size, times) is the same after the read
+    as before it, so a save landing mid-read is read again. `shrunk(size)` says whether a
+    size is smaller than the file's last known content: an editor that saves in place first
+    truncates the file, then writes it, so a file that shrank less than SETTLE_NS ago is read
+    again once it has been still that long. Links are followed; anything but a regular file
+    at the end raises NotRegular (a FIFO is neither opened for blocking nor read), a file over
+    `limit` bytes raises TooLarge, and one that never holds still for SETTLE_WAIT raises
+    Unsettled."""
+    deadline = time.monotonic() + SETTLE_WAIT
+    while True:
+        data, st = _read_regular(path, limit)
+        try:
+            still = _identity(os.stat(path)) == _identity(st)
+        except FileNotFoundError:
+            still = False
+        if still:
+            age = time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns)
+            if age >= SETTLE_NS or shrunk is None or not shrunk(len(data)):
+                return data, st
+            pause = (SETTLE_NS - age) / 1e9
+        else:
+            pause = 0.001
+        if time.monotonic() + pause > deadline:
+            raise Unsettled(errno.EBUSY, "it kept changing while being read", str(path))
+        time.sleep(pause)
+
+
+def _read_regular(path: Path | str, limit: int | None) -> tuple[bytes, os.stat_result]:
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotRegular(errno.ELOOP, "a loop of symbolic links", str(path)) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise NotRegular(errno.EISDIR, "a folder, not a file", str(path))
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegular(errno.EINVAL, "not a regular file", str(path))
+        if limit is not None and st.st_size > limit:
+            raise TooLarge(errno.EFBIG, f"{st.st_size} bytes, over the {limit}-byte cap", str(path))
+        chunks = [os.read(fd, st.st_size + 1)]
+        while chunks[-1]:
+            chunks.append(os.read(fd, 1 << 16))
+            if limit is not None and sum(map(len, chunks)) > limit:
+                raise TooLarge(errno.EFBIG, f"over the {limit}-byte cap", str(path))
+        return b"".join(chunks), st
+    finally:
+        os.close(fd)
+
+
+def replace_files(items: list[tuple[Path, bytes | None, bytes | None]]) -> None:
+    """Write several files of one folder as one change: each (path, new bytes or None to delete,
+    the bytes the caller read, or None for a file that did not exist) is written only if the
+    file still holds what the caller read. Raises Changed, having written nothing, when one
+    does not (a person saved it since): the caller reads it again and recomputes its change.
+
+    Where the system can swap two names in one step (Linux renameat2 RENAME_EXCHANGE), each
+    new file is swapped with the old one, and the old one, now under the temp name, is compared
+    afterwards: a save that lands at any moment is either seen (and swapped back into place)
+    or lands after ours, on top of it, where it is the newest save. Elsewhere the check comes
+    just before the rename, which leaves a window of a few microseconds. A new file is linked
+    into place (that fails if one appeared meanwhile). Deletions come last, each checked just
+    before the unlink."""
+    import tempfile
+
+    temps: list[tuple[Path, str, bytes, bytes | None]] = []  # path, temp, new bytes, expected
+    done: list[tuple[Path, str, bytes, bytes | None]] = []   # those in place; temp: the old file
+    try:
+        with waiting():     # write and sync every temp file in one wait
+            for path, data, expected in items:
+                if data is None:
+                    continue
+                try:
+                    mode = os.stat(path).st_mode & 0o7777
+                except FileNotFoundError:
+                    mode = 0o644
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                           suffix=TMP_SUFFIX)
+                temps.append((path, tmp, data, expected))
+                try:
+                    write_all(fd, data)
+                    os.chmod(tmp, mode)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        for path, tmp, data, expected in temps:
+            if expected is None:
+                try:
+                    os.link(tmp, path)          # only if no file appeared meanwhile
+                except FileExistsError:
+                    raise Changed(path) from None
+                done.append((path, "", data, expected))
+            elif _exchange(tmp, path):
+                done.append((path, tmp, data, expected))
+                if _content(tmp) != expected:
+                    raise Changed(path)
+            else:
+                if _content(path) != expected:
+                    raise Changed(path)
+                os.replace(tmp, path)
+                done.append((path, "", data, expected))
+        for path, data, expected in items:
+            if data is None and _content(path) != expected:
+                raise Changed(path)
+        for path, tmp, _data, expected in done:   # the old files, checked once more as they go
+            if tmp and _content(tmp) != expected:
+                raise Changed(path)
+    except BaseException:
+        _undo(done)
+        for _path, tmp, _data, _expected in temps:
+            _unlink(tmp)
+        raise
+    for _path, tmp, _data, _expected in temps:
+        _unlink(tmp)
+    for path, data, _expected in items:
+        if data is None:
+            _unlink(str(path))
+    for folder in sorted({str(path.parent) for path, _, _ in items}):
+        fsync_dir(folder)
+
+
+def _undo(done: list[tuple[Path, str, bytes, bytes | None]]) -> None:
+    """Put the old files back after a refused replace_files, last first. A file that no
+    longer holds what we wrote was saved again by a person after us: theirs stays."""
+    for path, tmp, ours, expected in reversed(done):
+        if tmp:                           # swapped: swap back, unless a save landed on ours
+            if _exchange(tmp, path) and _content(tmp) != ours:
+                _exchange(tmp, path)
+        elif _content(path) == ours:      # linked or renamed into place
+            if expected is None:
+                _unlink(str(path))
+            else:
+                atomic_write(path, expected)
+
+
+def _content(path: Path | str) -> bytes | None:
+    try:
+        return read_bytes(path)[0]
+    except FileNotFoundError:
+        return None
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+_renameat2: Callable[..., int] | None | bool = False     # False: not looked up yet
+
+
+def _exchange(a: Path | str, b: Path | str) -> bool:
+    """Swap two names in one step; False where the system or file system cannot."""
+    global _renameat2
+    if _renameat2 is False:
+        _renameat2 = _find_renameat2()
+    if not callable(_renameat2):
+        return False
+    import ctypes
+
+    if _renameat2(-100, os.fsencode(a), -100, os.fsencode(b), 2) == 0:   # AT_FDCWD, EXCHANGE
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        _renameat2 = None         # this file system cannot: the check-then-rename way from now
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _find_renameat2() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    except OSError:  # pragma: no cover
+        return None
 
 
 def atomic_delete(path: Path) -> None:

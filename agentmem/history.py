@@ -15,6 +15,8 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +34,7 @@ CURSOR_TRAILER = "Agentmem-Sleep-Cursor"     # "EVENT OFFSET": where a sleep pas
 _SEP = "\x1f"
 _REC = "\x1e"
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"   # git's empty tree (SHA-1 repositories)
+WRITING = "agentmem-writing"         # in the git dir while agentmem writes (see recover)
 COUNT_FILE = "agentmem-versions"     # "COMMIT N end": N versions lead up to COMMIT (a cache)
 REL = re.compile(r"^(?:HEAD|@)?~(\d+)$|^(?:HEAD|@)$")
 
@@ -69,7 +72,7 @@ class History:
         proc: subprocess.CompletedProcess[str] = self._run_git(
             args, env, input=input, text=True, encoding="utf-8", errors="replace")
         if check and proc.returncode != 0:
-            raise AgentmemError(f"git {' '.join(args[:2])} failed: {proc.stderr.strip()}")
+            raise _git_failure(args, proc.stderr, self.git_dir)
         return proc
 
     def _run_git(self, args: tuple[str, ...], env: dict[str, str] | None,
@@ -116,6 +119,35 @@ class History:
             proc = self.git("status", "--porcelain", "--untracked-files=all", "--", *TRACKED)
             return sorted({line[3:].strip() for line in proc.stdout.splitlines() if line.strip()})
 
+    def unrecorded(self, raw: dict[str, bytes | None]) -> list[str]:
+        """Tracked files whose content, as read (`raw`: name -> bytes, None when absent),
+        differs from the latest version. Links are left to git's own view (dirty)."""
+        try:
+            head = self.head()
+            entries = self._entries(head) if head else {}
+        except (gitstore.Unsupported, OSError):
+            return self.dirty()
+        out = []
+        for name in TRACKED:
+            entry = entries.get(name)
+            mode = _work_mode(self.folder / name)
+            if (entry is not None and entry.mode == 0o120000) or mode == 0o120000:
+                return self.dirty()
+            data = raw.get(name)
+            now = None if data is None else gitstore.Entry(mode, gitstore.object_id("blob", data))
+            if entry != now:
+                out.append(name)
+        return out
+
+    def size_in_latest(self, name: str) -> int | None:
+        """A file's size in the latest version; None when absent there or unknown."""
+        try:
+            head = self.head()
+            entry = self._entries(head).get(name) if head else None
+            return None if entry is None else len(gitstore.Store(self.git_dir).read(entry.sha)[1])
+        except (gitstore.Unsupported, OSError):
+            return None
+
     def _entries(self, commit: str) -> dict[str, gitstore.Entry]:
         if self._tree is None or self._tree[0] != commit:
             store = gitstore.Store(self.git_dir)
@@ -123,26 +155,82 @@ class History:
         return self._tree[1]
 
     def commit(self, author: str, message: str, log_position: int | None,
-               paths: list[str] | None = None) -> Version | None:
-        """Record the memory files (or only `paths`) as a version. None when nothing changed."""
+               paths: list[str] | None = None,
+               contents: dict[str, bytes | None] | None = None) -> Version | None:
+        """Record the memory files (or only `paths`) as a version. None when nothing changed.
+
+        `contents` records exactly those bytes (None: the file is gone) for those files and
+        the rest as the latest version has them, whatever the files on disk hold by now: a
+        writer records what it wrote, and a save that landed since is a later version."""
         assert author in AUTHORS, author
         trailers = f"\n\n{AUTHOR_TRAILER}: {author}"
         if log_position is not None:
             trailers += f"\n{LOG_TRAILER}: {log_position}"
         text = gitstore.clean_message(message.strip() + trailers)
-        try:
-            return self._commit_in_process(author, text, paths)
-        except gitstore.Unsupported:
-            return self._commit_with_git(author, text, paths)
+        with self._writing():
+            try:
+                return self._commit_in_process(author, text, paths, contents)
+            except gitstore.Unsupported:
+                return self._commit_with_git(author, text, paths, contents)
 
-    def _commit_in_process(self, author: str, text: str, paths: list[str] | None) -> Version | None:
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Mark the repository as being written by agentmem while objects, the ref and the
+        index change: a marker that outlives the write says its process died (see recover)."""
+        marker = self.git_dir / WRITING
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            write_all(fd, b"%d\n" % os.getpid())
+        finally:
+            os.close(fd)
+        try:
+            yield
+        finally:        # a write that failed cleaned up after itself; only a killed one did not
+            marker.unlink(missing_ok=True)
+
+    def recover(self) -> list[str]:
+        """Clear what a killed agentmem write left in the repository: the ref and index locks
+        it held (git refuses every later write while they exist) and half-written objects.
+        Call it holding the agent's write lock, so no live agentmem write is under way; a lock
+        without the marker belongs to some git command and stays. Returns what it removed."""
+        marker = self.git_dir / WRITING
+        if not marker.exists():
+            return []
+        removed: list[str] = []
+        try:
+            branch = gitstore.Store(self.git_dir).branch()
+        except (gitstore.Unsupported, OSError):
+            branch = "refs/heads/main"
+        for name in (branch + ".lock", "HEAD.lock", "index.lock"):
+            path = self.git_dir / name
+            if path.exists():
+                path.unlink(missing_ok=True)
+                removed.append(name)
+        objects = self.git_dir / "objects"
+        for tmp in objects.glob("??/tmp_obj_*"):
+            tmp.unlink(missing_ok=True)
+            removed.append(str(tmp.relative_to(self.git_dir)))
+        marker.unlink(missing_ok=True)
+        return removed
+
+    def _commit_in_process(self, author: str, text: str, paths: list[str] | None,
+                           given: dict[str, bytes | None] | None) -> Version | None:
         store = gitstore.Store(self.git_dir)
         ref = store.branch()
         parent = self.head()
         entries = dict(self._entries(parent)) if parent else {}
         contents: list[bytes] = []
         stats: dict[str, os.stat_result] = {}
-        for name in paths or TRACKED:
+        if given is not None:
+            for name, data in given.items():
+                if data is None:
+                    entries.pop(name, None)
+                    continue
+                mode = _work_mode(self.folder / name)
+                mode = gitstore.EXECUTABLE if mode == gitstore.EXECUTABLE else gitstore.REGULAR
+                entries[name] = gitstore.Entry(mode, gitstore.object_id("blob", data))
+                contents.append(data)
+        for name in [] if given is not None else (paths or TRACKED):
             found = gitstore.read_blob(self.folder / name)   # read once: the tree names this
             if found is None:
                 entries.pop(name, None)
@@ -173,9 +261,24 @@ class History:
         self._versions = [version, *previous] if previous and previous[0].commit == parent else None
         return version
 
-    def _commit_with_git(self, author: str, text: str, paths: list[str] | None) -> Version | None:
-        self.git("add", "-A", "--", *[n for n in (paths or TRACKED)
-                                       if (self.folder / n).exists() or self._tracked(n)])
+    def _commit_with_git(self, author: str, text: str, paths: list[str] | None,
+                         given: dict[str, bytes | None] | None) -> Version | None:
+        if given is None:
+            self.git("add", "-A", "--", *[n for n in (paths or TRACKED)
+                                           if (self.folder / n).exists() or self._tracked(n)])
+        else:       # the index gets exactly these bytes, whatever the work files hold now
+            if self.head():
+                self.git("read-tree", "HEAD")
+            for name, data in given.items():
+                if data is None:
+                    self.git("update-index", "--force-remove", "--", name)
+                    continue
+                sha = self._run_git(("hash-object", "-w", "--stdin"), None, input=data)
+                if sha.returncode != 0:
+                    raise _git_failure(("hash-object",), sha.stderr.decode(errors="replace"),
+                                       self.git_dir)
+                self.git("update-index", "--add", "--cacheinfo",
+                         f"100644,{sha.stdout.decode().strip()},{name}")
         if self.git("diff", "--cached", "--quiet", check=False).returncode == 0 and self.head():
             return None
         name = f"agentmem ({author})"
@@ -351,6 +454,35 @@ class History:
         if new is not None:
             args.append(new.commit)
         return self.git(*args, "--", *TRACKED).stdout
+
+
+def _work_mode(path: Path) -> int:
+    """The mode git records for a work file: 100644, 100755, 120000 (a link); 100644 if gone."""
+    import stat
+
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return gitstore.REGULAR
+    if stat.S_ISLNK(st.st_mode):
+        return 0o120000
+    return gitstore.EXECUTABLE if st.st_mode & stat.S_IXUSR else gitstore.REGULAR
+
+
+def _git_failure(args: tuple[str, ...], stderr: str, git_dir: Path) -> AgentmemError:
+    """git's complaint as one line, with what to do about it."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    main = next((line for line in lines if line.startswith(("fatal:", "error:"))),
+                lines[0] if lines else "no message")
+    main = re.sub(r"^(fatal|error):\s*", "", main)
+    held = re.search(r"Unable to create '([^']+\.lock)'", stderr)
+    if held:
+        return AgentmemError(f"the history is locked by {held.group(1)}",
+                             "another git command is using it; if none is running, remove "
+                             "that file and try again")
+    return AgentmemError(f"git {' '.join(args[:2])} failed: {main}",
+                         f"the history in {git_dir} may be damaged; check it with: "
+                         f"git --git-dir={git_dir} fsck")
 
 
 def _version(number: int, commit: str, timestamp: int, subject: str, body: str) -> Version:

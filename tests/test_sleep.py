@@ -583,23 +583,25 @@ def test_a_leftover_intent_never_moves_the_cursor_back(learner: Agent, model, se
 def die_between_two_files(learner: Agent, model, monkeypatch) -> tuple[core.Proposal, list[str]]:
     """A sleep pass killed after its first memory file and before its second; the proposal,
     and the names of the files it did write."""
-    from agentmem import agent as agent_mod
+    from agentmem import fsutil
 
     model.push(json.dumps(GOOD))
     proposal = core.propose(learner, SPEC)
     assert proposal is not None
-    real = agent_mod.atomic_write
+    real = fsutil._exchange
     written: list[str] = []
 
-    def die_on_the_second_file(path, data):
-        if path.parent == learner.folder:
+    def die_on_the_second_file(tmp, path):
+        if Path(path).parent == learner.folder:
             if written:
                 raise KeyboardInterrupt("killed between two memory files")
-            written.append(path.name)
-        return real(path, data)
+            written.append(Path(path).name)
+        return real(tmp, path)
 
-    with monkeypatch.context() as patch:
-        patch.setattr(agent_mod, "atomic_write", die_on_the_second_file)
+    with monkeypatch.context() as patch:      # a kill: no clean-up runs after it
+        patch.setattr(fsutil, "_exchange", die_on_the_second_file)
+        patch.setattr(fsutil, "_undo", lambda done: None)
+        patch.setattr(fsutil, "_unlink", lambda path: None)
         with pytest.raises(KeyboardInterrupt):
             core.apply(proposal)
     return proposal, written
