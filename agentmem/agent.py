@@ -35,6 +35,7 @@ from agentmem.fsutil import (
     read_bytes,
     read_settled,
     read_text,
+    reclaim_saves,
     replace_files,
 )
 from agentmem.gitstore import Unsupported
@@ -49,6 +50,7 @@ if TYPE_CHECKING:   # the parsers (and yaml) load only when a command reads memo
 
 STATE_DIR = ".agentmem"
 INTENT = "intent.json"     # in STATE_DIR: the write under way (see Agent.update)
+DISPLACED = "displaced"    # in STATE_DIR: files a write replaced, watched for late saves a while
 ARCHIVE = "archive.md"
 MEMORY_FILES = ("persona.md", "lessons.md", "tools.yaml")
 # The largest memory file agentmem reads: budgets keep persona.md and lessons.md to a few
@@ -379,6 +381,7 @@ class Agent:
         edits. Returns the version recorded (if any) and the files as read and recorded, the
         ground every write computes its change on. Call it holding the write lock."""
         self._clear_crash_debris()
+        reclaim_saves(self.state_dir / DISPLACED, self.folder)
         version = self._settle_intent() if (self.state_dir / INTENT).exists() else None
         raw = self.read_raw()
         dirty = self.history.unrecorded(raw)
@@ -529,7 +532,8 @@ class Agent:
             intent["state"] = state(None)
         atomic_write(self.state_dir / INTENT, json.dumps(intent))
         try:
-            replace_files([(self.folder / n, d, raw.get(n)) for n, d in on_disk.items()])
+            replace_files([(self.folder / n, d, raw.get(n)) for n, d in on_disk.items()],
+                          keep=self.state_dir / DISPLACED)
         except Changed:
             (self.state_dir / INTENT).unlink(missing_ok=True)
             return None, False
@@ -543,6 +547,7 @@ class Agent:
         # no fsync: an intent that outlives a crash names files already committed and a
         # state write already done (last_intent), and is dropped as such by _record_pending
         (self.state_dir / INTENT).unlink(missing_ok=True)
+        reclaim_saves(self.state_dir / DISPLACED, self.folder)   # recorded at the next write
         return version, True
 
     def _remember_lesson_ids(self, before: dict[str, str | None],

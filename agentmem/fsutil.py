@@ -184,7 +184,8 @@ def _read_regular(path: Path | str, limit: int | None) -> tuple[bytes, os.stat_r
         os.close(fd)
 
 
-def replace_files(items: list[tuple[Path, bytes | None, bytes | None]]) -> None:
+def replace_files(items: list[tuple[Path, bytes | None, bytes | None]],
+                  keep: Path | None = None) -> None:
     """Write several files of one folder as one change: each (path, new bytes or None to delete,
     the bytes the caller read, or None for a file that did not exist) is written only if the
     file still holds what the caller read. Raises Changed, having written nothing, when one
@@ -196,7 +197,11 @@ def replace_files(items: list[tuple[Path, bytes | None, bytes | None]]) -> None:
     or lands after ours, on top of it, where it is the newest save. Elsewhere the check comes
     just before the rename, which leaves a window of a few microseconds. A new file is linked
     into place (that fails if one appeared meanwhile). Deletions come last, each checked just
-    before the unlink."""
+    before the unlink.
+
+    An editor that opened a file before the swap may still write into the old one: with
+    `keep` (a folder), old files are moved there instead of deleted, named
+    NAME~INODE~SIZE~MTIME, so that `reclaim_saves` can bring such a late save back."""
     import tempfile
 
     temps: list[tuple[Path, str, bytes, bytes | None]] = []  # path, temp, new bytes, expected
@@ -246,6 +251,14 @@ def replace_files(items: list[tuple[Path, bytes | None, bytes | None]]) -> None:
         for _path, tmp, _data, _expected in temps:
             _unlink(tmp)
         raise
+    for path, tmp, _data, _expected in done:
+        if tmp and keep is not None:
+            try:
+                st = os.stat(tmp)
+                keep.mkdir(exist_ok=True)
+                os.rename(tmp, keep / f"{path.name}~{st.st_ino}~{st.st_size}~{st.st_mtime_ns}")
+            except OSError:
+                pass
     for _path, tmp, _data, _expected in temps:
         _unlink(tmp)
     for path, data, _expected in items:
@@ -253,6 +266,51 @@ def replace_files(items: list[tuple[Path, bytes | None, bytes | None]]) -> None:
             _unlink(str(path))
     for folder in sorted({str(path.parent) for path, _, _ in items}):
         fsync_dir(folder)
+
+
+def reclaim_saves(keep: Path, folder: Path, max_age: float = 5.0) -> list[str]:
+    """Bring back saves an editor wrote into an old file that replace_files had already
+    swapped out (kept in `keep`): when one changed since it was moved there, and is newer
+    than the file now in its place, it is swapped back in (what it replaces was recorded
+    already). Files left unchanged for `max_age` seconds go. Returns the names brought back."""
+    try:
+        kept = sorted(os.scandir(keep), key=lambda e: e.name)
+    except FileNotFoundError:
+        return []
+    back: list[str] = []
+    for entry in kept:
+        name, _, rest = entry.name.partition("~")
+        try:
+            ino, size, mtime = (int(x) for x in rest.split("~"))
+            st = entry.stat(follow_symlinks=False)
+        except (ValueError, OSError):
+            _unlink(entry.path)
+            continue
+        if (st.st_ino, st.st_size, st.st_mtime_ns) == (ino, size, mtime):
+            if time.time_ns() - st.st_ctime_ns > max_age * 1e9:
+                _unlink(entry.path)
+            continue
+        target = folder / name
+        try:
+            data = read_settled(entry.path)[0]
+            now = os.stat(target)
+        except OSError:
+            continue
+        if now.st_mtime_ns >= st.st_mtime_ns:      # saved again since, at its place: theirs
+            _unlink(entry.path)
+            continue
+        current = _content(target)
+        if _exchange(entry.path, target):
+            if _content(entry.path) != current:     # another save landed meanwhile: it stays
+                _exchange(entry.path, target)
+                continue
+        else:
+            if _content(target) != current:
+                continue
+            atomic_write(target, data)
+        _unlink(entry.path)
+        back.append(name)
+    return back
 
 
 def _undo(done: list[tuple[Path, str, bytes, bytes | None]]) -> None:
