@@ -25,6 +25,7 @@ from typing import Any
 from agentmem import baton, gitstore
 from agentmem.errors import AgentmemError, Conflict, NotFound, UsageError
 from agentmem.fsutil import decode_text, read_text, write_all
+from agentmem.redact import redact
 
 TRACKED = ("persona.md", "lessons.md", "tools.yaml", "archive.md")
 AUTHORS = ("human", "agent", "sleep", "revert", "import", "new")
@@ -166,12 +167,24 @@ class History:
         trailers = f"\n\n{AUTHOR_TRAILER}: {author}"
         if log_position is not None:
             trailers += f"\n{LOG_TRAILER}: {log_position}"
-        text = gitstore.clean_message(message.strip() + trailers)
+        text = gitstore.clean_message(self.redact_message(message).strip() + trailers)
         with self._writing():
             try:
                 return self._commit_in_process(author, text, paths, contents)
             except gitstore.Unsupported:
                 return self._commit_with_git(author, text, paths, contents)
+
+    @staticmethod
+    def redact_message(message: str) -> str:
+        """`message` with its secrets redacted, as commit records it: a reason or a summary
+        may quote a key, and a version's message is kept for good. The sleep cursor trailer
+        that may end it (numbers only) is kept as it is: a private key with no END line is
+        redacted to the end of the text, and would take the trailer with it."""
+        lines = message.rstrip().split("\n")
+        keep = len(lines)
+        while keep and re.fullmatch(rf"{CURSOR_TRAILER}: \d+ \d+", lines[keep - 1]):
+            keep -= 1
+        return "\n".join([redact("\n".join(lines[:keep])), *lines[keep:]])
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
@@ -480,7 +493,7 @@ def _git_failure(args: tuple[str, ...], stderr: str, git_dir: Path) -> AgentmemE
         return AgentmemError(f"the history is locked by {held.group(1)}",
                              "another git command is using it; if none is running, remove "
                              "that file and try again")
-    return AgentmemError(f"git {' '.join(args[:2])} failed: {main}",
+    return AgentmemError(f"git {args[0] if args else ''} failed: {main}",
                          f"the history in {git_dir} may be damaged; check it with: "
                          f"git --git-dir={git_dir} fsck")
 

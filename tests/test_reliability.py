@@ -338,3 +338,20 @@ def test_an_unreadable_file_is_one_line_for_a_normal_user(blank: Agent, tmp_path
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert "permission denied" in proc.stderr.lower(), proc.stderr
+
+
+@pytest.mark.parametrize("damage", ["ref", "object"])
+def test_a_damaged_history_is_one_line_naming_fsck(cli, blank: Agent, damage: str):
+    git_dir = blank.folder / ".agentmem" / "git"
+    if damage == "ref":
+        (git_dir / "refs" / "heads" / "main").write_text("f" * 40 + "\n")
+    else:
+        for obj in git_dir.glob("objects/??/*"):
+            os.chmod(obj, 0o644)
+            obj.write_bytes(b"not zlib")
+    for command in (["history", blank.folder], ["diff", blank.folder]):
+        result = cli(*command)
+        assert result.exit_code == 1, (command, result.stdout)
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) <= 2, result.stderr
+        assert "fsck" in result.stderr
