@@ -12,6 +12,7 @@
         timeout: 20                       # seconds (default 30)
         max_output: 20000                 # characters kept of stdout+stderr (default 20000)
         approve: ask                      # ask (default) or auto
+        allow_options: [pattern]          # values that may begin with - or @ (default: none)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ FILE = "tools.yaml"
 NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_\-]{0,63}$")
 PLACEHOLDER = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")
 TOOL_KEYS = {"name", "description", "parameters", "command", "timeout", "max_output", "approve",
-             "cwd"}
+             "cwd", "allow_options"}
 RESERVED = {"memory"}
 BLANK = "# Tools this agent may call. Only people edit this file; see docs/format.md.\ntools: []\n"
 
@@ -42,6 +43,8 @@ class ToolDef:
     max_output: int = 20000
     approve: str = "ask"
     cwd: str | None = None
+    # parameters whose value may begin an argument with "-" or "@" (see toolrun.build_argv)
+    allow_options: frozenset[str] = frozenset()
     line: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -133,6 +136,16 @@ def _parse_tool(item: Any, file: str) -> tuple[ToolDef | None, list[Problem]]:
     cwd = item.get("cwd")
     if cwd is not None and not isinstance(cwd, str):
         return bad("cwd", f"tool '{name}': cwd must be a path")
+    allow_options = item.get("allow_options", [])
+    if not isinstance(allow_options, list) or not all(isinstance(a, str) for a in allow_options):
+        return bad("allow_options", f"tool '{name}': allow_options must be a list of parameter "
+                   "names")
+    for opt in allow_options:
+        if opt not in props:
+            known = ", ".join(sorted(props)) or "none"
+            return bad("allow_options", f"tool '{name}': allow_options names '{opt}', which is "
+                       f"not one of its parameters (known: {known})")
     return ToolDef(name=name, description=item["description"].strip(), parameters=params,
                    command=[str(c) for c in command], timeout=float(timeout),
-                   max_output=max_output, approve=approve, cwd=cwd, line=line or 0), []
+                   max_output=max_output, approve=approve, cwd=cwd,
+                   allow_options=frozenset(allow_options), line=line or 0), []
