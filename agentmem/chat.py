@@ -21,7 +21,7 @@ from agentmem.history import Version
 from agentmem.lessons import LessonsDoc
 from agentmem.locks import FileLock, LockTimeout
 from agentmem.memory_tool import SCHEMA as MEMORY_SCHEMA
-from agentmem.memory_tool import MemoryTool
+from agentmem.memory_tool import ConfirmEdit, MemoryTool, PendingEdit
 from agentmem.models import ModelSpec
 from agentmem.redact import StreamRedactor, redact
 from agentmem.tokens import estimate
@@ -29,6 +29,7 @@ from agentmem.tooldefs import ToolDef
 
 MAX_STEPS = 8          # model calls per user message (tool loop)
 REPLY_RESERVE = 2048   # tokens kept free for the answer when trimming history
+MIN_REPLY = 512        # fewer left for the answer than this: the turn is not sent
 
 
 def new_session_id() -> str:
@@ -44,6 +45,7 @@ class TurnResult:
     tool_calls: int = 0
     memory_versions: list[Version] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    refused_edits: list[PendingEdit] = field(default_factory=list)   # not confirmed by a person
 
     def to_json(self) -> dict[str, Any]:
         return {"answer": self.text, "usage": {"prompt_tokens": self.prompt_tokens,
@@ -54,6 +56,10 @@ class TurnResult:
 
 
 Approver = Callable[[ToolDef, dict[str, Any]], bool]
+
+
+class ContextOverflow(ModelError):
+    """The system prompt and the current turn do not fit the model's context window."""
 
 
 def fit_lessons(doc: LessonsDoc, budget: int) -> tuple[str, int]:
@@ -87,17 +93,23 @@ def build_system(memory: Memory) -> tuple[str, list[str]]:
 
 class ChatSession:
     def __init__(self, agent: Agent, spec: ModelSpec, *, approve: Approver | None = None,
-                 allow_all_tools: bool = False, session_id: str | None = None) -> None:
+                 allow_all_tools: bool = False, confirm_edit: ConfirmEdit | None = None,
+                 session_id: str | None = None) -> None:
+        """`approve(tool, args)` asks a person before a tool that needs approval runs;
+        `confirm_edit(edit)` before a persona.md edit that follows untrusted tool output in
+        the same turn. Without them, such tools and edits are refused."""
         self.agent = agent
         self.spec = spec
         self.session_id = session_id or new_session_id()
         self.approve = approve
         self.allow_all_tools = allow_all_tools
+        self.confirm_edit = confirm_edit
         self.turns: list[dict[str, Any]] = []     # this session's messages (no system)
         self.agent_versions: list[Version] = []  # memory versions the agent made this session
         self.last_event: str | None = None
         self.last_assistant: str | None = None
         self.user_event: str | None = None
+        self._untrusted: list[str] = []          # tools whose output came in this turn
         self._lock = FileLock(str(agent.state_dir / "session.lock"), timeout=0)
         self._window: int | None = None
         self.memory = agent.load()               # refuse to start on an invalid folder
@@ -133,19 +145,38 @@ class ChatSession:
 
     # -- context ---------------------------------------------------------------------------
     def messages(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """The system prompt and as many of this session's turns as fit the context window,
+        oldest exchanges dropped first. The current turn (the latest user message and the tool
+        loop after it) is never dropped; when it cannot fit, ContextOverflow."""
         self.memory = self.agent.load()       # picks up hand edits made since the last turn
         system, warnings = build_system(self.memory)
         if self._window is None:
             self._window = llm.context_window(self.spec.model)
-        limit = self._window - REPLY_RESERVE - estimate(json.dumps(self.tool_schemas()))
+        room = self._window - estimate(json.dumps(self.tool_schemas()))
         sizes = [estimate(json.dumps(m)) + 1 for m in self.turns]
+        current = next((i for i in range(len(self.turns) - 1, -1, -1)
+                        if self.turns[i]["role"] == "user"), 0)
         total, start = estimate(system) + sum(sizes), 0
-        while start < len(sizes) and total > limit:
+        while start < current and total > room - REPLY_RESERVE:
             # drop the oldest exchange: everything up to the next user message
-            cut = next((i for i in range(start + 1, len(sizes))
-                        if self.turns[i]["role"] == "user"), len(sizes))
+            cut = next(i for i in range(start + 1, current + 1) if self.turns[i]["role"] == "user")
             total -= sum(sizes[start:cut])
             start = cut
+        if total > room - MIN_REPLY:
+            turn = "your message" + (" and this turn's tool calls" if current < len(sizes) - 1
+                                     else "")
+            raise ContextOverflow(
+                f"{self.spec.model}: the system prompt (~{estimate(system)} tokens) and {turn} "
+                f"(~{sum(sizes[current:])} tokens) do not fit the model's {self._window}-token "
+                f"context window (~{self._window - room} go to tool definitions, {MIN_REPLY} at "
+                "least to the reply); nothing was sent",
+                "lower 'budgets: lessons:' in persona.md's front matter, shorten persona.md, run "
+                "'agentmem sleep' to condense lessons.md, send a shorter message, or use a model "
+                "with a larger window (--model)", kind="context_window")
+        if total > room - REPLY_RESERVE:
+            warnings.append(f"the prompt nearly fills the model's {self._window}-token context "
+                            "window, leaving little room for the reply (lower the lessons budget "
+                            "in persona.md or run agentmem sleep)")
         if start:
             warnings.append("older turns of this session were left out to fit the context window")
         return [{"role": "system", "content": system}, *self.turns[start:]], warnings
@@ -168,6 +199,7 @@ class ChatSession:
         user = self._log({"kind": "user", "content": text})
         user_event = self.user_event = user["id"]
         self.turns.append({"role": "user", "content": text})
+        self._untrusted = []
         result = TurnResult(text="")
         try:
             for _ in range(MAX_STEPS):
@@ -232,19 +264,27 @@ class ChatSession:
         self._log({"kind": "tool_call", "name": call.name, "arguments": parsed,
                    "call_id": call.id})
         if call.name == "memory":
-            tool = MemoryTool(self.agent, evidence=lambda: [user_event])
+            source = ", ".join(self._untrusted) or None
+            tool = MemoryTool(self.agent, evidence=lambda: [user_event], after_untrusted=source,
+                              confirm=self.confirm_edit)
             outcome = tool.run(call.arguments)
             if outcome.version is not None:
                 self.agent_versions.append(outcome.version)
                 result.memory_versions.append(outcome.version)
+            if outcome.refused is not None:
+                result.refused_edits.append(outcome.refused)
             if outcome.command != "view":
                 self._log({"kind": "memory_edit", "command": outcome.command,
                            "path": outcome.path, "ok": outcome.ok, "reason": outcome.reason,
                            "version": outcome.version.number if outcome.version else None,
+                           **({"after_untrusted": True, "untrusted_tools": list(self._untrusted)}
+                              if source else {}),
                            **({} if outcome.ok else {"error": outcome.output})})
             output, ok = outcome.output, outcome.ok
         else:
-            output, ok = self._run_user_tool(call)
+            output, ok, ran = self._run_user_tool(call)
+            if ran and call.name not in self._untrusted:
+                self._untrusted.append(call.name)
         if on_tool:
             on_tool(call.name, output)
         self._log({"kind": "tool_result", "call_id": call.id, "name": call.name, "ok": ok,
@@ -253,20 +293,21 @@ class ChatSession:
             output = prompts.TOOL_RESULT_NOTE + output
         return output
 
-    def _run_user_tool(self, call: llm.ToolRequest) -> tuple[str, bool]:
+    def _run_user_tool(self, call: llm.ToolRequest) -> tuple[str, bool, bool]:
+        """(output, ok, ran): `ran` when the tool really ran, so its output is untrusted."""
         tool = next((t for t in self.memory.tools if t.name == call.name), None)
         if tool is None:
-            return f"error: there is no tool named {call.name!r}", False
+            return f"error: there is no tool named {call.name!r}", False, False
         try:
             args = toolrun.parse_arguments(call.arguments)
         except ValueError as exc:
-            return f"error: {exc}", False
+            return f"error: {exc}", False, False
         allowed = (self.allow_all_tools or tool.approve == "auto"
                    or tool.name in (self.memory.persona.settings.get("allow_tools") or []))
         if not allowed and not (self.approve and self.approve(tool, args)):
-            return "error: the user did not approve running this tool", False
+            return "error: the user did not approve running this tool", False, False
         outcome = toolrun.run(tool, args, self.agent.folder)
-        return outcome.output, outcome.ok
+        return outcome.output, outcome.ok, True
 
     # -- feedback and undo -----------------------------------------------------------------
     def feedback(self, rating: str | None, text: str = "") -> dict[str, Any]:

@@ -5,10 +5,15 @@ Hard limits, enforced here in code: only those two files (no `..`, absolute path
 encoded or look-alike tricks), never tools.yaml or persona.md's front matter, never a pinned
 block, a size cap per file, and a result that must still validate. A refused edit returns an
 error string to the model and changes nothing on disk.
+
+An edit made after untrusted tool output in the same turn may carry injected instructions: its
+version's message ends with an `Agentmem-Untrusted:` line, and a persona.md edit is made only
+when a person confirms it (the `confirm` callable; without one it is refused).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +33,7 @@ EDITABLE = ("persona.md", "lessons.md")
 ROOT = "/memories"
 COMMANDS = ("view", "create", "str_replace", "insert", "delete", "rename")
 CAP_FACTOR = 2          # a file may grow to twice its token budget, no more
+UNTRUSTED_LINE = "Agentmem-Untrusted"   # ends a version's message: made after tool output
 
 SCHEMA: dict[str, Any] = {"type": "function", "function": {
     "name": "memory",
@@ -55,6 +61,28 @@ class Refusal(Exception):
     """An edit the memory tool will not make; the message goes back to the model."""
 
 
+@dataclass(frozen=True)
+class PendingEdit:
+    """A persona.md edit that follows untrusted tool output, waiting for a person's yes."""
+
+    path: str
+    command: str
+    reason: str
+    source: str      # the tools whose output came earlier in the turn
+    diff: str        # what the edit would change, as a unified diff
+
+
+class Unconfirmed(Refusal):
+    """A persona.md edit after untrusted tool output that no person confirmed."""
+
+    def __init__(self, message: str, edit: PendingEdit) -> None:
+        super().__init__(message)
+        self.edit = edit
+
+
+ConfirmEdit = Callable[[PendingEdit], bool]
+
+
 @dataclass
 class ToolOutcome:
     ok: bool
@@ -63,6 +91,23 @@ class ToolOutcome:
     path: str = ""
     version: Version | None = None
     reason: str = ""
+    refused: PendingEdit | None = None     # an edit refused because no person confirmed it
+
+
+def after_untrusted(message: str) -> bool:
+    """Whether a version's message says the edit followed untrusted tool output."""
+    return any(line.startswith(UNTRUSTED_LINE + ":") for line in message.splitlines())
+
+
+def has_surrogate(value: Any) -> bool:
+    """Whether a JSON value holds a lone surrogate (valid JSON, but no UTF-8 can encode it)."""
+    if isinstance(value, str):
+        return any(0xD800 <= ord(c) <= 0xDFFF for c in value)
+    if isinstance(value, dict):
+        return any(has_surrogate(k) or has_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_surrogate(v) for v in value)
+    return False
 
 
 def resolve_path(raw: Any) -> str:
@@ -126,15 +171,25 @@ def guard_agent_edit(before: dict[str, str | None], after: dict[str, str | None]
 
 
 class MemoryTool:
-    def __init__(self, agent: Agent, evidence: Callable[[], list[str]] | None = None) -> None:
+    def __init__(self, agent: Agent, evidence: Callable[[], list[str]] | None = None, *,
+                 after_untrusted: str | None = None, confirm: ConfirmEdit | None = None) -> None:
+        """`after_untrusted` names the tools whose output came earlier in this turn."""
         self.agent = agent
         self.evidence = evidence or (lambda: [])
+        self.after_untrusted = after_untrusted
+        self.confirm = confirm
 
     def run(self, raw_arguments: str) -> ToolOutcome:
         try:
             args = parse_arguments(raw_arguments)
         except ValueError:
             return ToolOutcome(False, "error: arguments must be a JSON object")
+        if has_surrogate(args):
+            command = args.get("command")
+            return ToolOutcome(False, "error: text contains an invalid character (lone "
+                                      "surrogate), which cannot be stored; nothing was written. "
+                                      "Send the text again as valid Unicode",
+                               command=command if command in COMMANDS else "")
         command = args.get("command")
         outcome = ToolOutcome(False, "", command=str(command or ""),
                               path=str(args.get("path") or args.get("old_path") or ""),
@@ -147,6 +202,9 @@ class MemoryTool:
             else:
                 outcome.output, outcome.version = self._edit(command, args, outcome.reason)
             outcome.ok = True
+        except Unconfirmed as exc:
+            outcome.output = f"error: {exc}"
+            outcome.refused = exc.edit
         except Refusal as exc:
             outcome.output = f"error: {exc}"
         except InvalidAgent as exc:
@@ -196,10 +254,33 @@ class MemoryTool:
             return {name: new}
 
         message = reason or f"memory {command} {name}"
+        if self.after_untrusted:
+            message += f"\n\n{UNTRUSTED_LINE}: after tool output from {self.after_untrusted}"
+            if name == "persona.md":
+                self._confirm(name, command, reason, compute)
         version = self.agent.update(compute, "agent", message, check=guard_agent_edit)
         if version is None:
             return f"{name}: no change (the text is already like that)", None
         return f"{name} updated (version {version.number})", version
+
+    def _confirm(self, name: str, command: str, reason: str,
+                 compute: Callable[[dict[str, str | None]], dict[str, str | None]]) -> None:
+        """Ask `confirm` about the edit, as it would apply to the files now; refuse without a yes.
+        An edit that would be refused anyway, or change nothing, is not asked about."""
+        texts = self.agent.read_texts()
+        after = {**texts, **compute(texts)}
+        guard_agent_edit(texts, after)
+        diff = "".join(difflib.unified_diff(
+            (texts.get(name) or "").splitlines(keepends=True),
+            (after.get(name) or "").splitlines(keepends=True), f"a/{name}", f"b/{name}"))
+        if not diff:
+            return
+        pending = PendingEdit(name, command, reason, self.after_untrusted or "", diff)
+        if self.confirm is None or not self.confirm(pending):
+            raise Unconfirmed(
+                f"{name} was not changed: this edit came after untrusted tool output "
+                f"({pending.source}) in this turn, so a person must confirm it, and none did. "
+                "Do not retry it; tell the user what you wanted to change and why", pending)
 
     def _link_new_lessons(self, old: str, new: str, archive_text: str | None) -> str:
         """Give lessons the agent just wrote an id, and the current turn's events as evidence."""

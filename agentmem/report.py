@@ -8,6 +8,7 @@ from typing import Any
 from agentmem.agent import Agent
 from agentmem.errors import NotFound, UsageError
 from agentmem.history import Version
+from agentmem.memory_tool import after_untrusted
 from agentmem.tokens import estimate
 
 
@@ -48,6 +49,8 @@ def summarize(spec: str) -> dict[str, Any]:
         "log": {"events": last_event, "since_sleep": max(0, last_event - cursor.event)},
         "versions": len(versions),
         "latest_version": versions[0].to_json() if versions else None,
+        "after_untrusted": [v.number for v in reversed(versions) if v.author == "agent"
+                            and after_untrusted(v.message)],
         "last_sleep": ({**sleeps[0].to_json(), "ago": ago(sleeps[0].time)} if sleeps else None),
         "uncommitted": agent.history.dirty(),
     }

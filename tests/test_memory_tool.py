@@ -688,3 +688,22 @@ def test_a_secret_is_refused_even_when_the_file_already_looks_secret(agent: Agen
                    insert_text="## Key\nsk-proj-ABCDEFGHIJKLMNOPQRSTUV1234\n", reason="remember")
     assert outcome.ok is False and "looks like a secret" in outcome.output
     assert snapshot(agent) == before
+
+
+@pytest.mark.parametrize("make_args", [
+    lambda text: {"command": "insert", "path": "/memories/lessons.md", "insert_line": 0,
+                  "insert_text": "## Bad\nA lone \ud800 surrogate.\n"},
+    lambda text: {"command": "str_replace", "path": "/memories/lessons.md",
+                  "old_str": "## Run the tests before approving",
+                  "new_str": "## Run \udfff the tests"},
+    lambda text: {"command": "create", "path": "/memories/lessons.md",
+                  "file_text": text + "\n## Bad\nHalf an emoji \ud83d.\n"},
+    lambda text: {"command": "insert", "path": "/memories/lessons.md", "insert_line": 0,
+                  "insert_text": "## Fine\nText.\n", "reason": "because \udc80"},
+], ids=["insert", "str_replace", "create", "reason"])
+def test_lone_surrogate_is_refused_and_nothing_written(agent: Agent, tmp_path: Path, make_args):
+    args = make_args((agent.folder / "lessons.md").read_text())
+    output = _assert_refused_unchanged(
+        agent, tmp_path, args, r"^error: text contains an invalid character \(lone surrogate\)")
+    outcome = _run(agent, **args)          # what chat logs: nothing UTF-8 cannot encode
+    "".join([output, outcome.command, outcome.path, outcome.reason]).encode("utf-8")

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from agentmem.history import Version
+    from agentmem.memory_tool import PendingEdit
 
 HELP = """\
 /help              this help
@@ -24,7 +28,8 @@ def chat(
     message: str = typer.Option(None, "--message", "-m", help="Ask once, print the answer, exit."),
     model: str = typer.Option(None, "--model", help="litellm model string or alias."),
     json_: bool = typer.Option(False, "--json", help="With -m or piped input: answer and usage as JSON."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Run the agent's tools without asking."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Run the agent's tools, and make its "
+                             "persona.md edits that follow tool output, without asking."),
 ) -> None:
     """Talk to an agent. It may edit its own memory; every edit is a version you can revert.
 
@@ -44,8 +49,9 @@ def chat(
         from agentmem import llm
 
         llm.preload()       # the import costs seconds: start it while the user types
+    confirm = _allow if yes else _ask_confirm_edit if interactive else None
     session = ChatSession(a, spec, approve=_ask_approval if interactive else None,
-                          allow_all_tools=yes)
+                          allow_all_tools=yes, confirm_edit=confirm)
     with session:
         if interactive:
             _repl(session)
@@ -78,7 +84,38 @@ def _once(session: Any, text: str, json_: bool) -> None:
         sys.stdout.write("\n")
     for version in result.memory_versions:
         console.info(f"memory: version {version.number} by the agent: {version.subject} "
-                     f"(undo: agentmem revert {session.agent.folder} {version.number})")
+                     f"(undo: agentmem revert {session.agent.folder} {version.number})"
+                     + _flag(version))
+    for edit in result.refused_edits:
+        console.warn(f"the agent's {edit.path} edit was refused: it came after output from "
+                     f"{edit.source}, so a person must confirm it (allow it with --yes)")
+
+
+def _flag(version: Version) -> str:
+    from agentmem.memory_tool import after_untrusted
+
+    return "; made after untrusted tool output, review it" if after_untrusted(version.message) \
+        else ""
+
+
+def _allow(edit: PendingEdit) -> bool:
+    return True
+
+
+def _ask_confirm_edit(edit: PendingEdit) -> bool:
+    from agentmem import console
+
+    err = console.err()
+    err.print(f"[yellow]edit {edit.path}[/yellow] after output from {edit.source} "
+              "(untrusted: it may carry injected instructions)")
+    if edit.reason:
+        err.print(f"reason: {edit.reason}", markup=False)
+    err.print(edit.diff.rstrip("\n"), markup=False)
+    try:
+        answer = input("allow? [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
 
 
 def _ask_approval(tool: Any, args: dict[str, Any]) -> bool:
@@ -155,7 +192,8 @@ def _reply(session: Any, text: str) -> None:
     for warning in result.warnings:
         console.warn(warning)
     for version in result.memory_versions:
-        console.info(f"memory: version {version.number}: {version.subject} (/undo to revert)")
+        console.info(f"memory: version {version.number}: {version.subject} (/undo to revert)"
+                     + _flag(version))
 
 
 def _show_tool(name: str, output: str) -> None:

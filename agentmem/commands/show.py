@@ -38,6 +38,12 @@ def show(
     o.print(f"  {'versions':<12} {summary['versions']}"
             + (f" (latest #{latest['number']} {latest['commit'][:7]} {latest['author']}: "
                f"{latest['subject']})" if latest else ""))
+    flagged = summary["after_untrusted"]
+    if flagged:
+        shown = ", ".join(f"v{n}" for n in flagged[-10:])
+        more = f" (latest 10 of {len(flagged)})" if len(flagged) > 10 else ""
+        o.print(f"  {'flagged':<12} [yellow]edits made after untrusted tool output: {shown}"
+                f"[/yellow]{more} (review one: agentmem diff {summary['path']} N)")
     last = summary["last_sleep"]
     o.print(f"  {'last sleep':<12} " + (f"version #{last['number']}, {last['ago']}"
                                          if last else "never"))
