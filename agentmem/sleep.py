@@ -4,8 +4,8 @@ A pass reads the log events after the cursor (cost proportional to new events, n
 asks the sleep model for operations (add, update, merge, retire, counter, persona_warning),
 applies them in code, deterministically, and records ONE version authored `sleep`. Every guard
 is enforced here: a pass whose output is empty, truncated, invalid, hallucinated, touches
-pinned or human-only text, or shrinks memory too much is refused whole, with nothing written,
-the cursor unmoved and the raw output kept for inspection.
+pinned or human-only text, shrinks memory too much or grows it past its size caps is refused
+whole, with nothing written, the cursor unmoved and the raw output kept for inspection.
 """
 
 from __future__ import annotations
@@ -53,6 +53,34 @@ WARNINGS_HEADING = "## Warnings"
 RETIRED_NOTE = "\n\n_Retired "      # begins the note retire() adds to an archived lesson
 LINE_BREAKS = "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 
+# -- size caps: a pass may grow memory only so far, as it may shrink it only so far (max_shrink).
+# Lessons are measured in estimated tokens (agentmem.tokens), as the persona's `budgets:` are.
+# A reply is at most OUTPUT_TOKENS tokens; 32 characters a token is eight times the usual four,
+# more than any real reply holds (long whitespace runs, \uXXXX escapes), and still bounds what
+# is parsed and kept.
+MAX_OUTPUT_CHARS = OUTPUT_TOKENS * 32
+MAX_TITLE_CHARS = 200         # a title is a heading: one short line
+MAX_WARNING_CHARS = 400       # a warning is one line in persona.md ("I tend to X; check Y")
+MAX_RATIONALE_CHARS = 1000    # a sentence or two; it goes into the version's message and notes
+# one lesson (title and body) may take an eighth of the lessons budget: 500 tokens of the
+# default 4000, some 2,000 characters, five times the "one to four sentences" the model is asked
+# for; and 250 tokens however small the budget, so that a lesson can always be written
+LESSON_SHARE = 8
+LESSON_MIN_TOKENS = 250
+# a pass consolidates, and the model is asked for a short list: 40 lessons of ~100 tokens
+# would fill the whole default lessons budget
+MAX_NEW_LESSONS = 40
+# being over budget is a warning (people decide), but a pass may leave lessons.md (persona.md's
+# body) at most twice its budget, or, when it was near or past that already, half a budget more
+# than it found
+GROWTH_FACTOR = 2
+GROWTH_MARGIN = 0.5
+# archive.md is exempt from the budgets: it grows by what a pass archives. Each copy may hold
+# the lesson's text as the pass found it (or, for text the pass wrote itself, as much as one
+# lesson may hold), and this much besides: its metadata (up to MAX_EVIDENCE ids) and the
+# retirement note (date, "merged into ...", the rationale)
+ARCHIVE_NOTE_CHARS = MAX_RATIONALE_CHARS + 500
+
 
 def one_line(text: str) -> str:
     """Model text for a one-line place (a commit message, an archive note): whitespace and
@@ -99,6 +127,9 @@ class Proposal:
 # -- reading the model's output --------------------------------------------------------------
 def parse_output(text: str) -> tuple[list[dict[str, Any]], str]:
     """The operations in a model reply; Refusal when it is not exactly the JSON we asked for."""
+    if len(text) > MAX_OUTPUT_CHARS:
+        raise Refusal(f"the model's output is {len(text):,} characters, over the cap of "
+                      f"{MAX_OUTPUT_CHARS:,} for one reply")
     body = text.strip()
     if not body:
         raise Refusal("the model's output was empty")
@@ -109,8 +140,12 @@ def parse_output(text: str) -> tuple[list[dict[str, Any]], str]:
         data = json.loads(body)
     except ValueError as exc:
         raise Refusal(f"the model's output is not valid JSON ({exc})") from None
+    except RecursionError:      # the JSON parser recurses once per level of [ or {
+        raise Refusal("the model's output is not valid JSON (nested too deeply)") from None
     if not isinstance(data, dict) or not isinstance(data.get("operations"), list):
         raise Refusal('the model\'s output must be an object with an "operations" list')
+    if _has_surrogate(list(data)) or _has_surrogate(data.get("summary")):
+        raise Refusal(_SURROGATE.format(where="the model's output"))
     extra = set(data) - {"operations", "summary"}
     if extra:
         raise Refusal(f"unexpected keys in the model's output: {', '.join(sorted(extra))}")
@@ -128,9 +163,11 @@ def parse_output(text: str) -> tuple[list[dict[str, Any]], str]:
 def check_operation(op: Any, n: int) -> None:
     if not isinstance(op, dict):
         raise Refusal(f"operation {n} is not an object")
+    if _has_surrogate(op):
+        raise Refusal(_SURROGATE.format(where=f"operation {n}"))
     kind = op.get("op")
     if kind not in OPS:
-        raise Refusal(f"operation {n}: unknown op {kind!r} (allowed: {', '.join(OPS)})")
+        raise Refusal(f"operation {n}: unknown op {_clip(repr(kind))} (allowed: {', '.join(OPS)})")
     where = f"operation {n} ({kind})"
     allowed = COMMON | set(FIELDS[kind]) | OPTIONAL.get(kind, set())
     extra = set(op) - allowed
@@ -161,6 +198,11 @@ def check_operation(op: Any, n: int) -> None:
             raise Refusal(f"{where}: a counter operation must change a counter")
     if kind == "persona_warning" and len(op["text"].strip().splitlines()) > 1:
         raise Refusal(f"{where}: a warning is one line")
+    for key, cap in (("title", MAX_TITLE_CHARS), ("text", MAX_WARNING_CHARS),
+                     ("rationale", MAX_RATIONALE_CHARS)):
+        if key in op and len(op[key].strip()) > cap:
+            raise Refusal(f"{where}: {key} is {len(op[key].strip()):,} characters, over the cap "
+                          f"of {cap:,}")
     for key in ("title", "body", "text", "rationale"):
         if key in op and ("<!--" in op[key] or "-->" in op[key]):
             raise Refusal(f"{where}: {key} may not contain HTML comments (metadata, pins)")
@@ -173,6 +215,28 @@ def check_operation(op: Any, n: int) -> None:
     for key, text in lines.items():
         if sum(bool(re.match(r"\s*(```|~~~)", line)) for line in text) % 2:
             raise Refusal(f"{where}: {key} opens a code block it never closes")
+
+
+_SURROGATE = ("{where} holds a lone surrogate (a \\ud800-\\udfff escape that is no character), "
+              "which cannot be written as UTF-8")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _has_surrogate(value: Any) -> bool:
+    """Whether any text in a parsed JSON value (keys too) holds a lone surrogate. Iterative:
+    a value may be nested as deep as the JSON parser allows."""
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, str):
+            if not item.isascii() and _SURROGATES.search(item):
+                return True
+        elif isinstance(item, dict):
+            todo += item
+            todo += item.values()
+        elif isinstance(item, list):
+            todo += item
+    return False
 
 
 # -- applying operations, deterministically --------------------------------------------------
@@ -197,7 +261,7 @@ def apply_operations(before: dict[str, str | None], operations: list[dict[str, A
     def lesson(lesson_id: str, where: str) -> Lesson:
         found = doc.get(lesson_id)
         if found is None:
-            raise Refusal(f"{where}: lesson {lesson_id} does not exist")
+            raise Refusal(f"{where}: lesson {_clip(lesson_id)} does not exist")
         if found.pinned:
             raise Refusal(f"{where}: lesson {lesson_id} is pinned (human-owned)")
         return found
@@ -379,13 +443,78 @@ def check_result(before: dict[str, str | None], after: dict[str, str | None],
     old_archive = before.get(ARCHIVE) or ""
     if old_archive and not (after.get(ARCHIVE) or "").startswith(old_archive.rstrip("\n")):
         raise Refusal("archive.md may only grow: a pass cannot change what was archived")
-    _, problems = validate(after)
-    if problems:
+    memory, problems = validate(after)
+    if problems or memory is None:
         raise Refusal("the result would not be a valid agent: " + "; ".join(map(str, problems)))
+    _check_growth(before, after, memory.persona.budgets, used_ids)
     lost, words = unarchived_loss(before, after, used_ids)
     if words and lost > max_shrink * words:
         raise Refusal(f"the pass would cut {lost} of the lessons' {words} words ({lost / words:.0%}"
                       f", more than max_shrink {max_shrink:.0%}) without archiving them")
+
+
+def lesson_cap(budget: int) -> int:
+    """The most tokens one lesson (title and body) a pass writes may take, for a lessons budget."""
+    return max(LESSON_MIN_TOKENS, budget // LESSON_SHARE)
+
+
+def _check_growth(before: dict[str, str | None], after: dict[str, str | None],
+                  budgets: dict[str, int], used_ids: set[str] | frozenset[str]) -> None:
+    """The size caps: each lesson the pass wrote, the lessons it added, how far lessons.md and
+    persona.md grew against their budgets, and how far archive.md grew against what the pass
+    archived. Text the pass found is never held against it (a person's long lesson may still be
+    counted, merged away or retired)."""
+    old, _ = lessons_fmt.parse(before.get("lessons.md") or "")
+    new, _ = lessons_fmt.parse(after.get("lessons.md") or "")
+    was, _ = lessons_fmt.parse(before.get(ARCHIVE) or BLANK_ARCHIVE, ARCHIVE)
+    now, _ = lessons_fmt.parse(after.get(ARCHIVE) or BLANK_ARCHIVE, ARCHIVE)
+    if old is None or new is None or was is None or now is None:
+        return                      # validate() refuses such a result
+    budget = budgets["lessons"]
+    cap = lesson_cap(budget)
+    found = {x.text for x in old.lessons}
+    for lesson in new.lessons:
+        tokens = estimate(lesson.text)
+        if tokens > cap and lesson.text not in found:
+            raise Refusal(f"lesson {lesson.id} (\"{_clip(lesson.title)}\") would be ~{tokens:,} "
+                          f"tokens, over the cap of {cap:,} tokens for one lesson (1/{LESSON_SHARE}"
+                          f" of the {budget:,}-token lessons budget, at least {LESSON_MIN_TOKENS})")
+    ids = {x.id for x in old.with_ids(_reserved_ids(was, used_ids)).lessons}
+    added = sum(x.id not in ids for x in new.lessons)
+    if added > MAX_NEW_LESSONS:
+        raise Refusal(f"the pass would add {added} lessons, over the cap of {MAX_NEW_LESSONS} new "
+                      "lessons per pass")
+
+    def body(persona: str | None) -> str:
+        parts = persona_fmt.split(persona or "")
+        return parts[1] if parts else ""
+
+    for name, budget_key, was_tokens, now_tokens in (
+            ("lessons.md", "lessons", estimate(before.get("lessons.md") or ""),
+             estimate(after.get("lessons.md") or "")),
+            ("persona.md's body", "persona", estimate(body(before.get("persona.md"))),
+             estimate(body(after.get("persona.md"))))):
+        limit = max(GROWTH_FACTOR * budgets[budget_key],
+                    was_tokens + int(GROWTH_MARGIN * budgets[budget_key]))
+        if now_tokens > max(was_tokens, limit):
+            raise Refusal(f"{name} would grow from ~{was_tokens:,} to ~{now_tokens:,} tokens, over "
+                          f"this pass's cap of ~{limit:,} ({GROWTH_FACTOR}x its "
+                          f"{budgets[budget_key]:,}-token budget, or {GROWTH_MARGIN:.0%} of it more "
+                          "than before, whichever is larger)")
+    copies = now.lessons[len(was.lessons):]
+    texts = (f"{x.title}\n{x.body.rsplit(RETIRED_NOTE, 1)[0].strip()}" for x in copies)
+    allowed = sum(ARCHIVE_NOTE_CHARS + (len(text) if text in found else cap * 4) for text in texts)
+    grew = len(after.get(ARCHIVE) or "") - len(before.get(ARCHIVE) or "")
+    if grew > allowed:
+        raise Refusal(f"archive.md would grow by {grew:,} characters, over this pass's cap of "
+                      f"{allowed:,} for the {len(copies)} lesson(s) it archives (each as the "
+                      f"pass found it, or at most one lesson's {cap * 4:,} characters, and "
+                      f"{ARCHIVE_NOTE_CHARS:,} for its note)")
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    text = one_line(text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 # -- one pass --------------------------------------------------------------------------------

@@ -289,6 +289,33 @@ HOSTILE = [
     ("update then retire", ops(op(op="update", id="L1", body="x"), op(op="retire", id="L1"))),
     ("wipe hidden by new text", ops(op(op="add", title="A long new lesson", body="word " * 300),
                                     *WIPE)),
+    # size caps (at the default budgets: lessons 4000, persona 2000 tokens)
+    ("3 MB lesson", ops(op(op="add", title="Huge", body="word " * 600_000))),
+    ("5,000 added lessons", ops(*(op(op="add", title=f"Rule {i}", body="b") for i in range(5000)))),
+    ("lesson over the size cap", ops(op(op="add", title="Long", body="word " * 420))),
+    ("update over the size cap", ops(op(op="update", id="L1", body="word " * 420))),
+    ("merge over the size cap", ops(op(op="merge", ids=["L1", "L2"], title="t",
+                                       body="word " * 420))),
+    ("41 new lessons", ops(*(op(op="add", title=f"Rule {i}", body="b") for i in range(41)))),
+    ("lessons.md past its growth cap", ops(*(op(op="add", title=f"Rule {i}", body="word " * 390)
+                                             for i in range(18)))),
+    ("persona past its growth cap", ops(*(op(op="persona_warning", text=f"{i} " + "careful " * 48)
+                                          for i in range(45)))),
+    ("archive past its growth cap", ops(op(op="add", title="Soon gone", body="word " * 2000),
+                                        op(op="retire", id="L5"))),
+    ("long title", ops(op(op="add", title="t" * 201, body="b"))),
+    ("long warning", ops(op(op="persona_warning", text="w" * 401))),
+    ("long rationale", ops(op(op="retire", id="L3", rationale="r" * 1001))),
+    # hostile text that used to end in a traceback
+    ("200k nested brackets", "[" * 200_000),         # over the output cap
+    ("100k nested brackets", "[" * 100_000),         # under it: too deep for the JSON parser
+    ("surrogate in a body", ops(op(op="add", title="t", body="x\ud800y"))),
+    ("surrogate in a title", ops(op(op="add", title="\udc00", body="b"))),
+    ("surrogate in a warning", ops(op(op="persona_warning", text="I tend to \ud800"))),
+    ("surrogate in a rationale", ops(op(op="retire", id="L3", rationale="gone \udfff"))),
+    ("surrogate in a lesson id", ops(op(op="retire", id="L\ud800"))),
+    ("surrogate in the summary", json.dumps({"operations": [], "summary": "\ud800"})),
+    ("surrogate in a key", json.dumps({"operations": [], "\ud800": 1})),
 ]
 
 # each case is refused for its own reason, not for a neighbour's
@@ -330,6 +357,32 @@ REASONS = {
     "title with pin": "title may not contain HTML comments",
     "rationale with comment": "rationale may not contain HTML comments",
     "update then retire": "without archiving them", "wipe hidden by new text": "without archiving them",
+    "3 MB lesson": "output is 3,000,120 characters, over the cap of 131,072",
+    "5,000 added lessons": "output is 468,922 characters, over the cap of 131,072 for one reply",
+    "lesson over the size cap": 'lesson L5 ("Long") would be ~526 tokens, over the cap of 500 '
+                                "tokens for one lesson (1/8 of the 4,000-token lessons budget",
+    "update over the size cap": "lesson L1 (\"Lint with flake8\") would be ~529 tokens, over the "
+                                "cap of 500",
+    "merge over the size cap": 'lesson L1 ("t") would be ~526 tokens, over the cap of 500',
+    "41 new lessons": "add 41 lessons, over the cap of 40 new lessons per pass",
+    "lessons.md past its growth cap": "lessons.md would grow from ~184 to ~9,257 tokens, "
+                                      "over this pass's cap of ~8,000 (2x its 4,000-token budget",
+    "persona past its growth cap": "persona.md's body would grow from ~48 to ~4,425 tokens, over "
+                                   "this pass's cap of ~4,000 (2x its 2,000-token budget",
+    "archive past its growth cap": "archive.md would grow by 10,205 characters, over this "
+                                   "pass's cap of 3,500 for the 1 lesson(s) it archives",
+    "long title": "title is 201 characters, over the cap of 200",
+    "long warning": "text is 401 characters, over the cap of 400",
+    "long rationale": "rationale is 1,001 characters, over the cap of 1,000",
+    "200k nested brackets": "output is 200,000 characters, over the cap of 131,072",
+    "100k nested brackets": "not valid JSON (nested too deeply)",
+    "surrogate in a body": "operation 1 holds a lone surrogate",
+    "surrogate in a title": "operation 1 holds a lone surrogate",
+    "surrogate in a warning": "operation 1 holds a lone surrogate",
+    "surrogate in a rationale": "operation 1 holds a lone surrogate",
+    "surrogate in a lesson id": "operation 1 holds a lone surrogate",
+    "surrogate in the summary": "the model's output holds a lone surrogate",
+    "surrogate in a key": "the model's output holds a lone surrogate",
 }
 
 
@@ -348,6 +401,9 @@ def test_hostile_or_malformed_output_is_refused_whole(cli, learner: Agent, model
     assert result.exit_code == 1, result.stdout
     assert "Error: sleep pass refused, nothing was changed" in result.stderr
     assert REASONS[name] in " ".join(result.stderr.split()), result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and REASONS[name] in errors[0], result.stderr    # one line
+    assert "Traceback" not in result.output
     assert "raw output is in" in result.stderr
     assert snapshot(learner) == before
     kept = list((learner.state_dir / "sleep").glob("refused-*.json"))
@@ -958,3 +1014,66 @@ def test_the_model_is_shown_the_ids_the_pass_will_give(learner: Agent, model):
     assert core.run_pass(learner, SPEC).ok
     lessons = (learner.folder / "lessons.md").read_text()
     assert "## Hand A" in lessons and "## Hand B" not in lessons       # the one it was shown
+
+
+LONG = "word " * 700          # ~875 tokens: over the 500-token cap for a lesson a pass writes
+
+
+def test_a_persons_long_lessons_may_still_be_counted_and_retired(learner: Agent, model):
+    # the caps hold text a pass writes; what it found is never held against it
+    path = learner.folder / "lessons.md"
+    path.write_text(LESSONS + f"\n## Long one\n<!-- id: L5 -->\n{LONG}\n\n"
+                              f"## Long two\n<!-- id: L6 -->\n{LONG}\n")
+    learner.record_hand_edits()
+    model.push(ops(op(op="counter", id="L5", helpful=1), op(op="retire", id="L6")))
+    result = core.run_pass(learner, SPEC)
+    assert result.ok, result.message
+    assert "## Long two" in (learner.folder / "archive.md").read_text()
+    assert learner.load().lessons.get("L5").helpful == 1
+
+
+def test_the_lesson_cap_is_an_eighth_of_the_budget_and_at_least_250_tokens(learner: Agent):
+    from agentmem.memory_tool import Refusal
+
+    assert (core.lesson_cap(4000), core.lesson_cap(40_000), core.lesson_cap(350)) == (500, 5000,
+                                                                                        250)
+    before = learner.read_texts()
+    title = "Edge"
+    at_cap = op(op="add", title=title, body="b" * (500 * 4 - len(title) - 1))   # 2,000 chars
+    over = op(op="add", title=title, body="b" * (500 * 4 - len(title)))
+    for operation, ok in ((at_cap, True), (over, False)):
+        after = core.apply_operations(before, [operation], {"e3"})
+        if ok:
+            core.check_result(before, after, 0.3, [operation])
+        else:
+            with pytest.raises(Refusal, match=r"~501 tokens, over the cap of 500 tokens"):
+                core.check_result(before, after, 0.3, [operation])
+
+
+def test_memory_over_twice_its_budget_may_grow_by_half_a_budget(learner: Agent, model):
+    persona = learner.folder / "persona.md"
+    persona.write_text(persona.read_text().replace("lessons: 4000", "lessons: 60"))
+    learner.record_hand_edits()        # lessons.md (~184 tokens) is past twice 60 already
+    model.push(ops(op(op="add", title="Ruff", body="Use ruff.")))
+    result = core.run_pass(learner, SPEC)
+    assert result.ok, result.message
+    learner.journal.append({"kind": "user", "content": "and more"})
+    last = f"e{learner.journal.last_event_number()}"
+    model.push(ops(op(op="add", title="Longer", body="word " * 40, evidence=[last])))
+    before = snapshot(learner)
+    with pytest.raises(Refused, match=r"lessons.md would grow from ~(\d+) to ~\d+ tokens, over "
+                                      r"this pass's cap of ~\d+ \(2x its 60-token budget, or 50% "
+                                      "of it more than before"):
+        core.propose(learner, SPEC)
+    assert snapshot(learner) == before
+
+
+def test_the_new_lesson_cap_holds_for_the_whole_of_a_chunked_pass(learner: Agent, model,
+                                                                  monkeypatch):
+    monkeypatch.setattr(core, "chunk_events", lambda lines, limit: [lines[:4], lines[4:]])
+    model.push(ops(*(op(op="add", title=f"First {i}", body="b") for i in range(21))),
+               ops(*(op(op="add", title=f"Second {i}", body="b") for i in range(21))))
+    before = snapshot(learner)
+    with pytest.raises(Refused, match="add 42 lessons, over the cap of 40 new lessons per pass"):
+        core.propose(learner, SPEC)
+    assert snapshot(learner) == before
