@@ -6,14 +6,13 @@ import functools
 import json
 import os
 import re
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentmem import baton, config
+from agentmem import baton, config, recovery
 from agentmem.errors import (
     AgentmemError,
     Conflict,
@@ -24,32 +23,29 @@ from agentmem.errors import (
     UsageError,
 )
 from agentmem.fsutil import (
-    TMP_SUFFIX,
     Changed,
     NotRegular,
     TooLarge,
     Unsettled,
-    atomic_delete,
     atomic_write,
     decode_text,
-    read_bytes,
+    read_json,
     read_settled,
-    read_text,
     reclaim_saves,
     replace_files,
 )
-from agentmem.gitstore import Unsupported
 from agentmem.history import TRACKED, History, Version, merge3
 from agentmem.journal import FILE as LOG_FILE
 from agentmem.journal import Cursor, Journal
-from agentmem.locks import FileLock, LockTimeout
+from agentmem.locks import AgentLock, FileLock, LockTimeout
+from agentmem.recovery import INTENT
+from agentmem.samples import find_sample
 
 if TYPE_CHECKING:   # the parsers (and yaml) load only when a command reads memory
     from agentmem import persona, tooldefs
     from agentmem.lessons import LessonsDoc
 
 STATE_DIR = ".agentmem"
-INTENT = "intent.json"     # in STATE_DIR: the write under way (see Agent.update)
 DISPLACED = "displaced"    # in STATE_DIR: files a write replaced, watched for late saves a while
 ARCHIVE = "archive.md"
 MEMORY_FILES = ("persona.md", "lessons.md", "tools.yaml")
@@ -299,7 +295,7 @@ class Agent:
         """
         state = self.read_state()
         cursor = Cursor.from_json(state.get("sleep_cursor"))
-        landed = self._landed_intent(state)
+        landed = recovery.landed_intent(self, state)
         if landed:
             return Cursor.from_json(landed["sleep_cursor"])
         pending = state.get("pending_sleep_cursor")     # left by earlier agentmem builds
@@ -326,6 +322,17 @@ class Agent:
         finally:
             lock.release()
 
+    def session_lock(self) -> AgentLock:
+        """Held while a chat session is open; a background sleep pass does not start then."""
+        return AgentLock(self.state_dir / "session.lock",
+                         f"another chat session, or a background sleep pass, is open for "
+                         f"{self.name}", "wait for it to end and try again")
+
+    def sleep_lock(self) -> AgentLock:
+        """Held by a sleep pass from its plan to its write: one pass at a time."""
+        return AgentLock(self.state_dir / "sleep.lock",
+                         "a sleep pass is already running for this agent", "wait for it to finish")
+
     def record_hand_edits(self) -> Version | None:
         with self.locked():
             return self._record_pending()[0]
@@ -339,11 +346,8 @@ class Agent:
         return True
 
     def is_own_write(self, dirty: list[str]) -> bool:
-        """Whether every changed file is one the write in intent.json announced, as it wrote
-        it (agentmem's own write, under way or interrupted), rather than a person's edit."""
-        files = read_json(self.state_dir / INTENT).get("files") or {}
-        return bool(dirty) and all(n in files and file_digest(self.folder / n) == files[n]
-                                   for n in dirty)
+        """Whether every changed file is one an announced write wrote (see recovery)."""
+        return recovery.is_own_write(self, dirty)
 
     def settle_if_idle(self) -> tuple[bool, Version | None]:
         """For the watcher, which sees a dead write's files as agentmem's own: settle them
@@ -361,28 +365,13 @@ class Agent:
         finally:
             self._write_lock.release()
 
-    def _landed_intent(self, state: dict[str, Any]) -> dict[str, Any] | None:
-        """The state values of an interrupted sleep write whose version was recorded but whose
-        state.json write was not. The history is the proof (the version's message names the
-        cursor), not the files, which a person may have edited since."""
-        intent = read_json(self.state_dir / INTENT)
-        values = intent.get("state")
-        if not isinstance(values, dict) or not intent.get("id") or \
-                state.get("last_intent") == intent["id"] or not values.get("sleep_cursor"):
-            return None
-        announced = Cursor.from_json(values["sleep_cursor"])
-        if announced.event <= Cursor.from_json(state.get("sleep_cursor")).event or \
-                not self.history.has_sleep_cursor(announced.event, announced.offset):
-            return None       # older than the cursor (it never moves back), or never recorded
-        return values
-
     def _record_pending(self) -> tuple[Version | None, dict[str, bytes | None]]:
         """Commit what is on disk but not yet versioned: what a killed write left, then hand
         edits. Returns the version recorded (if any) and the files as read and recorded, the
         ground every write computes its change on. Call it holding the write lock."""
-        self._clear_crash_debris()
+        recovery.clear_debris(self)
         reclaim_saves(self.state_dir / DISPLACED, self.folder)
-        version = self._settle_intent() if (self.state_dir / INTENT).exists() else None
+        version = recovery.settle_intent(self) if (self.state_dir / INTENT).exists() else None
         raw = self.read_raw()
         dirty = self.history.unrecorded(raw)
         if not dirty:
@@ -397,72 +386,6 @@ class Agent:
                                     self.journal.last_event_number(), paths=dirty,
                                     contents=None if linked else {n: raw[n] for n in dirty})
         return human or version, raw
-
-    def _clear_crash_debris(self) -> None:
-        """What a killed write left: git's locks and half-written objects (History.recover),
-        and temp files in the agent folder. Under the write lock no live write owns them (a
-        temp file in the state folder may be a lock-free writer's: only old ones go)."""
-        self.history.recover()
-        now = time.time()
-        for folder, min_age in ((self.folder, 0.0), (self.state_dir, 60.0)):
-            try:
-                entries = list(os.scandir(folder))
-            except OSError:
-                continue
-            for entry in entries:
-                if entry.name.startswith(".") and entry.name.endswith(TMP_SUFFIX):
-                    try:
-                        if now - entry.stat(follow_symlinks=False).st_mtime >= min_age:
-                            os.unlink(entry.path)
-                    except OSError:
-                        pass
-
-    def _settle_intent(self) -> Version | None:
-        """The write named in intent.json did not finish (its process died): record it when
-        its files are all on disk, put back those it wrote when it stopped half-way."""
-        intent_path = self.state_dir / INTENT
-        dirty = self.history.dirty()
-        intent = read_json(intent_path)
-        files = intent.get("files", {})
-        version = None
-        written = {n for n, h in files.items() if file_digest(self.folder / n) == h}
-        if written == set(files) and any(n in dirty for n in files):
-            # the interrupted write was complete on disk: commit it as its author; anything
-            # else that changed is recorded as the person's own version afterwards
-            version = self.history.commit(intent.get("author", "human"),
-                                          intent.get("message", "Recovered write"),
-                                          self.journal.last_event_number(),
-                                          paths=[n for n in files if n in dirty])
-        elif written & set(dirty) and set(files) - set(dirty):
-            # it died part-way through its files (one it was to change is still as the last
-            # version has it): a write is all or nothing, so the files it did write go back to
-            # the last version, and a sleep pass is offered again, as its cursor never moved.
-            # A file that matches neither is a person's and stays.
-            self._put_back({n: files[n] for n in sorted(written & set(dirty))})
-        landed = self._landed_intent(self.read_state())
-        if landed is not None:        # and the state.json write it was followed by
-            self.update_state(**landed, last_intent=intent["id"])
-        atomic_delete(intent_path)
-        return version
-
-    def _put_back(self, written: dict[str, str | None]) -> None:
-        """Files a write that died half-way wrote (name -> the hash it wrote) get the exact
-        bytes they have in the latest version back (absent there: removed). One that changed
-        again since, or that is a symbolic link in that version, is left as it is."""
-        versions = self.history.versions()
-        if not versions:
-            return
-        for name, digest in written.items():
-            try:
-                data = self.history.bytes_at(versions[0], name)
-            except Unsupported:
-                continue
-            if file_digest(self.folder / name) != digest:
-                continue                  # saved again meanwhile: a person's, kept
-            if data is None:
-                atomic_delete(self.folder / name)
-            else:
-                atomic_write(self.folder / name, data)
 
     def write(self, changes: dict[str, str | None], author: str, message: str,
               *, check: Check | None = None) -> Version | None:
@@ -640,52 +563,6 @@ def _digest(data: bytes | None) -> str | None:
     return None if data is None else hashlib.sha256(data).hexdigest()
 
 
-def file_digest(path: Path) -> str | None:
-    """sha256 of a file's bytes (as intent.json records them); None when it does not exist."""
-    import hashlib
-
-    try:
-        return hashlib.sha256(read_bytes(path)[0]).hexdigest()
-    except FileNotFoundError:
-        return None
-
-
 def _highest_lesson(texts: dict[str, str | None]) -> int:
     return max((int(m.group(1)) for name in ("lessons.md", ARCHIVE)
                 for m in re.finditer(r"<!--\s*id:\s*L(\d+)\b", texts.get(name) or "")), default=0)
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from a file; {} when it is missing, unreadable or not an object."""
-    try:
-        data = json.loads(read_text(path))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def samples_root() -> Path:
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "sample_agents", here.parent / "sample_agents"):
-        if candidate.is_dir():
-            return candidate
-    raise NotFound("the sample agents are not installed with this copy of agentmem")
-
-
-def list_samples() -> list[str]:
-    try:
-        root = samples_root()
-    except NotFound:
-        return []
-    return sorted(p.name for p in root.iterdir() if (p / "persona.md").is_file())
-
-
-def find_sample(sample: str) -> Path:
-    path = Path(sample).expanduser()
-    if (path / "persona.md").is_file():
-        return path
-    names = list_samples()
-    if sample in names:
-        return samples_root() / sample
-    raise NotFound(f"no sample agent '{sample}'",
-                   f"samples: {', '.join(names) or 'none installed'}; or give a path to a folder")

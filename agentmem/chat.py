@@ -111,7 +111,8 @@ class ChatSession:
         self.user_event: str | None = None
         self._untrusted: list[str] = []          # tools whose output came in this turn
         self._lock = FileLock(str(agent.state_dir / "session.lock"), timeout=0)
-        self._window: int | None = None
+        self._window = 0                          # tokens: the setting, else what litellm says
+        self._model_window: int | None = None
         self.memory = agent.load()               # refuse to start on an invalid folder
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -150,8 +151,9 @@ class ChatSession:
         loop after it) is never dropped; when it cannot fit, ContextOverflow."""
         self.memory = self.agent.load()       # picks up hand edits made since the last turn
         system, warnings = build_system(self.memory)
-        if self._window is None:
-            self._window = llm.context_window(self.spec.model)
+        if self._model_window is None:
+            self._model_window = llm.context_window(self.spec.model)
+        self._window = self.memory.persona.settings.get("context_window") or self._model_window
         room = self._window - estimate(json.dumps(self.tool_schemas()))
         sizes = [estimate(json.dumps(m)) + 1 for m in self.turns]
         current = next((i for i in range(len(self.turns) - 1, -1, -1)
@@ -170,9 +172,10 @@ class ChatSession:
                 f"(~{sum(sizes[current:])} tokens) do not fit the model's {self._window}-token "
                 f"context window (~{self._window - room} go to tool definitions, {MIN_REPLY} at "
                 "least to the reply); nothing was sent",
-                "lower 'budgets: lessons:' in persona.md's front matter, shorten persona.md, run "
-                "'agentmem sleep' to condense lessons.md, send a shorter message, or use a model "
-                "with a larger window (--model)", kind="context_window")
+                "if the model's window is larger, set 'context_window:' in persona.md's front "
+                "matter; else lower 'budgets: lessons:' there, shorten persona.md, run 'agentmem "
+                "sleep' to condense lessons.md, send a shorter message, or use a model with a "
+                "larger window (--model)", kind="context_window")
         if total > room - REPLY_RESERVE:
             warnings.append(f"the prompt nearly fills the model's {self._window}-token context "
                             "window, leaving little room for the reply (lower the lessons budget "

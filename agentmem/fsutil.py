@@ -9,12 +9,14 @@ file that changed since the caller read it.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from agentmem.baton import waiting
 
@@ -392,3 +394,22 @@ def fsync_dir(folder: Path | str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def file_digest(path: Path) -> str | None:
+    """sha256 of a file's bytes (as intent.json records them); None when it does not exist."""
+    import hashlib
+
+    try:
+        return hashlib.sha256(read_bytes(path)[0]).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a file; {} when it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(read_text(path))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}

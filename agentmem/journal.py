@@ -23,6 +23,18 @@ FILE = "log.jsonl"
 _TAIL_CHUNK = 64 * 1024
 
 
+def _line(event: dict[str, Any]) -> str:
+    """One event as a JSON line. Text that is not valid Unicode (a lone surrogate, from a
+    model or from bytes on a command line) is written \\u-escaped, so the line is still
+    UTF-8 and reads back as it was."""
+    line = json.dumps(event, ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(event)
+    return line + "\n"
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -73,7 +85,7 @@ class Journal:
                 record = {"id": f"e{last + offset}", "time": now_iso()}
                 record.update({k: v for k, v in event.items() if k not in ("id",)})
                 stored.append(redact_obj(record, env))
-            data = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in stored)
+            data = "".join(_line(e) for e in stored)
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 if not self._ends_with_newline(fd):

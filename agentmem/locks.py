@@ -149,3 +149,36 @@ def _unlock(fd: int) -> None:
 
         os.lseek(fd, 0, os.SEEK_SET)
         msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+
+class AgentLock:
+    """A lock one agent's sessions or passes take, tried once: busy raises Locked, whose
+    message says who holds it. `with agent.sleep_lock():`, or acquire() and release() for a
+    lock held across calls (a chat session, from open to close)."""
+
+    def __init__(self, path: Path, busy: str, hint: str) -> None:
+        self._lock = FileLock(path, timeout=0)
+        self.busy, self.hint = busy, hint
+
+    @property
+    def held(self) -> bool:
+        return self._lock.is_locked
+
+    def acquire(self) -> AgentLock:
+        from agentmem.errors import Locked
+
+        try:
+            self._lock.acquire()
+        except LockTimeout:
+            raise Locked(self.busy, self.hint) from None
+        return self
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> AgentLock:
+        return self.acquire()
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.release()

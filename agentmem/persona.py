@@ -20,6 +20,7 @@ SETTINGS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "sleep_model": (str, "model for sleep passes (defaults to model)"),
     "api_base": (str, "base URL of an OpenAI-compatible server"),
     "temperature": ((int, float), "sampling temperature"),
+    "context_window": (int, "the model's context window in tokens (when litellm does not know it)"),
     "budgets": (dict, "token budgets: persona, lessons"),
     "sleep": (dict, "sleep settings: idle_minutes, min_events, max_shrink"),
     "allow_tools": (list, "tools that run without asking"),
@@ -111,6 +112,10 @@ def validate_settings(data: dict[str, Any], file: str = FILE) -> list[Problem]:
             elif not isinstance(value, SLEEP_KEYS[key]) or isinstance(value, bool) or value < 0:  # type: ignore[operator]
                 problems.append(Problem(file, at(sleep, key),
                                         f"sleep setting '{key}' must be a non-negative number"))
+    window = data.get("context_window")
+    if isinstance(window, int) and (isinstance(window, bool) or window < 1024):
+        problems.append(Problem(file, at(data, "context_window"),
+                                "context_window must be a number of tokens, at least 1024"))
     tools = data.get("allow_tools")
     if isinstance(tools, list) and not all(isinstance(t, str) for t in tools):
         problems.append(Problem(file, at(data, "allow_tools"), "allow_tools must list tool names"))

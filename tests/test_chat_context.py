@@ -93,3 +93,32 @@ def test_a_failed_turn_leaves_the_session_usable(full: Agent, model):
         assert session.send("short question").text == "Short answer."
     assert [m["role"] for m in model.calls[0]["messages"]] == ["system", "user"]
     assert model.calls[0]["messages"][-1]["content"] == "short question"
+
+
+def test_the_context_window_setting_is_the_window_chat_fits_to(cli, agent: Agent, model,
+                                                               monkeypatch: pytest.MonkeyPatch):
+    """A model litellm does not know is taken as 8192 tokens; context_window: says otherwise,
+    and the refusal names that setting."""
+    monkeypatch.setattr(llm, "context_window", lambda model, default=WINDOW: default)
+    path = agent.folder / "persona.md"
+    big = "word " * 9000
+    result = cli("chat", agent.folder, "-m", big)
+    assert result.exit_code == 1 and "context_window:" in result.stderr
+    text = path.read_text().replace("budgets:", "context_window: 1000\nbudgets:", 1)
+    path.write_text(text)
+    result = cli("show", agent.folder)
+    assert result.exit_code != 0 and "context_window must be a number of tokens" in result.stderr
+    path.write_text(text.replace("context_window: 1000", "context_window: 64000"))
+    model.push("fits now")
+    result = cli("chat", agent.folder, "-m", big)
+    assert result.exit_code == 0, result.stderr
+    assert "fits now" in result.stdout
+
+
+def test_a_message_with_bytes_that_are_not_utf8_is_answered_not_a_traceback(cli, agent: Agent,
+                                                                            model):
+    model.push("ok")
+    result = cli("chat", agent.folder, "-m", "look at \udcff this")   # argv bytes, undecoded
+    assert result.exit_code == 0, result.stderr
+    assert "ok" in result.stdout
+    assert any("\udcff" in str(e.get("content")) for e in events(agent))

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from agentmem import __version__
-from agentmem.agent import Agent, samples_root
+from agentmem.agent import Agent
+from agentmem.samples import samples_root
 from tests.conftest import snapshot
 
 SAMPLES = ("code-reviewer", "ops-oncall", "research-assistant")

@@ -90,3 +90,13 @@ def test_secrets_never_reach_the_log(tmp_path: Path, monkeypatch):
                    "tok-1234567890abcdef", "AKIAABCDEFGHIJKLMNOP"):
         assert secret not in text
     assert text.count("[REDACTED]") == 4
+
+
+def test_a_lone_surrogate_is_logged_escaped_and_reads_back(tmp_path):
+    from agentmem.journal import Journal
+
+    journal = Journal(tmp_path / "log.jsonl", tmp_path / "log.lock")
+    journal.append({"kind": "user", "content": "bad \ud800 text, caf\u00e9"})
+    raw = (tmp_path / "log.jsonl").read_bytes()
+    raw.decode("utf-8")                        # still valid UTF-8 on disk
+    assert journal.read().events[0]["content"] == "bad \ud800 text, caf\u00e9"

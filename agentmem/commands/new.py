@@ -17,7 +17,8 @@ def new(
     Example: agentmem new ./reviewer --from code-reviewer
     """
     from agentmem import console
-    from agentmem.agent import Agent, list_samples
+    from agentmem.agent import Agent
+    from agentmem.samples import list_samples
 
     if list_:
         for sample_name in list_samples():
