@@ -182,7 +182,8 @@ class History:
         redacted to the end of the text, and would take the trailer with it."""
         lines = message.rstrip().split("\n")
         keep = len(lines)
-        while keep and re.fullmatch(rf"{CURSOR_TRAILER}: \d+ \d+", lines[keep - 1]):
+        while keep and (not lines[keep - 1] or
+                        re.fullmatch(rf"{CURSOR_TRAILER}: \d+ \d+", lines[keep - 1])):
             keep -= 1
         return "\n".join([redact("\n".join(lines[:keep])), *lines[keep:]])
 

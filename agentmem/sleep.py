@@ -715,11 +715,15 @@ def sleep_messages(texts: dict[str, str | None], chunk: list[str], part: int, pa
 
 
 def keep_refused(agent: Agent, proposal: Proposal, reason: str) -> str:
+    """Keep a refused pass's raw output for inspection, its secrets redacted: a pass is refused
+    for putting a key in memory, and the key must not stay on disk here either."""
+    from agentmem.redact import redact_obj
+
     folder = agent.state_dir / "sleep"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"refused-{datetime.now(UTC):%Y%m%d-%H%M%S-%f}.json"
-    atomic_write(path, json.dumps({"reason": reason, "model": proposal.spec.model,
-                                   "outputs": proposal.raw}, indent=2) + "\n")
+    kept = redact_obj({"reason": reason, "model": proposal.spec.model, "outputs": proposal.raw})
+    atomic_write(path, json.dumps(kept, indent=2) + "\n")
     return str(path)
 
 

@@ -8,19 +8,66 @@ SECRETS = [
     "sk-abcdefghijklmnopqrstuvwx12345678",
     "sk-ant-api03-abcdefghijklmnopqrstuvwxyz012345",
     "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789",
+    "sess-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789AbCd",                  # OpenAI session
+    "xai-" + "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789" * 2,                # xAI
     "AIzaSyA1234567890abcdefghijklmnopqrstu",
+    "ya29.a0AfH6SMBx3kQ9zLmNoPqRsTuVwXyZ012345",                      # Google OAuth
     "AKIAIOSFODNN7EXAMPLE",
+    "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",                       # AWS secret access key
     "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+    "github_pat_11ABCDEFG0" + "abcdefghijklmnopqrstuvwxyz0123456789" * 2,
+    "glpat-xYz12AbC34dEf56GhI78",                                     # GitLab
     "xoxb-1234567890-abcdefghij",
+    "https://hooks.slack.com/services/T0ABCDEFG/B0HIJKLMN/abcdefghijklmnopqrstuvwx",
+    "sk_live_51HxYzAbCdEfGhIjKlMnOpQr",                               # Stripe
+    "rk_live_51HxYzAbCdEfGhIjKlMnOpQrSt",
+    "sk_test_4eC39HqLyjWDarjtT1zdp7dc",
+    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    "npm_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5",
+    "pypi-AgEIcHlwaS5vcmcCJDk3ZTRlZmU0LTYwNzEtNDk5Ni04YmJiLTc3ZmE4ZDM2NDYyNQACKlsz",
     "hf_abcdefghijklmnopqrstuvwxyz01234567",
     "gsk_abcdefghijklmnopqrstuvwxyz01234567",
+    "r8_abcdefghijklmnopqrstuvwxyz0123456789",
+    ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIn0"
+     ".SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"),                # JSON Web Token
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7bq\n-----END RSA PRIVATE KEY-----",
 ]
 
 
 @pytest.mark.parametrize("secret", SECRETS)
 def test_provider_key_formats_are_redacted(secret: str):
     out = redact(f"my key is {secret}, ok")
-    assert secret not in out and "[REDACTED]" in out and out.endswith(", ok")
+    assert secret not in out and secret[-12:] not in out
+    assert out.startswith("my key is ") and out.endswith("[REDACTED], ok")
+
+
+# look like keys to a careless pattern, and are none
+NOT_SECRETS = [
+    "4b825dc642cb6eb9a060e54bf8d69288fbee4904",                 # a git commit hash
+    "da39a3ee5e6b4b0d3255bfef95601890afd80709",                 # 40 lower-case hex
+    "DA39A3EE5E6B4B0D3255BFEF95601890AFD80709",                 # upper-case hex: no lower case
+    "ThisIsAnOrdinaryButVeryLongCamelCaseName",                 # 40 letters, no digit
+    "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",             # base64 of a sha256: 44 long
+    "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEYAbc123",           # 46 key characters: no AWS key
+    "AAAAB3NzaC1yc2EAAAADAQABAAABAQC7bq1x9Zr0Kq5mX2dT8wLpQ",    # an ssh public key's start
+    "/home/Alice/projects/agentmem/src/Main2.java",
+    "pk_live_51HxYzAbCdEfGhIjKlMnOpQr",                         # Stripe's publishable key
+    "The deploy runs at 09:00 UTC; see commit 3f2a9c1 and ask Bob about the sk_live_ keys.",
+    "eyJ is how a JSON object starts in base64; sess-ions and xai-related words stay.",
+]
+
+
+@pytest.mark.parametrize("text", NOT_SECRETS)
+def test_key_shaped_text_that_is_no_key_is_untouched(text: str):
+    assert redact(f"see {text}, ok") == f"see {text}, ok"
+
+
+def test_a_bare_aws_key_is_found_among_hashes_and_wide_characters():
+    key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    sha = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+    wide = "ü" * 50           # two bytes each: the key's place in bytes is not its place in text
+    for text in (f"{sha} café={key}\n{sha}", f"{wide} {key} ok"):
+        assert redact(text) == text.replace(key, "[REDACTED]")
 
 
 def test_bearer_private_key_and_assignments():
