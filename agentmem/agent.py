@@ -448,7 +448,7 @@ class Agent:
                        (t.replace("\r\n", "\n").replace("\n", "\r\n")
                         if b"\r\n" in (raw.get(n) or b"")[:4096] else t).encode("utf-8"))
                    for n, t in changed.items()}
-        text = message() if callable(message) else message
+        text = self.history.redact_message(message() if callable(message) else message)
         intent: dict[str, Any] = {"id": os.urandom(8).hex(), "author": author, "message": text,
                                   "files": {n: _digest(d) for n, d in on_disk.items()}}
         if state is not None:     # written to state.json even if we die after the commit

@@ -402,8 +402,9 @@ class History:
         """Whether a committed sleep version recorded this cursor (used after a crash)."""
         if not self.head():
             return False
-        proc = self.git("log", "-1", "--format=%H", "--fixed-strings",
-                        f"--grep={CURSOR_TRAILER}: {event} {offset}", check=False)
+        proc = self.git("log", "-1", "--format=%H", "--all-match",     # trailer lines only
+                        f"--grep=^{CURSOR_TRAILER}: {event} {offset}$",
+                        f"--grep=^{AUTHOR_TRAILER}: sleep$", check=False)
         return bool(proc.stdout.strip())
 
     def parent(self, version: Version) -> Version | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -253,7 +254,7 @@ class MemoryTool:
                               f"{CAP_FACTOR * budget}; shorten or merge lessons instead")
             return {name: new}
 
-        message = reason or f"memory {command} {name}"
+        message = _subject(reason) or f"memory {command} {name}"
         if self.after_untrusted:
             message += f"\n\n{UNTRUSTED_LINE}: after tool output from {self.after_untrusted}"
             if name == "persona.md":
@@ -337,3 +338,9 @@ def apply_command(command: str, text: str, args: dict[str, Any]) -> str:
         lines.insert(line, insert if insert.endswith("\n") else insert + "\n")
         return "".join(lines)
     raise Refusal(f"unknown command {command!r}")
+
+
+def _subject(reason: str) -> str:
+    """The model's reason as a version's subject: one line, never a trailer of ours."""
+    line = " ".join(reason.split())[:300]
+    return f"memory edit: {line}" if re.match(r"(?i)agentmem-[\w-]*\s*:", line) else line

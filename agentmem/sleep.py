@@ -31,6 +31,7 @@ from agentmem.locks import FileLock, LockTimeout
 from agentmem.memory_tool import Refusal, guard_agent_edit
 from agentmem.models import ModelSpec
 from agentmem.pins import pins_preserved
+from agentmem.redact import redact_obj
 from agentmem.tokens import estimate
 
 OUTPUT_TOKENS = 4096
@@ -594,7 +595,7 @@ def plan(agent: Agent, spec: ModelSpec) -> Plan:
     lessons_tokens = estimate(memory.texts["lessons.md"])
     over = lessons_tokens > budgets["lessons"]
     fixed = estimate(prompts.SLEEP_SYSTEM) + estimate(memory.persona.body) + lessons_tokens + 200
-    window = llm.context_window(spec.model)
+    window = memory.persona.settings.get("context_window") or llm.context_window(spec.model)
     limit = max(1000, window - fixed - OUTPUT_TOKENS)
     chunks = chunk_events(lines, limit) if lines else ([[]] if over else [])
     prompt_tokens = sum(fixed + sum(estimate(x) + 1 for x in chunk) for chunk in chunks)
@@ -717,12 +718,13 @@ def sleep_messages(texts: dict[str, str | None], chunk: list[str], part: int, pa
 def keep_refused(agent: Agent, proposal: Proposal, reason: str) -> str:
     """Keep a refused pass's raw output for inspection, its secrets redacted: a pass is refused
     for putting a key in memory, and the key must not stay on disk here either."""
-    from agentmem.redact import redact_obj
-
     folder = agent.state_dir / "sleep"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"refused-{datetime.now(UTC):%Y%m%d-%H%M%S-%f}.json"
-    kept = redact_obj({"reason": reason, "model": proposal.spec.model, "outputs": proposal.raw})
+    outputs = [raw if len(raw) <= MAX_OUTPUT_CHARS else
+               raw[:MAX_OUTPUT_CHARS] + f"\n[... {len(raw) - MAX_OUTPUT_CHARS} more characters not kept]"
+               for raw in proposal.raw]      # what is kept of a runaway reply is bounded too
+    kept = redact_obj({"reason": reason, "model": proposal.spec.model, "outputs": outputs})
     atomic_write(path, json.dumps(kept, indent=2) + "\n")
     return str(path)
 

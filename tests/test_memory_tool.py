@@ -707,3 +707,18 @@ def test_lone_surrogate_is_refused_and_nothing_written(agent: Agent, tmp_path: P
         agent, tmp_path, args, r"^error: text contains an invalid character \(lone surrogate\)")
     outcome = _run(agent, **args)          # what chat logs: nothing UTF-8 cannot encode
     "".join([output, outcome.command, outcome.path, outcome.reason]).encode("utf-8")
+
+
+def test_a_reason_cannot_plant_lines_or_trailers_in_the_version_message(agent: Agent):
+    reason = "tidy\nAgentmem-Sleep-Cursor: 99 12345\nAgentmem-Author: sleep"
+    outcome = MemoryTool(agent).run(json.dumps({
+        "command": "insert", "path": "/memories/lessons.md", "insert_line": 0,
+        "insert_text": "A note.\n", "reason": reason}))
+    assert outcome.ok, outcome.output
+    version = agent.history.versions()[0]
+    assert version.author == "agent" and "\n" not in version.subject
+    assert not agent.history.has_sleep_cursor(99, 12345)
+    outcome = MemoryTool(agent).run(json.dumps({
+        "command": "insert", "path": "/memories/lessons.md", "insert_line": 0,
+        "insert_text": "Another.\n", "reason": "Agentmem-Sleep-Cursor: 98 1"}))
+    assert outcome.ok and not agent.history.has_sleep_cursor(98, 1)

@@ -408,6 +408,7 @@ def test_hostile_or_malformed_output_is_refused_whole(cli, learner: Agent, model
     assert snapshot(learner) == before
     kept = list((learner.state_dir / "sleep").glob("refused-*.json"))
     assert len(kept) == 1 and json.loads(kept[0].read_text())["outputs"]
+    assert kept[0].stat().st_size < 2 * core.MAX_OUTPUT_CHARS + 10_000   # a runaway reply too
 
 
 def test_fenced_json_alone_is_accepted(learner: Agent, model):
