@@ -11,7 +11,6 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
 _MARKUP = re.compile(r"\[/?(?:bold|dim|italic|red|green|yellow|cyan|magenta|blue)"
@@ -123,11 +122,3 @@ def diff(text: str) -> None:
             style = "cyan"
         o.print(Text(line, style=style))
 
-
-def ago(when: datetime) -> str:
-    seconds = int((datetime.now(UTC) - when).total_seconds())
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            n = seconds // size
-            return f"{n} {unit}{'s' if n != 1 else ''} ago"
-    return "just now"

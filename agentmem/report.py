@@ -9,12 +9,11 @@ from agentmem.agent import Agent
 from agentmem.errors import NotFound, UsageError
 from agentmem.history import Version
 from agentmem.memory_tool import after_untrusted
+from agentmem.timefmt import ago
 from agentmem.tokens import estimate
 
 
 def summarize(spec: str) -> dict[str, Any]:
-    from agentmem.console import ago
-
     agent = Agent.open(spec)
     memory = agent.load()
     settings = memory.persona.settings

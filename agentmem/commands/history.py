@@ -18,6 +18,7 @@ def history(
     """
     from agentmem import console
     from agentmem.agent import Agent
+    from agentmem.timefmt import ago
 
     a = Agent.open(agent)
     versions = a.history.versions()
@@ -33,5 +34,5 @@ def history(
                 + ", ".join(dirty))
     for v in versions:
         o.print(f"[bold]{v.number:>4}[/bold] [yellow]{v.short}[/yellow]  "
-                f"{console.ago(v.time):<16} [cyan]{v.author:<7}[/cyan] {v.subject}",
+                f"{ago(v.time):<16} [cyan]{v.author:<7}[/cyan] {v.subject}",
                 markup=True)
