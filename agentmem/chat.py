@@ -16,10 +16,9 @@ from typing import Any
 
 from agentmem import llm, prompts, toolrun
 from agentmem.agent import Agent, Memory
-from agentmem.errors import Locked, ModelError
+from agentmem.errors import ModelError
 from agentmem.history import Version
 from agentmem.lessons import LessonsDoc
-from agentmem.locks import FileLock, LockTimeout
 from agentmem.memory_tool import SCHEMA as MEMORY_SCHEMA
 from agentmem.memory_tool import ConfirmEdit, MemoryTool, PendingEdit
 from agentmem.models import ModelSpec
@@ -110,22 +109,20 @@ class ChatSession:
         self.last_assistant: str | None = None
         self.user_event: str | None = None
         self._untrusted: list[str] = []          # tools whose output came in this turn
-        self._lock = FileLock(str(agent.state_dir / "session.lock"), timeout=0)
+        self._lock = agent.session_lock()
         self._window = 0                          # tokens: the setting, else what litellm says
         self._model_window: int | None = None
         self.memory = agent.load()               # refuse to start on an invalid folder
 
     # -- lifecycle -------------------------------------------------------------------------
     def open(self) -> None:
-        try:
-            self._lock.acquire()
-        except LockTimeout:
-            raise Locked(f"another chat session, or a background sleep pass, is open for "
-                         f"{self.agent.name}", "wait for it to end and try again") from None
+        """Take the agent's session lock (Locked while another session or a background sleep
+        pass holds it) and log the start."""
+        self._lock.acquire()
         self._log({"kind": "session_start", "model": self.spec.model})
 
     def close(self) -> None:
-        if self._lock.is_locked:
+        if self._lock.held:
             self._log({"kind": "session_end"})
             self._lock.release()
 
@@ -191,14 +188,14 @@ class ChatSession:
     def send(self, text: str, on_text: Callable[[str], None] | None = None,
              on_tool: Callable[[str, str], None] | None = None,
              on_retry: Callable[[ModelError, float], None] | None = None) -> TurnResult:
-        if on_text is not None:
-            shown = StreamRedactor()
-            raw_on_text = on_text
+        shown = StreamRedactor()      # on_text gets redacted text; a split secret is held back
 
-            def on_text(chunk: str) -> None:
-                out = shown.feed(chunk)
-                if out:
-                    raw_on_text(out)
+        def show_redacted(chunk: str) -> None:
+            out = shown.feed(chunk)
+            if out and on_text is not None:
+                on_text(out)
+
+        stream = show_redacted if on_text is not None else None
         user = self._log({"kind": "user", "content": text})
         user_event = self.user_event = user["id"]
         self.turns.append({"role": "user", "content": text})
@@ -209,7 +206,7 @@ class ChatSession:
                 messages, warnings = self.messages()
                 result.warnings = list(dict.fromkeys(result.warnings + warnings))
                 reply = llm.complete(self.spec, messages, tools=self.tool_schemas(),
-                                     on_text=on_text, temperature=self.memory.persona.settings.get(
+                                     on_text=stream, temperature=self.memory.persona.settings.get(
                                          "temperature"), on_retry=on_retry)
                 result.prompt_tokens += reply.prompt_tokens
                 result.completion_tokens += reply.completion_tokens
@@ -229,7 +226,7 @@ class ChatSession:
                 if on_text is not None:
                     rest = shown.flush()
                     if rest:
-                        raw_on_text(rest)
+                        on_text(rest)
                     shown = StreamRedactor()
                 if not reply.tool_calls:
                     if reply.finish_reason == "length":

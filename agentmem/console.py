@@ -44,6 +44,11 @@ def _tty(stream: TextIO) -> bool:
         return False
 
 
+def stdin_is_tty() -> bool:
+    """Whether a person can answer prompts: stdin is a terminal (not a pipe or a file)."""
+    return sys.stdin.isatty()
+
+
 def rich_console(stderr: bool = False) -> Any:
     """A real rich Console (for Live, Progress and tables)."""
     key = "err" if stderr else "out"

@@ -85,9 +85,9 @@ def test_missing_key_names_the_variable(cli, agent: Agent):
 
 def test_interactive_session_through_the_cli(cli, agent: Agent, model, monkeypatch):
     """The REPL as a user drives it: a message, a memory edit, /diff, /undo, /good, /exit."""
-    from agentmem.commands import chat as chat_command
+    from agentmem import console
 
-    monkeypatch.setattr(chat_command, "_stdin_is_tty", lambda: True)
+    monkeypatch.setattr(console, "stdin_is_tty", lambda: True)
     before = (agent.folder / "lessons.md").read_text()
     model.push("Hello! Ready to review.",
                ToolCall("memory", {"command": "insert", "path": "/memories/lessons.md",

@@ -364,6 +364,19 @@ def test_hand_edit_between_turns_is_in_the_next_prompt(agent: Agent, model):
     assert user_contents(model.calls[1]) == ["one", "two"]
 
 
+def test_a_second_chat_session_on_the_same_agent_is_refused_until_the_first_ends(cli,
+                                                                                  agent: Agent):
+    with ChatSession(agent, SPEC):
+        result = cli("chat", agent.folder, "-m", "hi", "--model", "scripted/test")
+        assert result.exit_code == 1
+        assert result.stderr == (f"Error: another chat session, or a background sleep pass, is "
+                                 f"open for {agent.name}\nhint: wait for it to end and try again\n")
+    kinds = [e["kind"] for e in events(agent)]
+    assert kinds[-2:] == ["session_start", "session_end"]       # the refused one logged nothing
+    with ChatSession(agent, SPEC):
+        pass
+
+
 def test_chat_on_a_broken_tools_yaml_exits_1_and_logs_nothing(cli, agent: Agent, model):
     tools = agent.folder / "tools.yaml"
     text = tools.read_text()

@@ -116,9 +116,9 @@ def test_persona_edit_without_tool_output_needs_no_confirmation(cli, agent: Agen
 
 
 def _interactive(monkeypatch) -> None:
-    from agentmem.commands import chat as chat_command
+    from agentmem import console
 
-    monkeypatch.setattr(chat_command, "_stdin_is_tty", lambda: True)
+    monkeypatch.setattr(console, "stdin_is_tty", lambda: True)
 
 
 def test_repl_asks_before_a_persona_edit_after_tool_output_and_respects_no(

@@ -36,7 +36,7 @@ def chat(
     Examples: agentmem chat ./reviewer; agentmem chat ./reviewer -m "Review this diff" ;
     git diff | agentmem chat ./reviewer --json
     """
-    from agentmem import models
+    from agentmem import console, models
     from agentmem.agent import Agent
     from agentmem.chat import ChatSession
 
@@ -44,7 +44,7 @@ def chat(
     memory = a.load()
     spec = models.resolve(model, memory.persona.settings)
     models.check_key(spec)
-    interactive = message is None and _stdin_is_tty()
+    interactive = message is None and console.stdin_is_tty()
     if interactive:
         from agentmem import llm
 
@@ -62,10 +62,6 @@ def chat(
 
                 raise UsageError("nothing to send: give -m TEXT or pipe text on stdin")
             _once(session, text, json_)
-
-
-def _stdin_is_tty() -> bool:
-    return sys.stdin.isatty()
 
 
 def _once(session: Any, text: str, json_: bool) -> None:
