@@ -19,7 +19,7 @@ class _Group(TyperGroup):
     This is the one place where failures become messages (works under CliRunner too).
     """
 
-    def invoke(self, ctx: Any) -> Any:
+    def invoke(self, ctx: Any) -> Any:    # Any: typer's Context base lives in private typer._click
         try:
             return super().invoke(ctx)
         except AgentmemError as exc:

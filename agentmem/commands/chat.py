@@ -6,8 +6,10 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
+    from agentmem.chat import ChatSession
     from agentmem.history import Version
     from agentmem.memory_tool import PendingEdit
+    from agentmem.tooldefs import ToolDef
 
 HELP = """\
 /help              this help
@@ -64,7 +66,7 @@ def chat(
             _once(session, text, json_)
 
 
-def _once(session: Any, text: str, json_: bool) -> None:
+def _once(session: ChatSession, text: str, json_: bool) -> None:
     from agentmem import console
 
     def stream(chunk: str) -> None:
@@ -114,7 +116,7 @@ def _ask_confirm_edit(edit: PendingEdit) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def _ask_approval(tool: Any, args: dict[str, Any]) -> bool:
+def _ask_approval(tool: ToolDef, args: dict[str, Any]) -> bool:
     from agentmem import console
     from agentmem.toolrun import build_argv
 
@@ -130,7 +132,7 @@ def _ask_approval(tool: Any, args: dict[str, Any]) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def _repl(session: Any) -> None:
+def _repl(session: ChatSession) -> None:
     from agentmem import console
     from agentmem.errors import AgentmemError
 
@@ -162,7 +164,7 @@ def _repl(session: Any) -> None:
             console.error(exc.message, exc.hint)
 
 
-def _reply(session: Any, text: str) -> None:
+def _reply(session: ChatSession, text: str) -> None:
     from agentmem import console
 
     out = console.out()
@@ -199,7 +201,7 @@ def _show_tool(name: str, output: str) -> None:
     console.info(f"[{name}] {first[:120]}")
 
 
-def _slash(session: Any, text: str) -> str | None:
+def _slash(session: ChatSession, text: str) -> str | None:
     from agentmem import console, report
 
     command, _, rest = text.partition(" ")

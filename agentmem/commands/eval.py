@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from agentmem.evaluation import ScenarioResult
 
 
 def register(app: typer.Typer) -> None:
@@ -73,7 +77,7 @@ def eval_(
         raise typer.Exit(1)
 
 
-def _table(results: list, totals: dict, model: str) -> None:
+def _table(results: list[ScenarioResult], totals: dict[str, Any], model: str) -> None:
     from agentmem import console
 
     o = console.out()

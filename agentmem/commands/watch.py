@@ -23,6 +23,7 @@ def watch(
     agentmem watch ./reviewer --no-sleep
     """
     import signal
+    from datetime import datetime
 
     from agentmem import console
     from agentmem.agent import Agent
@@ -32,7 +33,7 @@ def watch(
     found = [Agent.open(str(p)) for p in expand(agents)]
 
     def emit(event: WatchEvent) -> None:
-        stamp = __import__("datetime").datetime.now().strftime("%H:%M:%S")
+        stamp = datetime.now().strftime("%H:%M:%S")
         style = {"recorded": "green", "settled": "green", "sleep": "cyan",
                  "invalid": "yellow", "warning": "yellow"}.get(event.kind, "red")
         console.err().print(f"[dim]{stamp}[/dim] [bold]{event.agent.name}[/bold] "
