@@ -10,11 +10,12 @@ from typer.core import TyperGroup
 
 from agentmem import __version__
 from agentmem.commands import blame, chat, diff, eval, history, new, revert, show, sleep, watch
-from agentmem.errors import AgentmemError
+from agentmem.errors import AgentmemError, Reported
 
 
 class _Group(TyperGroup):
-    """Turns AgentmemError into `Error: message` + hint on stderr and its exit code.
+    """Turns AgentmemError into `Error: message` + hint on stderr and its exit code (only the
+    exit code for `Reported`, whose command has shown the failure already).
 
     This is the one place where failures become messages (works under CliRunner too).
     """
@@ -23,9 +24,10 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except AgentmemError as exc:
-            from agentmem import console
+            if not isinstance(exc, Reported):
+                from agentmem import console
 
-            console.error(exc.message, exc.hint)
+                console.error(exc.message, exc.hint)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             sys.stderr.write("Interrupted.\n")

@@ -19,6 +19,11 @@ class AgentmemError(Exception):
         return self.message
 
 
+class Reported(AgentmemError):
+    """A failure the command has already shown in its own output (a report's failed checks,
+    say): the handler exits with the code and prints no `Error:` line of its own."""
+
+
 class UsageError(AgentmemError):
     exit_code = 2
 

@@ -13,11 +13,14 @@ OK = "name: x\npersona: p\nprobes: [{user: q, expect: {contains: a}}]\n"   # a v
 
 @pytest.fixture
 def offline(monkeypatch):
+    """An --offline run installs the scenario's scripted model; afterwards an empty script
+    takes its place, so a later test that calls the scripted model without queueing fails."""
     monkeypatch.setenv("AGENTMEM_RETRY_DELAY", "0")
     yield
     from agentmem import llm
+    from agentmem.scripted import Script
 
-    llm._script = None
+    llm.install_scripted(Script())
 
 
 def test_shipped_suite_runs_offline_and_the_conditions_differ(cli, offline):
@@ -48,6 +51,7 @@ def test_a_refused_pass_and_failed_checks_fail_the_offline_run(cli, offline, tmp
     path.write_text(broken)
     result = cli("eval", path, "--offline")
     assert result.exit_code == 1
+    assert "Error:" not in result.stderr           # the report itself says what failed
     assert "sleep pass refused" in result.stderr and "e999" in result.stderr
     assert "probe 'I am about to push. Which linter should I run?' failed" in result.stderr
 

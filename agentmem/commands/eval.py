@@ -30,7 +30,7 @@ def eval_(
     agentmem eval evals/factual-correction.yaml --model ollama/llama3.2 --json
     """
     from agentmem import console, evaluation, models
-    from agentmem.errors import UsageError
+    from agentmem.errors import AgentmemError, Reported, UsageError
 
     scenarios = evaluation.load_suite(suite or evaluation.default_suite())
     if only:
@@ -48,7 +48,7 @@ def eval_(
     else:
         try:
             spec = models.resolve(model, {})
-        except Exception as exc:
+        except AgentmemError as exc:      # no model configured, or an invalid config file
             raise UsageError("eval needs a model: pass --model (e.g. openai/gpt-4.1-mini) or "
                              "--offline for the scripted model") from exc
         models.check_key(spec)
@@ -74,7 +74,7 @@ def eval_(
         or totals["agentmem"]["passed"] < totals["agentmem"]["total"]
         or totals["memory_checks"]["passed"] < totals["memory_checks"]["total"]))
     if failed:
-        raise typer.Exit(1)
+        raise Reported("the evaluation failed: its report above says where")
 
 
 def _table(results: list[ScenarioResult], totals: dict[str, Any], model: str) -> None:
