@@ -350,6 +350,11 @@ class History:
             return proc.stdout.strip() or None
 
     # -- reading ---------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Drop the versions this object keeps in memory, so that the next versions() reads
+        them from the repository (as another process would see them)."""
+        self._versions = None
+
     def versions(self) -> list[Version]:
         """All versions, newest first."""
         head = self.head() if self.exists else None

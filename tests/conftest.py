@@ -51,7 +51,7 @@ def blank(tmp_path: Path):
 def snapshot(agent) -> dict[str, object]:
     """The memory files, the log, the versions and the sleep state: for 'nothing changed'."""
     files = {p.name: p.read_bytes() for p in sorted(agent.folder.iterdir()) if p.is_file()}
-    agent.history._versions = None
+    agent.history.refresh()
     return {"files": files, "versions": [v.commit for v in agent.history.versions()],
             "state": agent.read_state()}
 

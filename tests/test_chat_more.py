@@ -147,7 +147,7 @@ def test_repl_diff_and_undo_of_the_agents_memory_edit(agent: Agent, model, monke
     assert f"undone as version {edit + 1}" in err
     assert "the agent made no memory edit in this session" in err
     assert path.read_text() == before
-    agent.history._versions = None
+    agent.history.refresh()
     versions = agent.history.versions()
     assert len(versions) == versions_before + 2
     assert versions[0].author == "revert"

@@ -110,6 +110,17 @@ def test_versions_resolve_by_number_position_and_hash(blank: Agent):
         h.resolve("nope")
 
 
+def test_versions_kept_in_memory_match_the_repository_after_refresh(blank: Agent):
+    add_lesson(blank, "One", "1")
+    blank.record_hand_edits()
+    blank.write({"lessons.md": blank.read_texts()["lessons.md"] + "\n## Two\n2\n"}, "agent",
+                "Add Two")
+    kept = blank.history.versions()
+    blank.history.refresh()
+    assert blank.history.versions() == kept
+    assert [v.subject for v in kept][:1] == ["Add Two"] and len(kept) == 3
+
+
 def test_version_records_log_position(blank: Agent):
     blank.journal.append({"kind": "user", "content": "hi"}, {"kind": "assistant", "content": "yo"})
     add_lesson(blank, "One", "1")
