@@ -123,6 +123,7 @@ def test_environment_scan_survives_another_thread_setting_variables(monkeypatch)
     names = [f"AGENTMEM_TEST_CHURN_{i}" for i in range(3000)]
     for name in names:
         monkeypatch.delenv(name, raising=False)       # removed again after the test
+    monkeypatch.setenv("AGENTMEM_TEST_STEADY_TOKEN", "steady-secret-value")
     done = threading.Event()
 
     def churn() -> None:
@@ -130,12 +131,15 @@ def test_environment_scan_survives_another_thread_setting_variables(monkeypatch)
             os.environ[name] = "x"
         done.set()
 
+    scans: list[list[str]] = []
     thread = threading.Thread(target=churn)
     thread.start()
     try:
         while not done.is_set():
-            env_secrets()
+            scans.append(env_secrets())       # a "changed size during iteration" would raise
     finally:
         thread.join()
     for name in names:
         del os.environ[name]
+    assert scans, "no scan ran while the other thread was setting variables"
+    assert all("steady-secret-value" in found for found in scans)
