@@ -109,23 +109,24 @@ def _parse(texts: dict[str, str | None]) -> tuple[Memory | None, list[Problem]]:
         problems.append(Problem(name, None, "file is missing"))
     if missing:
         return None, problems
-    p, pp = persona.parse(texts["persona.md"] or "")
-    if p is not None:
+    persona_doc, persona_problems = persona.parse(texts["persona.md"] or "")
+    if persona_doc is not None:
         from agentmem.pins import pinned_spans
 
-        _, pin_problems = pinned_spans(p.body, "persona.md")
-        pp += [Problem(x.file, (x.line or 0) + p.body_line - 1, x.message) for x in pin_problems]
-    lsn, lp = lessons_fmt.parse(texts["lessons.md"] or "")
-    tools, tp = tooldefs.parse(texts["tools.yaml"] or "")
+        _, pin_problems = pinned_spans(persona_doc.body, "persona.md")
+        persona_problems += [Problem(pin.file, (pin.line or 0) + persona_doc.body_line - 1,
+                                     pin.message) for pin in pin_problems]
+    lessons_doc, lessons_problems = lessons_fmt.parse(texts["lessons.md"] or "")
+    tools, tools_problems = tooldefs.parse(texts["tools.yaml"] or "")
     archive: LessonsDoc | None = None
-    ap: list[Problem] = []
+    archive_problems: list[Problem] = []
     if texts.get(ARCHIVE) is not None:
-        archive, ap = lessons_fmt.parse(texts[ARCHIVE] or "", ARCHIVE)
-    problems = pp + lp + tp + ap
-    if problems or p is None or lsn is None or tools is None:
+        archive, archive_problems = lessons_fmt.parse(texts[ARCHIVE] or "", ARCHIVE)
+    problems = persona_problems + lessons_problems + tools_problems + archive_problems
+    if problems or persona_doc is None or lessons_doc is None or tools is None:
         return None, problems
-    clean = {k: v for k, v in texts.items() if v is not None}
-    return Memory(p, lsn, tools, archive, clean), []
+    present = {name: text for name, text in texts.items() if text is not None}
+    return Memory(persona_doc, lessons_doc, tools, archive, present), []
 
 
 class Agent:
