@@ -299,7 +299,9 @@ class Agent:
         landed = recovery.landed_intent(self, state)
         if landed:
             return Cursor.from_json(landed["sleep_cursor"])
-        pending = state.get("pending_sleep_cursor")     # left by earlier agentmem builds
+        # a state key written by an older agentmem format: the cursor a pass announced before
+        # its version, honoured only once the history shows that version
+        pending = state.get("pending_sleep_cursor")
         if pending:
             announced = Cursor.from_json(pending)
             if announced.event > cursor.event and self.history.has_sleep_cursor(

@@ -1,10 +1,11 @@
 """Git's on-disk formats, written and read in-process: loose objects, refs, reflogs, the index.
 
-Recording a version used to take five git subprocesses (status, add, diff, commit, log), about
-20 ms of CPU each time; `agentmem sleep` over a thousand agents spent most of its time there.
-Only the writing path and the clean/dirty check live here. Everything that reads history for
-people (log, show, diff, merge-file) still runs real git, and anything unusual (a packed object,
-a detached HEAD, a SHA-256 repository, a symbolic link) makes the caller fall back to it.
+Recording a version through git takes five subprocesses (status, add, diff, commit, log), about
+20 ms of CPU each time, which would be most of the cost of `agentmem sleep` over a thousand
+agents; written here, it takes none. Only the writing path and the clean/dirty check live here.
+Everything that reads history for people (log, show, diff, merge-file) still runs real git, and
+anything unusual (a packed object, a detached HEAD, a SHA-256 repository, a symbolic link) makes
+the caller fall back to it.
 
 The result is an ordinary repository: `git fsck`, `git status` and `git log` agree with it
 (tests/test_history.py checks all three).

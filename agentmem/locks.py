@@ -1,10 +1,10 @@
 """Locks between processes: an OS lock (flock) on a lock file, re-entrant within one object.
 
-agentmem used the filelock package, which costs ~200 µs of CPU per acquire (it resolves the
-path, tracks forks, keeps a registry); a sleep pass takes its locks several times, and a batch of
-a thousand passes spent a second of CPU there. This is the part agentmem needs: an exclusive
-lock that the OS drops when the process dies, a timeout, and re-entry by the thread that holds
-it. Lock files are never deleted (deleting one while another process waits on it would let two
+It is only what agentmem needs: an exclusive lock that the OS drops when the process dies, a
+timeout, and re-entry by the thread that holds it. A general-purpose lock package (filelock)
+costs ~200 µs of CPU per acquire (it resolves the path, tracks forks, keeps a registry); a sleep
+pass takes its locks several times, so a batch of a thousand passes would spend a second of CPU
+there. Lock files are never deleted (deleting one while another process waits on it would let two
 processes in at once).
 """
 
