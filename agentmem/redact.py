@@ -84,15 +84,24 @@ _ENV_HINT = re.compile("KEY|TOKEN|SECRET|PASSWORD", re.I)
 _ENV_HINT_BYTES = re.compile(b"KEY|TOKEN|SECRET|PASSWORD", re.I)
 
 
+_hinted: tuple[tuple[bytes, ...], list[bytes]] = ((), [])   # (names seen, names that hint)
+
+
 def env_secrets() -> list[str]:
-    """Values of environment variables that look like keys, longest first."""
+    """Values of environment variables that look like keys, longest first. Which names look
+    like keys is worked out again only when the set of names changes (a pass redacts several
+    texts, and matching every name costs more than the rest of redacting one)."""
+    global _hinted
     raw = getattr(os.environ, "_data", None)   # POSIX: the bytes, without decoding every one
     if os.name == "posix" and isinstance(raw, dict):
-        # a copy, as another thread may set a variable meanwhile; a value has at least as many
-        # bytes as characters, and a name with non-ASCII bytes is decoded for the text regex
-        values = [os.fsdecode(value) for name, value in list(raw.items())
-                  if len(value) >= 12 and (_ENV_HINT_BYTES.search(name) if name.isascii()
-                                           else _ENV_HINT.search(os.fsdecode(name)))]
+        names = tuple(raw)     # a copy, as another thread may set a variable meanwhile
+        if names != _hinted[0]:
+            # a name with non-ASCII bytes is decoded for the text regex
+            _hinted = (names, [n for n in names if (_ENV_HINT_BYTES.search(n) if n.isascii()
+                                                    else _ENV_HINT.search(os.fsdecode(n)))])
+        found = (raw.get(name) for name in _hinted[1])
+        # a value has at least as many bytes as characters
+        values = [os.fsdecode(v) for v in found if v is not None and len(v) >= 12]
         values = [value for value in values if len(value) >= 12]
     else:
         values = [value for name, value in os.environ.items()
