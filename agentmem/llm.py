@@ -190,8 +190,13 @@ class Completion:
 
     @property
     def usage(self) -> dict[str, Any]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "cost": round(self.cost, 8)}
+        return usage(self.prompt_tokens, self.completion_tokens, self.cost)
+
+
+def usage(prompt_tokens: int, completion_tokens: int, cost: float) -> dict[str, Any]:
+    """Tokens and cost as the log and --json report them (cost in USD, to 8 places)."""
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "cost": round(cost, 8)}
 
 
 def retries() -> tuple[int, float]:
