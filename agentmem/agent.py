@@ -46,7 +46,6 @@ if TYPE_CHECKING:   # the parsers (and yaml) load only when a command reads memo
     from agentmem.lessons import LessonsDoc
 
 STATE_DIR = ".agentmem"
-DISPLACED = "displaced"    # in STATE_DIR: files a write replaced, watched for late saves a while
 ARCHIVE = "archive.md"
 MEMORY_FILES = ("persona.md", "lessons.md", "tools.yaml")
 # The largest memory file agentmem reads: budgets keep persona.md and lessons.md to a few
@@ -373,7 +372,7 @@ class Agent:
         edits. Returns the version recorded (if any) and the files as read and recorded, the
         ground every write computes its change on. Call it holding the write lock."""
         recovery.clear_debris(self)
-        reclaim_saves(self.state_dir / DISPLACED, self.folder)
+        reclaim_saves(self.state_dir, self.folder)
         version = recovery.settle_intent(self) if (self.state_dir / INTENT).exists() else None
         raw = self.read_raw()
         dirty = self.history.unrecorded(raw)
@@ -459,7 +458,7 @@ class Agent:
         atomic_write(self.state_dir / INTENT, json.dumps(intent))
         try:
             replace_files([(self.folder / n, d, raw.get(n)) for n, d in on_disk.items()],
-                          keep=self.state_dir / DISPLACED)
+                          keep=self.state_dir)
         except Changed:
             (self.state_dir / INTENT).unlink(missing_ok=True)
             return None, False
@@ -473,7 +472,7 @@ class Agent:
         # no fsync: an intent that outlives a crash names files already committed and a
         # state write already done (last_intent), and is dropped as such by _record_pending
         (self.state_dir / INTENT).unlink(missing_ok=True)
-        reclaim_saves(self.state_dir / DISPLACED, self.folder)   # recorded at the next write
+        reclaim_saves(self.state_dir, self.folder)   # recorded at the next write
         return version, True
 
     def _remember_lesson_ids(self, before: dict[str, str | None],

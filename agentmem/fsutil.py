@@ -120,6 +120,7 @@ def atomic_write(path: Path, data: str | bytes) -> None:
         raise
 
 
+DISPLACED = "displaced"   # the name of an old file replace_files keeps (see reclaim_saves)
 SETTLE_NS = 50_000_000    # a save that truncated a file writes it within this time (50 ms)
 SETTLE_WAIT = 2.0         # seconds read_settled waits for a file that keeps changing
 _IDENTITY = ("st_dev", "st_ino", "st_size", "st_mtime_ns", "st_ctime_ns")
@@ -203,7 +204,7 @@ def replace_files(items: list[tuple[Path, bytes | None, bytes | None]],
 
     An editor that opened a file before the swap may still write into the old one: with
     `keep` (a folder), old files are moved there instead of deleted, named
-    NAME~INODE~SIZE~MTIME, so that `reclaim_saves` can bring such a late save back."""
+    displaced~NAME~INODE~SIZE~MTIME, so that `reclaim_saves` can bring such a late save back."""
     import tempfile
 
     temps: list[tuple[Path, str, bytes, bytes | None]] = []  # path, temp, new bytes, expected
@@ -257,8 +258,8 @@ def replace_files(items: list[tuple[Path, bytes | None, bytes | None]],
         if tmp and keep is not None:
             try:
                 st = os.stat(tmp)
-                keep.mkdir(exist_ok=True)
-                os.rename(tmp, keep / f"{path.name}~{st.st_ino}~{st.st_size}~{st.st_mtime_ns}")
+                os.rename(tmp, keep / f"{DISPLACED}~{path.name}~{st.st_ino}~{st.st_size}~"
+                          f"{st.st_mtime_ns}")
             except OSError:
                 pass
     for _path, tmp, _data, _expected in temps:
@@ -276,12 +277,13 @@ def reclaim_saves(keep: Path, folder: Path, max_age: float = 5.0) -> list[str]:
     than the file now in its place, it is swapped back in (what it replaces was recorded
     already). Files left unchanged for `max_age` seconds go. Returns the names brought back."""
     try:
-        kept = sorted(os.scandir(keep), key=lambda e: e.name)
+        kept = sorted((e for e in os.scandir(keep) if e.name.startswith(DISPLACED + "~")),
+                      key=lambda e: e.name)
     except FileNotFoundError:
         return []
     back: list[str] = []
     for entry in kept:
-        name, _, rest = entry.name.partition("~")
+        name, _, rest = entry.name[len(DISPLACED) + 1:].partition("~")
         try:
             ino, size, mtime = (int(x) for x in rest.split("~"))
             st = entry.stat(follow_symlinks=False)

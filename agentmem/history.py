@@ -35,8 +35,8 @@ CURSOR_TRAILER = "Agentmem-Sleep-Cursor"     # "EVENT OFFSET": where a sleep pas
 _SEP = "\x1f"
 _REC = "\x1e"
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"   # git's empty tree (SHA-1 repositories)
-WRITING = "agentmem-writing"         # in the git dir while agentmem writes (see recover)
 COUNT_FILE = "agentmem-versions"     # "COMMIT N end": N versions lead up to COMMIT (a cache)
+WRITING = "writing"                  # ends that line while agentmem writes (see recover)
 REL = re.compile(r"^(?:HEAD|@)?~(\d+)$|^(?:HEAD|@)$")
 
 
@@ -66,6 +66,7 @@ class History:
         self.git_dir = folder / ".agentmem" / "git"
         self._versions: list[Version] | None = None
         self._tree: tuple[str, dict[str, gitstore.Entry]] | None = None   # (commit, its files)
+        self._counted = False         # the commit under way has written its count line
 
     # -- plumbing --------------------------------------------------------------------------
     def git(self, *args: str, check: bool = True, input: str | None = None,
@@ -190,25 +191,32 @@ class History:
     @contextmanager
     def _writing(self) -> Iterator[None]:
         """Mark the repository as being written by agentmem while objects, the ref and the
-        index change: a marker that outlives the write says its process died (see recover)."""
-        marker = self.git_dir / WRITING
-        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        index change: the version-count cache line gets a trailing "writing" (rewritten in
+        place, which costs no new directory entry), and a marker that outlives the write says
+        its process died (see recover). The commit's own count line clears it; a write that
+        fails puts the line back as it was, having cleaned up after itself."""
         try:
-            write_all(fd, b"%d\n" % os.getpid())
-        finally:
-            os.close(fd)
+            line = read_text(self.git_dir / COUNT_FILE).split("\n")[0].removesuffix(WRITING)
+        except (OSError, ValueError):
+            line = ""
+        self._count_line(f"{line.rstrip()} {WRITING}".lstrip())
+        self._counted = False
         try:
             yield
-        finally:        # a write that failed cleaned up after itself; only a killed one did not
-            marker.unlink(missing_ok=True)
+        finally:
+            if not self._counted:
+                self._count_line(line.rstrip())
 
     def recover(self) -> list[str]:
         """Clear what a killed agentmem write left in the repository: the ref and index locks
         it held (git refuses every later write while they exist) and half-written objects.
         Call it holding the agent's write lock, so no live agentmem write is under way; a lock
         without the marker belongs to some git command and stays. Returns what it removed."""
-        marker = self.git_dir / WRITING
-        if not marker.exists():
+        try:
+            line = read_text(self.git_dir / COUNT_FILE).split("\n")[0]
+        except (OSError, ValueError):
+            return []
+        if not line.endswith(WRITING):
             return []
         removed: list[str] = []
         try:
@@ -224,7 +232,7 @@ class History:
         for tmp in objects.glob("??/tmp_obj_*"):
             tmp.unlink(missing_ok=True)
             removed.append(str(tmp.relative_to(self.git_dir)))
-        marker.unlink(missing_ok=True)
+        self._count_line(line.removesuffix(WRITING).rstrip())
         return removed
 
     def _commit_in_process(self, author: str, text: str, paths: list[str] | None,
@@ -308,7 +316,7 @@ class History:
         if commit is None:
             return 0
         try:
-            cached, count, end = read_text(self.git_dir / COUNT_FILE).split()
+            cached, count, end = read_text(self.git_dir / COUNT_FILE).split()[:3]
             if cached == commit and end == "end":
                 return int(count)
         except (OSError, ValueError):
@@ -316,12 +324,16 @@ class History:
         return int(self.git("rev-list", "--count", commit).stdout.strip())
 
     def _save_count(self, commit: str, count: int) -> None:
-        """Rewritten in place, with no temp file, rename or fsync: it is a cache, checked on use
-        (a line cut short by a crash lacks its final "end" and is ignored, as is a stale commit),
-        and creating a file costs more than the rest of this write."""
+        self._count_line(f"{commit} {count} end")
+        self._counted = True
+
+    def _count_line(self, line: str) -> None:
+        """The count cache is rewritten in place, with no temp file, rename or fsync: it is a
+        cache, checked on use (a line cut short by a crash lacks its "end" and is ignored, as
+        is a stale commit), and creating a file costs more than the rest of a version's write."""
         fd = os.open(self.git_dir / COUNT_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            write_all(fd, f"{commit} {count} end\n".encode())
+            write_all(fd, f"{line}\n".encode())
         finally:
             os.close(fd)
 
