@@ -1,10 +1,11 @@
 """The agent's self-edit tool: the command set of Anthropic's memory tool, confined to the
 agent's own persona.md and lessons.md.
 
-Hard limits, enforced here in code: only those two files (no `..`, absolute paths, symlinks,
-encoded or look-alike tricks), never tools.yaml or persona.md's front matter, never a pinned
-block, a size cap per file, and a result that must still validate. A refused edit returns an
-error string to the model and changes nothing on disk.
+Hard limits, enforced in code: only those two files (no `..`, absolute paths, symlinks,
+encoded or look-alike tricks: here), never tools.yaml or persona.md's front matter, never a
+pinned block, never a secret (agentmem.guards, shared with the sleep pass), a size cap per file
+(here), and a result that must still validate. A rejected edit returns an error string to the
+model and changes nothing on disk.
 
 An edit made after untrusted tool output in the same turn may carry injected instructions: its
 version's message ends with an `Agentmem-Untrusted:` line, and a persona.md edit is made only
@@ -24,13 +25,11 @@ from agentmem import lessons as lessons_fmt
 from agentmem import persona as persona_fmt
 from agentmem.agent import Agent
 from agentmem.errors import AgentmemError, InvalidAgent
+from agentmem.guards import EDITABLE, Rejected, guard_agent_edit
 from agentmem.history import Version
-from agentmem.pins import pins_preserved
-from agentmem.redact import count_secrets
 from agentmem.tokens import estimate
 from agentmem.toolrun import parse_arguments
 
-EDITABLE = ("persona.md", "lessons.md")
 ROOT = "/memories"
 COMMANDS = ("view", "create", "str_replace", "insert", "delete", "rename")
 CAP_FACTOR = 2          # a file may grow to twice its token budget, no more
@@ -58,10 +57,6 @@ SCHEMA: dict[str, Any] = {"type": "function", "function": {
     }, "required": ["command"]}}}
 
 
-class Refusal(Exception):
-    """An edit the memory tool will not make; the message goes back to the model."""
-
-
 @dataclass(frozen=True)
 class PendingEdit:
     """A persona.md edit that follows untrusted tool output, waiting for a person's yes."""
@@ -73,7 +68,7 @@ class PendingEdit:
     diff: str        # what the edit would change, as a unified diff
 
 
-class Unconfirmed(Refusal):
+class Unconfirmed(Rejected):
     """A persona.md edit after untrusted tool output that no person confirmed."""
 
     def __init__(self, message: str, edit: PendingEdit) -> None:
@@ -114,13 +109,13 @@ def has_surrogate(value: Any) -> bool:
 def resolve_path(raw: Any) -> str:
     """Map a model-given path to one of the editable file names, or refuse."""
     if not isinstance(raw, str) or not raw:
-        raise Refusal("path must be a non-empty string such as /memories/lessons.md")
+        raise Rejected("path must be a non-empty string such as /memories/lessons.md")
     if len(raw) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in raw):
-        raise Refusal(f"invalid path {raw!r}")
+        raise Rejected(f"invalid path {raw!r}")
     if not raw.isascii():
-        raise Refusal(f"invalid path {raw!r}: only plain ASCII paths are allowed")
+        raise Rejected(f"invalid path {raw!r}: only plain ASCII paths are allowed")
     if any(c in raw for c in ("\\", "%", "~", "*", "?", ":")) or ".." in raw:
-        raise Refusal(f"invalid path {raw!r}: use /memories/persona.md or /memories/lessons.md")
+        raise Rejected(f"invalid path {raw!r}: use /memories/persona.md or /memories/lessons.md")
     for prefix in (ROOT + "/", ROOT[1:] + "/", "./"):
         if raw.startswith(prefix):
             rest = raw[len(prefix):]
@@ -128,7 +123,7 @@ def resolve_path(raw: Any) -> str:
     else:
         rest = raw
     if rest not in EDITABLE:
-        raise Refusal(f"access denied: {raw!r} is not one of your memory files "
+        raise Rejected(f"access denied: {raw!r} is not one of your memory files "
                       "(/memories/persona.md, /memories/lessons.md)")
     return rest
 
@@ -139,36 +134,11 @@ def numbered(text: str, view_range: Any = None) -> str:
     if view_range is not None:
         if (not isinstance(view_range, list) or len(view_range) != 2
                 or not all(isinstance(n, int) for n in view_range)):
-            raise Refusal("view_range must be [first line, last line]")
+            raise Rejected("view_range must be [first line, last line]")
         start, end = view_range[0], (len(lines) if view_range[1] == -1 else view_range[1])
         if start < 1 or start > max(1, len(lines)) or end < start:
-            raise Refusal(f"view_range {view_range} is outside the file's {len(lines)} lines")
+            raise Rejected(f"view_range {view_range} is outside the file's {len(lines)} lines")
     return "\n".join(f"{n:6}\t{lines[n - 1]}" for n in range(start, min(end, len(lines)) + 1))
-
-
-def guard_agent_edit(before: dict[str, str | None], after: dict[str, str | None],
-                     *, allow_archive: bool = False) -> None:
-    """Refuse an agent edit that touches tools.yaml, the archive, the front matter or a pin."""
-    for name in ("tools.yaml",) if allow_archive else ("tools.yaml", "archive.md"):
-        if before.get(name) != after.get(name):
-            raise Refusal(f"{name} can only be changed by people")
-    old_p, new_p = before.get("persona.md") or "", after.get("persona.md") or ""
-    old_split, new_split = persona_fmt.split(old_p), persona_fmt.split(new_p)
-    if new_split is None or old_split is None or old_split[0] != new_split[0]:
-        raise Refusal("the settings block at the top of persona.md (between the --- lines) is "
-                      "read-only; edit only the text below it")
-    for name in ("persona.md", "lessons.md", "archive.md"):
-        new_text = after.get(name) or ""
-        old_text = before.get(name) or ""
-        if new_text != old_text and count_secrets(new_text) > count_secrets(old_text):
-            raise Refusal(f"{name}: the edit would store something that looks like a secret "
-                          "(an API key, token or private key); memory is versioned and shared, "
-                          "so secrets never go there")
-    for name in EDITABLE:
-        if before.get(name) != after.get(name) and \
-                not pins_preserved(before.get(name) or "", after.get(name) or ""):
-            raise Refusal(f"{name}: text between <!-- pin --> and <!-- /pin --> is human-owned "
-                          "and cannot be changed, removed or added by you")
 
 
 class MemoryTool:
@@ -197,7 +167,7 @@ class MemoryTool:
                               reason=str(args.get("reason") or "")[:500])
         try:
             if command not in COMMANDS:
-                raise Refusal(f"unknown command {command!r} (use one of {', '.join(COMMANDS)})")
+                raise Rejected(f"unknown command {command!r} (use one of {', '.join(COMMANDS)})")
             if command == "view":
                 outcome.output = self._view(args)
             else:
@@ -206,7 +176,7 @@ class MemoryTool:
         except Unconfirmed as exc:
             outcome.output = f"error: {exc}"
             outcome.refused = exc.edit
-        except Refusal as exc:
+        except Rejected as exc:
             outcome.output = f"error: {exc}"
         except InvalidAgent as exc:
             outcome.output = f"error: the edit would break the file, so it was not made:\n{exc}"
@@ -228,12 +198,12 @@ class MemoryTool:
     def _check_link(self, name: str) -> None:
         path = self.agent.folder / name
         if os.path.islink(path) or path.resolve().parent != self.agent.folder:
-            raise Refusal(f"access denied: {name} is a link")
+            raise Rejected(f"access denied: {name} is a link")
 
     def _edit(self, command: str, args: dict[str, Any], reason: str) -> tuple[str, Version | None]:
         if command in ("delete", "rename"):
             name = resolve_path(args.get("path") if command == "delete" else args.get("old_path"))
-            raise Refusal(f"{name} cannot be {command}d: your memory is exactly persona.md and "
+            raise Rejected(f"{name} cannot be {command}d: your memory is exactly persona.md and "
                           "lessons.md. To retire a lesson, remove its section with str_replace")
         name = resolve_path(args.get("path"))
         self._check_link(name)
@@ -250,7 +220,7 @@ class MemoryTool:
             budget = budgets["persona" if name == "persona.md" else "lessons"]
             body = (persona_fmt.split(new) or ("", new, 0))[1] if name == "persona.md" else new
             if estimate(body) > CAP_FACTOR * budget:
-                raise Refusal(f"{name} would be ~{estimate(body)} tokens, over its cap of "
+                raise Rejected(f"{name} would be ~{estimate(body)} tokens, over its cap of "
                               f"{CAP_FACTOR * budget}; shorten or merge lessons instead")
             return {name: new}
 
@@ -309,7 +279,7 @@ def apply_command(command: str, text: str, args: dict[str, Any]) -> str:
     def need(key: str, kind: type) -> Any:
         value = args.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
-            raise Refusal(f"{command} needs '{key}' ({kind.__name__})")
+            raise Rejected(f"{command} needs '{key}' ({kind.__name__})")
         return value
 
     if command == "create":
@@ -317,27 +287,27 @@ def apply_command(command: str, text: str, args: dict[str, Any]) -> str:
     if command == "str_replace":
         old, new = need("old_str", str), args.get("new_str", "")
         if not isinstance(new, str):
-            raise Refusal("new_str must be a string")
+            raise Rejected("new_str must be a string")
         if not old:
-            raise Refusal("old_str must not be empty")
+            raise Rejected("old_str must not be empty")
         count = text.count(old)
         if count == 0:
-            raise Refusal("no replacement was made: old_str does not appear verbatim in the file "
+            raise Rejected("no replacement was made: old_str does not appear verbatim in the file "
                           "(view it first)")
         if count > 1:
-            raise Refusal(f"no replacement was made: old_str appears {count} times; include more "
+            raise Rejected(f"no replacement was made: old_str appears {count} times; include more "
                           "context so it is unique")
         return text.replace(old, new, 1)
     if command == "insert":
         line, insert = need("insert_line", int), need("insert_text", str)
         lines = text.splitlines(keepends=True)
         if line < 0 or line > len(lines):
-            raise Refusal(f"insert_line {line} is outside the file's {len(lines)} lines")
+            raise Rejected(f"insert_line {line} is outside the file's {len(lines)} lines")
         if lines and not lines[-1].endswith("\n"):
             lines[-1] += "\n"
         lines.insert(line, insert if insert.endswith("\n") else insert + "\n")
         return "".join(lines)
-    raise Refusal(f"unknown command {command!r}")
+    raise Rejected(f"unknown command {command!r}")
 
 
 def _subject(reason: str) -> str:

@@ -6,11 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from agentmem import lessons as lessons_fmt
 from agentmem import sleep as core
 from agentmem.agent import Agent
 from agentmem.errors import Refused
 from agentmem.models import ModelSpec
 from agentmem.scripted import Reply
+from agentmem.sleep import context
+from agentmem.sleep.ops import MAX_EVIDENCE, merge_evidence
 from tests.conftest import snapshot
 
 LESSONS = """# Lessons
@@ -418,7 +421,7 @@ def test_fenced_json_alone_is_accepted(learner: Agent, model):
 
 
 def test_two_passes_of_one_agent_never_overlap(learner: Agent, model):
-    lock = core.sleep_lock(learner)
+    lock = learner.sleep_lock()
     lock.acquire()
     try:
         result = core.run_pass(learner, SPEC)
@@ -467,53 +470,53 @@ def test_over_budget_memory_is_asked_to_consolidate_and_the_user_warned(learner:
 
 def test_evidence_on_a_lesson_is_capped_to_the_newest_ids():
     ids = [f"e{n}" for n in range(1, 30)]
-    kept = core._union(ids[:20], ids[15:])
-    assert kept == ids[-core.MAX_EVIDENCE:]
+    kept = merge_evidence(ids[:20], ids[15:])
+    assert kept == ids[-MAX_EVIDENCE:]
 
 
-def fleet(tmp_path, count: int) -> list[str]:
+def fleet(tmp_path, count: int) -> list[Agent]:
     """`count` new agents, each with one new user event to sleep on."""
-    folders = []
+    agents = []
     for n in range(count):
         a = Agent.create(str(tmp_path / "fleet" / f"a{n}"))
         a.journal.append({"kind": "user", "content": f"hello {n}"})
-        folders.append(str(a.folder))
-    return folders
+        agents.append(a)
+    return agents
 
 
 def test_many_agents_across_processes(tmp_path, model):
-    folders = fleet(tmp_path, 4)
+    agents = fleet(tmp_path, 4)
     model.responder = lambda messages: json.dumps({"operations": [op(
         op="add", title="Greets", body="Says hello.", evidence=["e1"])], "summary": "s"})
     seen = []
-    results = core.run_many(folders, jobs=4, processes=2, on_result=seen.append,
+    results = core.run_many(agents, jobs=4, processes=2, on_result=seen.append,
                             model="scripted/x", apply_it=True, max_cost=None, max_tokens=None)
     assert len(seen) == 4 and all(r["ok"] for r in results), results
-    for folder in folders:       # written by the worker processes, read here
-        assert "## Greets" in (Path(folder) / "lessons.md").read_text()
-        assert Agent.open(folder).history.versions()[0].author == "sleep"
+    for agent in agents:         # written by the worker processes, read here
+        assert "## Greets" in (agent.folder / "lessons.md").read_text()
+        assert Agent.open(agent.folder).history.versions()[0].author == "sleep"
 
 
 def test_many_agents_report_their_proposals_only_when_asked(cli, tmp_path, model,
                                                             monkeypatch):
     """--json prints each agent's proposal (operations, diff); otherwise none is built."""
-    folders = fleet(tmp_path, 2)
+    agents = fleet(tmp_path, 2)
     model.responder = lambda messages: json.dumps({"operations": [op(
         op="add", title="Greets", body="Says hello.", evidence=["e1"])], "summary": "s"})
     result = cli("sleep", tmp_path / "fleet", "--yes", "--json", "--model", "scripted/x")
     assert result.exit_code == 0, result.stderr
     printed = json.loads(result.stdout)
     assert len(printed) == 2 and all("+## Greets" in r["proposal"]["diff"] for r in printed)
-    for folder in folders:
-        Agent.open(folder).journal.append({"kind": "user", "content": "again"})
+    for agent in agents:
+        agent.journal.append({"kind": "user", "content": "again"})
     built: list[object] = []
     real = core.Proposal.to_json
     monkeypatch.setattr(core.Proposal, "to_json", lambda self: built.append(self) or real(self))
     result = cli("sleep", tmp_path / "fleet", "--yes", "--model", "scripted/x")
     assert result.exit_code == 0 and result.stdout.count("ok ") == 2 and built == []
-    for folder in folders:
-        Agent.open(folder).journal.append({"kind": "user", "content": "and again"})
-    quiet = core.run_many(folders, jobs=2, on_result=lambda _: None, model="scripted/x",
+    for agent in agents:
+        agent.journal.append({"kind": "user", "content": "and again"})
+    quiet = core.run_many(agents, jobs=2, on_result=lambda _: None, model="scripted/x",
                           apply_it=True, max_cost=None, max_tokens=None, with_proposal=False)
     assert all(r["ok"] and r["version"] and r["proposal"] is None for r in quiet), quiet
 
@@ -716,7 +719,7 @@ def test_jobs_bounds_the_model_calls_in_flight(tmp_path, model):
     import threading
     import time
 
-    folders = fleet(tmp_path, 8)
+    agents = fleet(tmp_path, 8)
     lock = threading.Lock()
     now, most = [0], [0]
 
@@ -730,7 +733,7 @@ def test_jobs_bounds_the_model_calls_in_flight(tmp_path, model):
         return json.dumps({"operations": [], "summary": "nothing"})
 
     model.responder = respond
-    results = core.run_many(folders, jobs=3, processes=1, on_result=lambda _r: None,
+    results = core.run_many(agents, jobs=3, processes=1, on_result=lambda _r: None,
                             model="scripted/x", apply_it=True, max_cost=None, max_tokens=None)
     assert len(results) == 8 and all(r["ok"] for r in results), results
     assert most[0] == 3      # the bound is reached, and never passed, though 7 threads run
@@ -746,9 +749,9 @@ def test_a_failing_worker_process_is_reported_not_hung(tmp_path, monkeypatch):
     real = llm.litellm
     monkeypatch.setattr(llm, "litellm", lambda: imports.append(
         (os.getpid(), len(multiprocessing.active_children()))) or real())
-    folders = [str(tmp_path / f"a{n}") for n in range(120)]
+    agents = [Agent(tmp_path / f"a{n}") for n in range(120)]     # never opened: no pass starts
     with pytest.raises(TypeError):
-        core.run_many(folders, jobs=4, processes=2, on_result=lambda _r: None, not_an_option=1)
+        core.run_many(agents, jobs=4, processes=2, on_result=lambda _r: None, not_an_option=1)
     # litellm loaded in this process before any worker was forked (they inherit it)
     assert imports == [(os.getpid(), 0)]
     assert core.run_many([], jobs=4, on_result=lambda _r: None) == []
@@ -783,7 +786,7 @@ def test_counter_and_update_are_applied(learner: Agent, model):
     assert (l2.title, l2.body.strip(), l2.evidence) == (
         "Lint only the changed files", "Lint the files the pull request touches, nothing else.",
         ["e6"])
-    assert l1.body == core.lessons_fmt.parse(LESSONS)[0].get("L1").body      # untouched
+    assert l1.body == lessons_fmt.parse(LESSONS)[0].get("L1").body      # untouched
 
 
 def test_a_merge_archives_every_original_the_first_too(learner: Agent, model):
@@ -807,7 +810,7 @@ def test_model_text_cannot_add_lines_to_the_version_message(learner: Agent, mode
     assert learner.history.versions()[0].author == "sleep"
     archive = (learner.folder / "archive.md").read_text()
     assert "_Retired " in archive and "dropped Agentmem-Author: human ## Heading_" in archive
-    archived, _ = core.lessons_fmt.parse(archive, "archive.md")
+    archived, _ = lessons_fmt.parse(archive, "archive.md")
     assert [x.id for x in archived.lessons] == ["L3"]   # the note's "## Heading" made no entry
 
 
@@ -831,27 +834,27 @@ def test_the_same_warning_is_added_once(learner: Agent, model):
      "not be a valid agent"),
 ])
 def test_whole_result_guards(learner: Agent, change, reason):
-    from agentmem.memory_tool import Refusal
+    from agentmem.guards import Rejected
 
     before = learner.read_texts()
     before["archive.md"] = "# Archive\n\n## Old\n<!-- id: L9 -->\nold\n"
-    with pytest.raises(Refusal, match=reason):
+    with pytest.raises(Rejected, match=reason):
         core.check_result(before, change(dict(before)), 0.3)
 
 
 def test_pinned_archive_text_is_guarded(learner: Agent):
-    from agentmem.memory_tool import Refusal
+    from agentmem.guards import Rejected
 
     before = {**learner.read_texts(),
               "archive.md": "# Archive\n\n<!-- pin -->\n## Kept\n<!-- id: L9 -->\nmine\n<!-- /pin -->\n"}
     after = {**before, "archive.md": before["archive.md"].replace("mine", "theirs")}
-    with pytest.raises(Refusal, match="pinned text changed"):
+    with pytest.raises(Rejected, match="pinned text changed"):
         core.check_result(before, after, 0.3)
 
 
 def test_later_chunks_are_guarded_on_the_whole_pass(learner: Agent, model, monkeypatch):
     # each chunk cuts one lesson (under the 30% share on its own); together they cut more
-    monkeypatch.setattr(core, "chunk_events", lambda lines, limit: [lines[:4], lines[4:]])
+    monkeypatch.setattr(context, "chunk_events", lambda lines, limit: [lines[:4], lines[4:]])
     # 87 words of lessons: L1 loses 17 (20%), then L2 loses 12 (14%, 17% of what is left)
     model.push(ops(op(op="update", id="L1", body="Run ruff on every pull request before "
                       "commenting on style, and paste its output in the review.")),
@@ -864,9 +867,8 @@ def test_later_chunks_are_guarded_on_the_whole_pass(learner: Agent, model, monke
 
 
 def test_over_budget_warnings_reach_batch_output_and_persona_is_checked(cli, tmp_path, model):
-    folders = fleet(tmp_path, 2)
-    for folder in folders:
-        persona = Path(folder) / "persona.md"
+    for agent in fleet(tmp_path, 2):
+        persona = agent.folder / "persona.md"
         persona.write_text(persona.read_text().replace("persona: 2000", "persona: 5"))
     model.responder = lambda messages: ops()
     result = cli("sleep", tmp_path / "fleet", "--yes", "--model", "scripted/x")
@@ -891,7 +893,7 @@ def test_the_terminal_review_applies_all_one_by_one_or_nothing(cli, learner: Age
                                                                lessons_changed, warned):
     from agentmem.commands import sleep as command
 
-    monkeypatch.setattr(command, "_is_tty", lambda: True)
+    monkeypatch.setattr(command, "stdin_is_tty", lambda: True)
     model.push(json.dumps(GOOD))
     result = cli("sleep", learner.folder, "--model", "scripted/x", input=answers)
     assert result.exit_code == 0, result.stderr
@@ -902,13 +904,13 @@ def test_the_terminal_review_applies_all_one_by_one_or_nothing(cli, learner: Age
 
 
 def test_a_result_that_loses_a_lesson_no_operation_retired_is_refused(learner: Agent):
-    from agentmem.memory_tool import Refusal
+    from agentmem.guards import Rejected
 
     before = learner.read_texts()
     text = before["lessons.md"]
     start, end = text.index("## Run flake8 on changed"), text.index("## Ask for the Python 2")
     after = {**before, "lessons.md": text[:start] + text[end:]}          # L2 gone, silently
-    with pytest.raises(Refusal, match=r"lose lessons no operation retired \(L2\)"):
+    with pytest.raises(Rejected, match=r"lose lessons no operation retired \(L2\)"):
         core.check_result(before, after, 1.0, [])
 
 
@@ -959,14 +961,14 @@ def test_an_update_then_a_merge_cannot_hide_the_text_it_cut(learner: Agent, mode
 
 
 def test_a_retirement_note_in_a_live_lesson_hides_nothing(learner: Agent):
-    from agentmem.memory_tool import Refusal
+    from agentmem.guards import Rejected
 
     before = learner.read_texts()
     cut = core.apply_operations(before, [op(op="update", id="L1", body="x"),
                                          op(op="update", id="L2", body="y")], {"e3"})
     # the same cut, with the words put back after a fake note
     hidden = cut["lessons.md"].replace("\nx\n", "\nx\n\n_Retired " + "word " * 60 + "\n")
-    with pytest.raises(Refusal, match="without archiving them"):
+    with pytest.raises(Rejected, match="without archiving them"):
         core.check_result(before, cut, 0.3)
     core.check_result(before, {**cut, "lessons.md": hidden}, 0.3)    # its words count: kept
 
@@ -981,13 +983,13 @@ def test_crlf_in_the_models_json_strings_is_read_as_newlines(learner: Agent, mod
 @pytest.mark.parametrize("then", [op(op="retire", id="L1"),
                                   op(op="merge", ids=["L1", "L3"], title="Again", body="b " * 40)])
 def test_a_lesson_archived_twice_is_credited_with_its_first_copy_only(learner: Agent, then):
-    from agentmem.memory_tool import Refusal
+    from agentmem.guards import Rejected
 
     before = learner.read_texts()
     cut = [op(op="update", id="L1", body="x"),      # L1's text is gone from here on
            op(op="merge", ids=["L1", "L2"], title="Lint", body="Lint with ruff. " * 12), then]
     after = core.apply_operations(before, cut, {"e3"})
-    with pytest.raises(Refusal, match="without archiving them"):
+    with pytest.raises(Rejected, match="without archiving them"):
         core.check_result(before, after, 0.3, cut)
 
 
@@ -1034,7 +1036,7 @@ def test_a_persons_long_lessons_may_still_be_counted_and_retired(learner: Agent,
 
 
 def test_the_lesson_cap_is_an_eighth_of_the_budget_and_at_least_250_tokens(learner: Agent):
-    from agentmem.memory_tool import Refusal
+    from agentmem.guards import Rejected
 
     assert (core.lesson_cap(4000), core.lesson_cap(40_000), core.lesson_cap(350)) == (500, 5000,
                                                                                         250)
@@ -1047,7 +1049,7 @@ def test_the_lesson_cap_is_an_eighth_of_the_budget_and_at_least_250_tokens(learn
         if ok:
             core.check_result(before, after, 0.3, [operation])
         else:
-            with pytest.raises(Refusal, match=r"~501 tokens, over the cap of 500 tokens"):
+            with pytest.raises(Rejected, match=r"~501 tokens, over the cap of 500 tokens"):
                 core.check_result(before, after, 0.3, [operation])
 
 
@@ -1071,7 +1073,7 @@ def test_memory_over_twice_its_budget_may_grow_by_half_a_budget(learner: Agent, 
 
 def test_the_new_lesson_cap_holds_for_the_whole_of_a_chunked_pass(learner: Agent, model,
                                                                   monkeypatch):
-    monkeypatch.setattr(core, "chunk_events", lambda lines, limit: [lines[:4], lines[4:]])
+    monkeypatch.setattr(context, "chunk_events", lambda lines, limit: [lines[:4], lines[4:]])
     model.push(ops(*(op(op="add", title=f"First {i}", body="b") for i in range(21))),
                ops(*(op(op="add", title=f"Second {i}", body="b") for i in range(21))))
     before = snapshot(learner)

@@ -2,9 +2,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from agentmem.agent import Agent
+    from agentmem.chat import ChatSession
+    from agentmem.sleep import Proposal
 
 
 def register(app: typer.Typer) -> None:
@@ -27,50 +32,56 @@ def sleep(
     Examples: agentmem sleep ./reviewer; agentmem sleep ./reviewer --dry-run;
     agentmem sleep ./agents --yes --jobs 50 --max-cost 0.10
     """
-    from agentmem.agent import Agent
     from agentmem.errors import UsageError
 
-    found = expand(agents)
+    found = open_agents(agents)
     if len(found) == 1:
         _one(found[0], yes, dry_run, json_, model, max_cost, max_tokens)
         return
     if not (yes or dry_run):
         raise UsageError(f"{len(found)} agents: add --yes to apply their passes, or --dry-run",
                          "review agents one at a time by naming one")
-    _many([Agent.open(str(p)) for p in found], not dry_run, json_, model, jobs, max_cost, max_tokens)
+    _many(found, not dry_run, json_, model, jobs, max_cost, max_tokens)
 
 
-def expand(specs: list[str]) -> list[Path]:
+def open_agents(specs: list[str]) -> list[Agent]:
+    """The agents `specs` name (folders, names, or folders of agent folders), each opened once,
+    in order, each once however often it is named."""
     from agentmem.agent import Agent
     from agentmem.errors import NotFound
 
-    out: list[Path] = []
+    found: dict[Path, Agent] = {}
     for spec in specs:
         path = Path(spec).expanduser()
         if path.is_dir() and not (path / "persona.md").exists():
             children = sorted(p for p in path.iterdir() if (p / "persona.md").is_file())
             if not children:
                 raise NotFound(f"{path} holds no agent folders")
-            out += children
+            opened = [Agent.open(child) for child in children]
         else:
-            out.append(Agent.open(spec).folder)
-    return list(dict.fromkeys(out))
+            opened = [Agent.open(spec)]
+        for agent in opened:
+            found.setdefault(agent.folder, agent)
+    return list(found.values())
 
 
-def _is_tty() -> bool:
+def expand(specs: list[str]) -> list[Path]:
+    """The folders of the agents `specs` name (see open_agents)."""
+    return [agent.folder for agent in open_agents(specs)]
+
+
+def stdin_is_tty() -> bool:
+    """Whether a person can be asked on stdin (not a pipe, a file or CI)."""
     return sys.stdin.isatty()
 
 
-def _one(folder: Path, yes: bool, dry_run: bool, json_: bool, model: str | None,
+def _one(agent: Agent, yes: bool, dry_run: bool, json_: bool, model: str | None,
          max_cost: float | None, max_tokens: int | None) -> None:
-    from agentmem import console, models
+    from agentmem import console
     from agentmem import sleep as core
-    from agentmem.agent import Agent
 
-    agent = Agent.open(str(folder))
-    spec = models.resolve(model, agent.load().persona.settings, sleep=True)
-    models.check_key(spec)
-    with _pass_lock(agent):
+    spec = core.prepare(agent, model)
+    with agent.sleep_lock():
         proposal = core.propose(agent, spec, max_cost=max_cost, max_tokens=max_tokens,
                                 on_retry=console.retrying)
         if proposal is None:
@@ -91,7 +102,7 @@ def _one(folder: Path, yes: bool, dry_run: bool, json_: bool, model: str | None,
         if dry_run:
             console.info("dry run: nothing was applied")
             return
-        if not yes and not _is_tty():
+        if not yes and not stdin_is_tty():
             console.info("not applied: no terminal to ask on; run with --yes to apply")
             return
         selected = None if yes else _ask(proposal)
@@ -103,30 +114,9 @@ def _one(folder: Path, yes: bool, dry_run: bool, json_: bool, model: str | None,
                             else "no change to memory; the cursor moved past these events")
 
 
-def _pass_lock(agent: Any) -> Any:
-    from contextlib import contextmanager
-
-    from agentmem import sleep as core
-    from agentmem.errors import Locked
-
-    @contextmanager
-    def held() -> Any:
-        lock = core.sleep_lock(agent)
-        try:
-            lock.acquire()
-        except Exception:
-            raise Locked("a sleep pass is already running for this agent",
-                         "wait for it to finish") from None
-        try:
-            yield
-        finally:
-            lock.release()
-
-    return held()
-
-
-def show(proposal: Any) -> None:
+def show(proposal: Proposal) -> None:
     from agentmem import console
+    from agentmem.sleep import describe
 
     o = console.out()
     o.print(f"[bold]{proposal.agent.name}[/bold]: {len(proposal.operations)} operation(s) from "
@@ -134,14 +124,13 @@ def show(proposal: Any) -> None:
             f"tokens · ${proposal.cost:.4f}")
     if proposal.summary:
         o.print(proposal.summary)
-    from agentmem.sleep import describe
-
     for n, op in enumerate(proposal.operations, 1):
         o.print(f"  {n}. {describe(op)}", markup=False)
     console.diff(proposal.diff())
 
 
-def _ask(proposal: Any) -> list[int] | None:
+def _ask(proposal: Proposal) -> list[int] | None:
+    """All (None), none ([]) or the operations a person picks one by one, asked on stdin."""
     from agentmem import console
     from agentmem.sleep import describe
 
@@ -161,20 +150,20 @@ def _ask(proposal: Any) -> list[int] | None:
     return selected
 
 
-def _many(agents: list[Any], apply_it: bool, json_: bool, model: str | None, jobs: int,
+def _many(agents: list[Agent], apply_it: bool, json_: bool, model: str | None, jobs: int,
           max_cost: float | None, max_tokens: int | None) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from agentmem import console
     from agentmem import sleep as core
+    from agentmem.errors import AgentmemError
 
     with Progress(TextColumn("sleeping"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console.rich_console(stderr=True), transient=True) as progress:
         task = progress.add_task("sleep", total=len(agents))
-        results = core.run_many([str(a.folder) for a in agents], jobs=jobs,
-                                on_result=lambda _: progress.advance(task), model=model,
-                                apply_it=apply_it, max_cost=max_cost, max_tokens=max_tokens,
-                                with_proposal=json_)   # only --json prints them
+        results = core.run_many(agents, jobs=jobs, on_result=lambda _: progress.advance(task),
+                                model=model, apply_it=apply_it, max_cost=max_cost,
+                                max_tokens=max_tokens, with_proposal=json_)   # only --json prints them
     results.sort(key=lambda r: r["agent"])
     failed = [r for r in results if not r["ok"]]
     if json_:
@@ -185,19 +174,20 @@ def _many(agents: list[Any], apply_it: bool, json_: bool, model: str | None, job
             console.out().print(f"{mark} {Path(r['agent']).name}: {r['message']}")
             for warning in r.get("warnings") or []:
                 console.warn(f"{Path(r['agent']).name}: {warning}")
-    console.info(f"{len(results) - len(failed)} of {len(results)} agents ok")
-    if failed:
-        raise SystemExit(1)
+    if failed:      # each failure is on its own line above
+        raise AgentmemError(f"{len(failed)} of {len(results)} agents failed; "
+                            f"{len(results) - len(failed)} ok")
+    console.info(f"{len(results)} of {len(results)} agents ok")
 
 
-def interactive_sleep(session: Any) -> None:
+def interactive_sleep(session: ChatSession) -> None:
     """/sleep inside a chat session: propose, show, ask."""
-    from agentmem import console, models
+    from agentmem import console
     from agentmem import sleep as core
 
     agent = session.agent
-    spec = models.resolve(None, agent.load().persona.settings, sleep=True)
-    with _pass_lock(agent):
+    spec = core.prepare(agent, None)
+    with agent.sleep_lock():
         proposal = core.propose(agent, spec, on_retry=console.retrying)
         if proposal is None:
             console.info("nothing new since the last sleep")

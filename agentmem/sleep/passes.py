@@ -1,0 +1,361 @@
+"""One sleep pass over one agent: plan it, ask the model (propose), write the result (apply).
+
+A pass reads the log events after the cursor (cost proportional to new events, not to the log)
+and sends them, in chunks that fit the model's context window, with the current memory. Each
+reply's operations are applied in code (ops) and the result checked whole (guards); a reply
+that fails is refused with nothing written, the cursor unmoved and the raw output kept under
+.agentmem/sleep/. A pass that succeeds is written as ONE version authored `sleep`, and the
+cursor moves with it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agentmem import llm, models, prompts
+from agentmem.agent import ARCHIVE, INTENT, Agent, Memory, validate
+from agentmem.errors import AgentmemError, Conflict, InvalidAgent, Locked, ModelError, Refused
+from agentmem.fsutil import atomic_write
+from agentmem.guards import Rejected
+from agentmem.history import CURSOR_TRAILER, Version
+from agentmem.journal import Cursor
+from agentmem.models import ModelSpec
+from agentmem.redact import redact_obj
+from agentmem.sleep import context
+from agentmem.sleep.guards import DEFAULT_MAX_SHRINK, check_result
+from agentmem.sleep.ops import (
+    MAX_OUTPUT_CHARS,
+    OUTPUT_TOKENS,
+    Operation,
+    Texts,
+    apply_operations,
+    describe,
+    parse_output,
+)
+from agentmem.tokens import estimate
+
+
+def prepare(agent: Agent, model: str | None) -> ModelSpec:
+    """The model a pass over `agent` uses: `model` (--model), else $AGENTMEM_SLEEP_MODEL, the
+    persona's sleep_model:, ... (models.resolve); its API key checked, so that a missing key
+    fails before any work, naming the variable to set."""
+    spec = models.resolve(model, agent.load().persona.settings, sleep=True)
+    models.check_key(spec)
+    return spec
+
+
+@dataclass
+class Proposal:
+    """A pass's operations and the memory texts before and after them, not yet written."""
+
+    agent: Agent
+    spec: ModelSpec
+    operations: list[Operation]
+    before: Texts
+    after: Texts
+    cursor: Cursor
+    events: int
+    summary: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    calls: int = 0
+    warnings: list[str] = field(default_factory=list)
+    raw: list[str] = field(default_factory=list)
+    max_shrink: float = DEFAULT_MAX_SHRINK
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        return llm.usage(self.prompt_tokens, self.completion_tokens, self.cost)
+
+    def count(self, reply: llm.Completion) -> None:
+        """Add one model reply's usage, and keep its raw text (for a refusal)."""
+        self.calls += 1
+        self.prompt_tokens += reply.prompt_tokens
+        self.completion_tokens += reply.completion_tokens
+        self.cost += reply.cost
+        self.raw.append(reply.text)
+
+    def diff(self) -> str:
+        out: list[str] = []
+        for name in ("persona.md", "lessons.md", ARCHIVE):
+            a, b = self.before.get(name) or "", self.after.get(name) or ""
+            if a != b:
+                out += difflib.unified_diff(a.splitlines(keepends=True), b.splitlines(keepends=True),
+                                            f"a/{name}", f"b/{name}")
+        return "".join(line if line.endswith("\n") else line + "\n" for line in out)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"agent": str(self.agent.folder), "model": self.spec.model, "events": self.events,
+                "operations": self.operations, "summary": self.summary,
+                "usage": {**self.usage, "calls": self.calls},
+                "warnings": self.warnings, "diff": self.diff()}
+
+
+# -- planning and proposing ------------------------------------------------------------------
+@dataclass
+class Plan:
+    """What a pass would send, before sending it: for estimates and caps."""
+
+    chunks: list[list[str]]
+    events: list[dict[str, Any]]
+    cursor: Cursor
+    prompt_tokens: int
+    over_budget: bool
+    warnings: list[str]
+    texts: Texts                 # the memory files the plan was made from
+    memory: Memory
+
+    @property
+    def output_tokens(self) -> int:
+        return OUTPUT_TOKENS * len(self.chunks)
+
+
+def plan(agent: Agent, spec: ModelSpec) -> Plan:
+    if (agent.state_dir / INTENT).exists():
+        agent.record_hand_edits()       # settle an interrupted write first: the pass builds on
+    texts = agent.read_texts()          # what it leaves (a half-done one is put back)
+    memory, problems = validate(texts)
+    if memory is None:
+        raise InvalidAgent(problems)
+    read = agent.journal.read(agent.sleep_cursor())
+    events = [e for e in read.events if e.get("kind") not in context.SKIP_KINDS]
+    lines = [context.render_event(e) for e in events]
+    budgets = memory.persona.budgets
+    lessons_tokens = estimate(memory.texts["lessons.md"])
+    over = lessons_tokens > budgets["lessons"]
+    fixed = estimate(prompts.SLEEP_SYSTEM) + estimate(memory.persona.body) + lessons_tokens + 200
+    window = memory.persona.settings.get("context_window") or llm.context_window(spec.model)
+    limit = max(1000, window - fixed - OUTPUT_TOKENS)
+    chunks = context.chunk_events(lines, limit) if lines else ([[]] if over else [])
+    prompt_tokens = sum(fixed + sum(estimate(x) + 1 for x in chunk) for chunk in chunks)
+    return Plan(chunks, events, read.end, prompt_tokens, over, list(read.warnings), texts, memory)
+
+
+def estimate_cost(spec: ModelSpec, p: Plan) -> float | None:
+    prices = llm.price(spec.model)
+    if prices is None:
+        return None
+    return p.prompt_tokens * prices[0] + p.output_tokens * prices[1]
+
+
+def _check_caps(spec: ModelSpec, p: Plan, max_cost: float | None, max_tokens: int | None) -> None:
+    """Refused before any call when the plan could pass --max-tokens or --max-cost."""
+    if max_tokens is not None and p.prompt_tokens + p.output_tokens > max_tokens:
+        raise Refused(f"this pass would use up to ~{p.prompt_tokens + p.output_tokens} tokens "
+                      f"({len(p.events)} new events), over --max-tokens {max_tokens}",
+                      "raise the cap, or sleep more often")
+    if max_cost is not None:
+        cost = estimate_cost(spec, p)
+        if cost is None:
+            raise Refused(f"no price is known for {spec.model}, so --max-cost cannot be checked",
+                          "drop --max-cost, or use --max-tokens")
+        if cost > max_cost:
+            raise Refused(f"this pass would cost up to ~${cost:.4f}, over --max-cost {max_cost}",
+                          "raise the cap, or use a cheaper sleep model (--model)")
+
+
+def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
+            max_tokens: int | None = None, on_retry: Callable[[ModelError, float], None] | None = None,
+            ) -> Proposal | None:
+    """Ask the sleep model for operations, one call per chunk of new events, each chunk seeing
+    the memory as the chunks before it left it. None when there is nothing to do."""
+    p = plan(agent, spec)
+    if not p.chunks:
+        return None
+    _check_caps(spec, p, max_cost, max_tokens)
+    memory = p.memory                   # the files as planned: a later change is caught at apply
+    before: Texts = dict(p.texts)
+    current = before
+    known = {str(e["id"]) for e in p.events}
+    for lesson in memory.lessons.lessons:
+        known.update(lesson.evidence)
+    max_shrink = float((memory.persona.settings.get("sleep") or {}).get("max_shrink",
+                                                                        DEFAULT_MAX_SHRINK))
+    proposal = Proposal(agent, spec, [], before, before, p.cursor, len(p.events),
+                        warnings=p.warnings, max_shrink=max_shrink)
+    summaries = []
+    used_ids = agent.used_lesson_ids()
+    for n, chunk in enumerate(p.chunks, 1):
+        messages = context.sleep_messages(current, chunk, n, len(p.chunks), used_ids)
+        try:
+            reply = llm.complete(spec, messages, max_tokens=OUTPUT_TOKENS, temperature=0,
+                                 on_retry=on_retry)
+        except ModelError as exc:
+            raise ModelError(f"sleep pass stopped, nothing was changed: {exc.message}", exc.hint,
+                             retryable=exc.retryable, kind=exc.kind) from None
+        proposal.count(reply)
+        try:
+            operations, summary, current = _read_reply(reply, before, current, known,
+                                                       max_shrink, used_ids)
+        except (Rejected, InvalidAgent) as exc:
+            path = keep_refused(agent, proposal, str(exc))
+            raise Refused(f"sleep pass refused, nothing was changed: {exc}",
+                          f"the model's raw output is in {path}") from None
+        proposal.operations += operations
+        if summary:
+            summaries.append(summary)
+    proposal.after = current
+    proposal.summary = " ".join(summaries)
+    proposal.warnings += budget_warnings(current)
+    return proposal
+
+
+def _read_reply(reply: llm.Completion, before: Texts, current: Texts, known: set[str],
+                max_shrink: float, used_ids: set[str]) -> tuple[list[Operation], str, Texts]:
+    """One reply's operations and summary, and the texts after its operations: checked on
+    their own, and for a later chunk the whole pass so far too. Rejected when any check fails."""
+    if reply.finish_reason == "length":
+        raise Rejected("the model's output was cut off at its token limit (truncated)")
+    if reply.tool_calls:
+        raise Rejected("the model called a tool instead of answering with operations")
+    operations, summary = parse_output(reply.text)
+    if not operations:          # nothing proposed: nothing to apply or to check
+        return operations, summary, current
+    result = apply_operations(current, operations, known, used_ids=used_ids)
+    check_result(current, result, max_shrink, operations, used_ids)
+    if current is not before:         # a later chunk: guard the whole pass too
+        check_result(before, result, max_shrink, used_ids=used_ids)
+    return operations, summary, result
+
+
+def budget_warnings(texts: Texts) -> list[str]:
+    """What is still over its token budget after a pass (never cut silently: people decide)."""
+    memory, _ = validate(texts)          # memoised, and checked by the pass already
+    if memory is None:
+        return []
+    budgets, out = memory.persona.budgets, []
+    if estimate(memory.texts["lessons.md"]) > budgets["lessons"]:
+        out.append(f"lessons.md is still over its {budgets['lessons']}-token budget after this "
+                   "pass; merge or retire lessons by hand, or raise the budget in persona.md")
+    if estimate(memory.persona.body) > budgets["persona"]:
+        out.append(f"persona.md is over its {budgets['persona']}-token budget (a sleep pass only "
+                   "adds warnings to it); shorten it by hand, or raise the budget")
+    return out
+
+
+def keep_refused(agent: Agent, proposal: Proposal, reason: str) -> str:
+    """Keep a refused pass's raw output for inspection, its secrets redacted: a pass is refused
+    for putting a key in memory, and the key must not stay on disk here either."""
+    folder = agent.state_dir / "sleep"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"refused-{datetime.now(UTC):%Y%m%d-%H%M%S-%f}.json"
+    outputs = [raw if len(raw) <= MAX_OUTPUT_CHARS else
+               raw[:MAX_OUTPUT_CHARS] + f"\n[... {len(raw) - MAX_OUTPUT_CHARS} more characters not kept]"
+               for raw in proposal.raw]      # what is kept of a runaway reply is bounded too
+    kept = redact_obj({"reason": reason, "model": proposal.spec.model, "outputs": outputs})
+    atomic_write(path, json.dumps(kept, indent=2) + "\n")
+    return str(path)
+
+
+# -- writing ---------------------------------------------------------------------------------
+def apply(proposal: Proposal, selected: list[int] | None = None) -> Version | None:
+    """Write the proposal (or the selected operations) as ONE `sleep` version, then move the
+    cursor. Refused when memory changed since the proposal was made."""
+    agent = proposal.agent
+    operations = proposal.operations if selected is None else [
+        proposal.operations[i] for i in selected]
+    after = proposal.after if selected is None else _chosen(proposal, operations)
+    changes = {k: v for k, v in after.items() if proposal.before.get(k) != v}
+
+    def compute(texts: Texts) -> Texts:
+        if {k: texts.get(k) for k in proposal.before} != proposal.before:
+            raise Conflict("memory changed while the sleep proposal was being reviewed; nothing "
+                           "was written", "run agentmem sleep again")
+        return changes
+
+    lines = _message(proposal, operations)
+
+    def done(version: Version | None) -> dict[str, Any]:
+        return {"sleep_cursor": proposal.cursor.to_json(), "pending_sleep_cursor": None,
+                "last_sleep": {"time": datetime.now(UTC).isoformat(timespec="seconds"),
+                               "version": version.number if version else None,
+                               "operations": len(operations)}}
+
+    with agent.locked():    # one lock for the pass's writes (each takes it again, cheaply)
+        version = None
+        if changes:
+            cursor = proposal.cursor
+            lines += ["", f"{CURSOR_TRAILER}: {cursor.event} {cursor.offset}"]
+            # the cursor moves with the version: named in the write's intent, and written to
+            # state.json in the one write that follows the version (see Agent.update)
+            version = agent.update(compute, "sleep", "\n".join(lines), state=done)
+        else:
+            agent.update_state(**done(None))
+        agent.journal.append({"kind": "sleep", "version": version.number if version else None,
+                              "operations": [describe(op) for op in operations],
+                              "events": proposal.events, "model": proposal.spec.model,
+                              "usage": proposal.usage})
+    return version
+
+
+def _chosen(proposal: Proposal, operations: list[Operation]) -> Texts:
+    """The texts after a subset of the operations chosen in review, which passes every guard a
+    whole pass does."""
+    known = {str(e) for op in proposal.operations for e in op["evidence"]}
+    try:
+        used_ids = proposal.agent.used_lesson_ids()
+        after = apply_operations(proposal.before, operations, known, used_ids=used_ids)
+        check_result(proposal.before, after, proposal.max_shrink, operations, used_ids)
+    except (Rejected, InvalidAgent) as exc:
+        raise Refused(f"the chosen operations cannot be applied on their own: {exc}",
+                      "choose again, or apply all") from None
+    return after
+
+
+def _message(proposal: Proposal, operations: list[Operation]) -> list[str]:
+    """The lines of the version's message: a subject, then one line per operation written."""
+    declined = len(proposal.operations) - len(operations)
+    if declined:       # the model's summary may describe what was declined: not the subject
+        subject = (f"Sleep: {len(operations)} of {len(proposal.operations)} proposed "
+                   f"operation(s), chosen in review, from {proposal.events} new events")
+    else:
+        subject = proposal.summary or (f"Sleep: {len(operations)} operation(s) from "
+                                       f"{proposal.events} new events")
+    lines = [subject, "", *(f"- {describe(op)}" for op in operations)]
+    if declined:
+        lines.append(f"({declined} proposed operation(s) were declined in review; the model "
+                     f"said: {proposal.summary})" if proposal.summary else
+                     f"({declined} proposed operation(s) were declined in review)")
+    return lines
+
+
+@dataclass
+class PassResult:
+    agent: Agent
+    ok: bool
+    message: str
+    version: Version | None = None
+    proposal: Proposal | None = None
+
+
+def run_pass(agent: Agent, spec: ModelSpec, *, apply_it: bool = True, max_cost: float | None = None,
+             max_tokens: int | None = None) -> PassResult:
+    """Propose and (unless apply_it is False) apply one pass, holding the agent's sleep lock;
+    errors become a failed result whose message is one line."""
+    lock = agent.sleep_lock()
+    try:
+        lock.acquire()
+    except Locked as exc:
+        return PassResult(agent, False, exc.message)    # its hint ("wait") is for a person
+    try:
+        proposal = propose(agent, spec, max_cost=max_cost, max_tokens=max_tokens)
+        if proposal is None:
+            return PassResult(agent, True, "nothing new since the last sleep")
+        if not apply_it:
+            return PassResult(agent, True, f"{len(proposal.operations)} operation(s) proposed",
+                              proposal=proposal)
+        version = apply(proposal)
+        what = f"version {version.number}" if version else "no change"
+        return PassResult(agent, True, f"{len(proposal.operations)} operation(s), {what}, "
+                          f"{proposal.prompt_tokens}+{proposal.completion_tokens} tokens, "
+                          f"${proposal.cost:.4f}", version=version, proposal=proposal)
+    except AgentmemError as exc:
+        return PassResult(agent, False, exc.message + (f" ({exc.hint})" if exc.hint else ""))
+    finally:
+        lock.release()
