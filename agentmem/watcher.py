@@ -13,13 +13,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agentmem import models
 from agentmem.agent import STATE_DIR, Agent, validate
-from agentmem.errors import AgentmemError, InvalidAgent, Problem
+from agentmem.errors import AgentmemError, InvalidAgent, Locked, Problem
 from agentmem.history import TRACKED, Version
 from agentmem.journal import FILE as LOG_FILE
-from agentmem.locks import FileLock, LockTimeout
+
+if TYPE_CHECKING:
+    from agentmem.sleep import PassResult
 
 DEBRIS = ("*~", "*.swp", "*.swo", "*.swx", ".#*", "4913", "*.tmp", "#*#", ".DS_Store")
 WATCHED = set(TRACKED) | {LOG_FILE}
@@ -130,7 +132,7 @@ class Watcher:
                 return
             self._invalid.pop(agent.folder, None)
             if found.kind == "own":
-                self._settle(agent, found)
+                self.settle(agent, found)
                 return
             if found.kind != "hand":
                 return
@@ -145,9 +147,11 @@ class Watcher:
         except AgentmemError as exc:
             self.emit(WatchEvent("error", agent, exc.message))
 
-    def _settle(self, agent: Agent, found: Classification) -> None:
-        """Files an agentmem write announced: left alone while the write is under way; if its
-        process died, recorded under its author (complete) or put back (half-done)."""
+    def settle(self, agent: Agent, found: Classification) -> None:
+        """Files an agentmem write announced (`found`, of kind "own"): left alone while the
+        write is under way; if its process died, recorded under its author (complete) or put
+        back (half-done). Nothing is settled when the files changed since `found` was taken:
+        the next check() sees them afresh."""
         settled, version = agent.settle_if_idle()
         if not settled:
             return
@@ -182,8 +186,6 @@ class Watcher:
         return True, f"{new} new events, idle {idle / 60:.1f} min"
 
     def maybe_sleep(self, agent: Agent) -> None:
-        from agentmem import sleep as core
-
         try:
             due, why = self.due(agent)
             if not due:
@@ -191,22 +193,13 @@ class Watcher:
         except InvalidAgent:
             return      # reported by check(); sleep waits until the files are fixed
         try:
-            session = FileLock(str(agent.state_dir / "session.lock"), timeout=0)
-            try:
-                session.acquire()       # no chat may start while we sleep, and none is open
-            except LockTimeout:
-                return
-            try:
-                spec = models.resolve(self.model, agent.load().persona.settings, sleep=True)
-                models.check_key(spec)
-                self._attempted[agent.folder] = agent.journal.last_event_number()
-                result = core.run_pass(agent, spec, apply_it=True)
-            finally:
-                session.release()
+            result = self._sleep(agent)
         except AgentmemError as exc:
             self._attempted[agent.folder] = agent.journal.last_event_number()
             self.emit(WatchEvent("sleep_failed", agent, exc.message + (
                 f" ({exc.hint})" if exc.hint else "")))
+            return
+        if result is None:
             return
         if result.ok:
             self._attempted.pop(agent.folder, None)
@@ -219,3 +212,20 @@ class Watcher:
                 self.emit(WatchEvent("warning", agent, warning))
         else:
             self.emit(WatchEvent("sleep_failed", agent, result.message))
+
+    def _sleep(self, agent: Agent) -> PassResult | None:
+        """One pass, holding the agent's session lock, so that no chat starts meanwhile; None
+        when a chat session (or another watcher's pass) holds it."""
+        from agentmem import sleep as core
+
+        session = agent.session_lock()
+        try:
+            session.acquire()
+        except Locked:
+            return None
+        try:
+            spec = core.prepare(agent, self.model)
+            self._attempted[agent.folder] = agent.journal.last_event_number()
+            return core.run_pass(agent, spec, apply_it=True)
+        finally:
+            session.release()

@@ -196,7 +196,7 @@ def test_the_watcher_announces_nothing_when_the_write_finished_meanwhile(blank: 
     with blank.locked():                               # the writer finishes its job
         blank.history.commit("agent", "Add a lesson", None)
         (blank.state_dir / "intent.json").unlink()
-    watcher._settle(blank, found)
+    watcher.settle(blank, found)
     assert events == [] and blank.history.versions()[0].author == "agent"
 
 
@@ -212,7 +212,7 @@ def test_the_watcher_leaves_a_dead_write_mixed_with_a_persons_edit_to_the_checke
     assert found.kind == "own"
     persona = blank.folder / "persona.md"
     persona.write_text(persona.read_text() + "\nA person wrote this.\n")
-    watcher._settle(blank, found)
+    watcher.settle(blank, found)
     assert events == [] and (blank.state_dir / "intent.json").exists()
     watcher.check(blank)
     assert [e.kind for e in events] == ["recorded"] and "persona.md" in events[0].message
