@@ -71,8 +71,24 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
+def _modules(path: Path) -> set[str]:
+    """The agentmem modules a module imports, by full name (`from agentmem import console`
+    is agentmem.console), lazy imports included."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {name for name in names if name.split(".")[0] == "agentmem"}
+
+
 ALL_MODULES = sorted(PACKAGE.rglob("*.py"))
-CORE_MODULES = [p for p in sorted(PACKAGE.glob("*.py")) if p.name not in ("cli.py", "console.py")]
+# the core: everything below the command line (cli.py, __main__.py, commands/) and the terminal
+# (console.py), subpackages such as sleep/ included
+CORE_MODULES = [p for p in ALL_MODULES if p.relative_to(PACKAGE).parts[0]
+                not in ("cli.py", "__main__.py", "console.py", "commands")]
 
 
 def _rel(path: Path) -> str:
@@ -83,16 +99,27 @@ def test_the_scan_sees_the_package():
     rels = {_rel(p) for p in ALL_MODULES}
     assert {"agentmem/cli.py", "agentmem/console.py", "agentmem/llm.py",
             "agentmem/commands/diff.py"} <= rels
-    assert "agentmem/agent.py" in {_rel(p) for p in CORE_MODULES}
+    assert {"agentmem/agent.py", "agentmem/sleep/passes.py"} <= {_rel(p) for p in CORE_MODULES}
+    assert not {_rel(p) for p in CORE_MODULES} & {"agentmem/cli.py", "agentmem/console.py",
+                                                    "agentmem/commands/sleep.py"}
     # the scanner itself finds what it should
     assert "litellm" in _imports(PACKAGE / "llm.py")
     assert "typer" in _imports(PACKAGE / "cli.py")
     assert "rich" in _imports(PACKAGE / "console.py")
+    assert "agentmem.console" in _modules(PACKAGE / "commands" / "sleep.py")
 
 
 @pytest.mark.parametrize("path", CORE_MODULES, ids=_rel)
 def test_core_modules_import_neither_typer_nor_rich(path: Path):
     assert not _imports(path) & {"typer", "rich", "click"}
+
+
+@pytest.mark.parametrize("path", CORE_MODULES, ids=_rel)
+def test_core_modules_import_neither_console_nor_commands(path: Path):
+    """The core returns results and raises errors; printing them is the command line's job."""
+    above = {m for m in _modules(path)
+             if m == "agentmem.console" or m.startswith(("agentmem.commands", "agentmem.cli"))}
+    assert not above
 
 
 def test_only_llm_imports_litellm():
