@@ -536,6 +536,8 @@ class Agent:
                 if merged is None:
                     raise
                 changes[name] = merged
+            if name in ("lessons.md", ARCHIVE):
+                _check_undone(target, name, base, other, changes.get(name, now))
         return changes
 
     def restore(self, ref: str) -> Version:
@@ -551,6 +553,27 @@ class Agent:
         if version is None:
             raise UsageError(f"memory is already as it was at version {found[0].number}")
         return version
+
+
+def _check_undone(target: Version, name: str, base: str | None, other: str | None,
+                  result: str | None) -> None:
+    """A revert undoes a version's whole change or nothing: every lesson the version added
+    must be gone from the result and every lesson it removed back (by title and text)."""
+    from agentmem import lessons as lessons_fmt
+
+    def contents(text: str | None) -> set[str]:
+        doc = lessons_fmt.parse(text or "", name)[0]
+        return {f"{x.title}\n{x.body.strip()}" for x in doc.lessons} if doc else set()
+
+    before, after, now = contents(other), contents(base), contents(result)
+    kept = (after - before) & now
+    missing = (before - after) - now
+    if kept or missing:
+        title = next(iter(kept or missing)).split("\n")[0]
+        raise Conflict(f"{name}: version {target.number}'s change to the lesson '{title}' cannot be "
+                       "undone on its own (it was changed again since); nothing was changed",
+                       "edit the file by hand, or use 'agentmem revert AGENT --to VERSION' to "
+                       "restore a whole earlier state")
 
 
 def _conflict(name: str) -> AgentmemError:

@@ -256,7 +256,22 @@ def undo_change(current: str, base: str, other: str) -> str | None:
     def table(doc: LessonsDoc) -> dict[str, str]:
         return {key(x): x.render().rstrip() for x in doc.lessons}
 
+    def content(lesson: Lesson) -> str:        # what a person wrote, not the bookkeeping
+        return f"## {lesson.title}\n{lesson.body.strip()}"
+
     b, o, c = table(bas), table(oth), table(cur)
+    # a lesson added by hand has no id until agentmem numbers it at its next write: the
+    # current file's numbered lesson with the same text is that lesson
+    touched = [(k, t) for k, t in b.items() if k.startswith("title:") and k not in c
+               and t != o.get(k)]
+    for k, text in touched:
+        lesson = next(x for x in bas.lessons if key(x) == k)
+        same = [x for x in cur.lessons if x.id and content(x) == content(lesson)]
+        if len(same) == 1:
+            c[k] = text
+            for i, part in enumerate(cur.parts):
+                if part is same[0]:
+                    cur.parts[i] = lesson           # stands in for it under the title key
     result = LessonsDoc(list(cur.parts))
     for k in list(dict.fromkeys([*o, *b])):
         if b.get(k) == o.get(k) or c.get(k) == o.get(k):

@@ -510,3 +510,24 @@ def test_the_write_lock_lets_go_of_the_baton_only_to_wait_for_another_holder(bla
         with blank.locked():                              # waits: lets go of the baton
             assert computing.releases == 1
         thread.join()
+
+
+def test_reverting_a_hand_added_lesson_the_agent_numbered_since_removes_it(blank: Agent):
+    """A hand-added lesson gets its id at the agent's next write; reverting the hand edit
+    still finds it and takes it out, keeping the agent's own lesson beside it."""
+    import json
+
+    from agentmem.memory_tool import MemoryTool
+
+    path = blank.folder / "lessons.md"
+    path.write_text(path.read_text() + "\n## Prefer pathlib\nUse pathlib.\n")
+    outcome = MemoryTool(blank).run(json.dumps({
+        "command": "str_replace", "path": "/memories/lessons.md", "old_str": "Use pathlib.",
+        "new_str": "Use pathlib.\n\n## Remember y\ny", "reason": "remember y"}))
+    assert outcome.ok, outcome.output
+    hand = next(v for v in blank.history.versions() if v.author == "human")
+    assert "<!-- id:" in path.read_text().split("## Prefer pathlib")[1].split("##")[0]
+    version = blank.revert(str(hand.number))
+    assert version.author == "revert"
+    text = path.read_text()
+    assert "Prefer pathlib" not in text and "## Remember y" in text
