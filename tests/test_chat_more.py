@@ -216,7 +216,7 @@ def test_repl_asks_before_running_a_tool_and_respects_no(agent: Agent, model, mo
     repl(agent, approve=_ask_approval)
     out, err = capsys.readouterr()
     assert asked[:2] == ["you> ", "allow? [y/N] "]
-    assert f"run tool run_tests: python3 -m pytest -q -x x; touch {marker}" in err
+    assert f"run tool run_tests: python3 -m pytest -q -x 'x; touch {marker}'" in err
     assert out == "Skipped.\n"
     tool_message = model.calls[1]["messages"][-1]
     assert tool_message == {"role": "tool", "tool_call_id": "c1", "content": prompts.TOOL_RESULT_NOTE

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
-    from agentmem.chat import ChatSession
+    from agentmem.chat import Approver, ChatSession
     from agentmem.history import Version
     from agentmem.memory_tool import PendingEdit
     from agentmem.tooldefs import ToolDef
@@ -52,7 +52,7 @@ def chat(
 
         llm.preload()       # the import costs seconds: start it while the user types
     confirm = _allow if yes else _ask_confirm_edit if interactive else None
-    session = ChatSession(a, spec, approve=_ask_approval if interactive else None,
+    session = ChatSession(a, spec, approve=_ask_approval if interactive else _refuser(),
                           allow_all_tools=yes, confirm_edit=confirm)
     with session:
         if interactive:
@@ -69,17 +69,15 @@ def chat(
 def _once(session: ChatSession, text: str, json_: bool) -> None:
     from agentmem import console
 
-    def stream(chunk: str) -> None:
-        sys.stdout.write(chunk)
-        sys.stdout.flush()
-
-    result = session.send(text, on_text=None if json_ else stream, on_retry=console.retrying)
+    if json_:
+        result = session.send(text, on_retry=console.retrying)
+    else:
+        with console.ReplyStream() as reply:
+            result = session.send(text, on_text=reply.write, on_retry=console.retrying)
     for warning in result.warnings:
         console.warn(warning)
     if json_:
         console.print_json(result.to_json())
-    elif result.text and not result.text.endswith("\n"):
-        sys.stdout.write("\n")
     for version in result.memory_versions:
         console.info(f"memory: version {version.number} by the agent: {version.subject} "
                      f"(undo: agentmem revert {session.agent.folder} {version.number})"
@@ -100,23 +98,30 @@ def _allow(edit: PendingEdit) -> bool:
     return True
 
 
-def _ask_confirm_edit(edit: PendingEdit) -> bool:
+def _yes(prompt: str) -> bool:
     from agentmem import console
 
-    err = console.err()
-    err.print(f"[yellow]edit {edit.path}[/yellow] after output from {edit.source} "
-              "(untrusted: it may carry injected instructions)")
+    answer = console.ask(prompt)
+    return answer is not None and answer.strip().lower() in ("y", "yes")
+
+
+def _ask_confirm_edit(edit: PendingEdit) -> bool:
+    """Show a persona.md edit that follows untrusted tool output, literally, and ask."""
+    from agentmem import console
+
+    console.line((f"edit {edit.path}", "yellow"), f" after output from {edit.source} "
+                 "(untrusted: it may carry injected instructions)", stderr=True)
     if edit.reason:
-        err.print(f"reason: {edit.reason}", markup=False)
-    err.print(edit.diff.rstrip("\n"), markup=False)
-    try:
-        answer = input("allow? [y/N] ")
-    except EOFError:
-        return False
-    return answer.strip().lower() in ("y", "yes")
+        console.line("reason: ", console.literal(edit.reason), stderr=True)
+    console.diff(edit.diff, stderr=True)
+    return _yes("allow? [y/N] ")
 
 
 def _ask_approval(tool: ToolDef, args: dict[str, Any]) -> bool:
+    """Show the exact argument list the tool would run with (each argument literal, quoted as a
+    shell would need it) and ask."""
+    import shlex
+
     from agentmem import console
     from agentmem.toolrun import build_argv
 
@@ -124,12 +129,27 @@ def _ask_approval(tool: ToolDef, args: dict[str, Any]) -> bool:
         argv = build_argv(tool, args)
     except ValueError:
         return True     # let the runner report the argument error to the model
-    console.err().print(f"[yellow]run tool[/yellow] {tool.name}: {' '.join(argv)}")
-    try:
-        answer = input("allow? [y/N] ")
-    except EOFError:
+    console.line(("run tool", "yellow"), f" {console.literal(tool.name)}: ",
+                 shlex.join(console.literal(arg) for arg in argv), stderr=True)
+    return _yes("allow? [y/N] ")
+
+
+def _refuser() -> Approver:
+    """Without a person to ask (-m, piped input): refuse each tool that asks first, and say so
+    on stderr once per tool, with how to allow it."""
+    told: set[str] = set()
+
+    def refuse(tool: ToolDef, args: dict[str, Any]) -> bool:
+        from agentmem import console
+
+        if tool.name not in told:
+            told.add(tool.name)
+            console.warn(f"the agent's call to {tool.name} was refused: the tool asks a person "
+                         "first, and chat with -m or piped input does not ask (allow it with "
+                         f"--yes, or add {tool.name} to allow_tools: in persona.md)")
         return False
-    return answer.strip().lower() in ("y", "yes")
+
+    return refuse
 
 
 def _repl(session: ChatSession) -> None:
@@ -138,8 +158,8 @@ def _repl(session: ChatSession) -> None:
 
     err = console.err()
     settings = session.memory.persona.settings
-    err.print(f"[bold]{settings.get('name') or session.agent.name}[/bold] · {session.spec.model}"
-              " · /help for commands, Ctrl-D to exit")
+    console.line((str(settings.get("name") or session.agent.name), "bold"),
+                 f" · {session.spec.model} · /help for commands, Ctrl-D to exit", stderr=True)
     while True:
         try:
             line = input("you> ")
@@ -159,7 +179,7 @@ def _repl(session: ChatSession) -> None:
         try:
             _reply(session, text)
         except KeyboardInterrupt:
-            err.print("[dim](reply cancelled)[/dim]")
+            console.info("(reply cancelled)")
         except AgentmemError as exc:
             console.error(exc.message, exc.hint)
 
@@ -167,26 +187,9 @@ def _repl(session: ChatSession) -> None:
 def _reply(session: ChatSession, text: str) -> None:
     from agentmem import console
 
-    out = console.out()
-    chunks: list[str] = []
-    if out.is_terminal:
-        from rich.live import Live
-        from rich.markdown import Markdown
-
-        with Live(Markdown(""), console=out, refresh_per_second=12, vertical_overflow="visible") as live:
-            def stream(chunk: str) -> None:
-                chunks.append(chunk)
-                live.update(Markdown("".join(chunks)))
-
-            result = session.send(text, on_text=stream, on_tool=_show_tool, on_retry=console.retrying)
-    else:
-        def stream(chunk: str) -> None:
-            sys.stdout.write(chunk)
-            sys.stdout.flush()
-
-        result = session.send(text, on_text=stream, on_tool=_show_tool, on_retry=console.retrying)
-        if result.text and not result.text.endswith("\n"):
-            sys.stdout.write("\n")
+    with console.ReplyStream() as reply:
+        result = session.send(text, on_text=reply.write, on_tool=_show_tool,
+                              on_retry=console.retrying)
     for warning in result.warnings:
         console.warn(warning)
     for version in result.memory_versions:
@@ -197,8 +200,8 @@ def _reply(session: ChatSession, text: str) -> None:
 def _show_tool(name: str, output: str) -> None:
     from agentmem import console
 
-    first = output.strip().splitlines()[0] if output.strip() else ""
-    console.info(f"[{name}] {first[:120]}")
+    first = output.strip().split("\n")[0]
+    console.info(f"[{name}] {console.literal(first[:120])}")
 
 
 def _slash(session: ChatSession, text: str) -> str | None:
