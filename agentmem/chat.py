@@ -47,9 +47,8 @@ class TurnResult:
     refused_edits: list[PendingEdit] = field(default_factory=list)   # not confirmed by a person
 
     def to_json(self) -> dict[str, Any]:
-        return {"answer": self.text, "usage": {"prompt_tokens": self.prompt_tokens,
-                                               "completion_tokens": self.completion_tokens,
-                                               "cost": round(self.cost, 8)},
+        return {"answer": self.text,
+                "usage": llm.usage(self.prompt_tokens, self.completion_tokens, self.cost),
                 "tool_calls": self.tool_calls,
                 "memory_versions": [v.number for v in self.memory_versions]}
 

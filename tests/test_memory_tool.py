@@ -196,7 +196,7 @@ def test_symlinked_lessons_file_is_refused_and_its_target_untouched(agent: Agent
         assert "SECRET" not in outcome.output
     assert outside.read_text() == secret
     assert link.is_symlink()
-    agent.history._versions = None
+    agent.history.refresh()
     assert [v.commit for v in agent.history.versions()] == versions
 
 
@@ -505,7 +505,7 @@ def test_str_replace_makes_one_agent_version_with_the_reason(agent: Agent):
     outcome = _run(agent, command="str_replace", path="/memories/lessons.md", old_str=old,
                    new_str="line-length 110", reason="the user says the limit is now 110")
     assert outcome.ok is True, outcome.output
-    agent.history._versions = None
+    agent.history.refresh()
     versions = agent.history.versions()
     assert len(versions) == len(before["versions"]) + 1
     assert [v.commit for v in versions[1:]] == before["versions"]

@@ -891,9 +891,9 @@ def test_a_reviewed_subset_says_so_in_its_subject(learner: Agent, model):
 def test_the_terminal_review_applies_all_one_by_one_or_nothing(cli, learner: Agent, model,
                                                                monkeypatch, answers,
                                                                lessons_changed, warned):
-    from agentmem.commands import sleep as command
+    from agentmem import console
 
-    monkeypatch.setattr(command, "stdin_is_tty", lambda: True)
+    monkeypatch.setattr(console, "stdin_is_tty", lambda: True)
     model.push(json.dumps(GOOD))
     result = cli("sleep", learner.folder, "--model", "scripted/x", input=answers)
     assert result.exit_code == 0, result.stderr

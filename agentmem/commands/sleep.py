@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,11 +69,6 @@ def expand(specs: list[str]) -> list[Path]:
     return [agent.folder for agent in open_agents(specs)]
 
 
-def stdin_is_tty() -> bool:
-    """Whether a person can be asked on stdin (not a pipe, a file or CI)."""
-    return sys.stdin.isatty()
-
-
 def _one(agent: Agent, yes: bool, dry_run: bool, json_: bool, model: str | None,
          max_cost: float | None, max_tokens: int | None) -> None:
     from agentmem import console
@@ -102,7 +96,7 @@ def _one(agent: Agent, yes: bool, dry_run: bool, json_: bool, model: str | None,
         if dry_run:
             console.info("dry run: nothing was applied")
             return
-        if not yes and not stdin_is_tty():
+        if not yes and not console.stdin_is_tty():
             console.info("not applied: no terminal to ask on; run with --yes to apply")
             return
         selected = None if yes else _ask(proposal)

@@ -26,11 +26,10 @@ def watch(
     from datetime import datetime
 
     from agentmem import console
-    from agentmem.agent import Agent
-    from agentmem.commands.sleep import expand
+    from agentmem.commands.sleep import open_agents
     from agentmem.watcher import Watcher, WatchEvent
 
-    found = [Agent.open(str(p)) for p in expand(agents)]
+    found = open_agents(agents)
 
     def emit(event: WatchEvent) -> None:
         stamp = datetime.now().strftime("%H:%M:%S")
