@@ -15,10 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agentmem import llm, prompts, toolrun
-from agentmem.agent import Agent, Memory
+from agentmem.agent import Agent
 from agentmem.errors import ModelError
 from agentmem.history import Version
 from agentmem.lessons import LessonsDoc
+from agentmem.memory import Memory
 from agentmem.memory_tool import SCHEMA as MEMORY_SCHEMA
 from agentmem.memory_tool import ConfirmEdit, MemoryTool, PendingEdit
 from agentmem.models import ModelSpec

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agentmem.agent import STATE_DIR, Agent, validate
+from agentmem.agent import STATE_DIR, Agent
 from agentmem.errors import AgentmemError, InvalidAgent, Locked, Problem
 from agentmem.history import TRACKED, Version
 from agentmem.journal import FILE as LOG_FILE
+from agentmem.memory import validate
 
 if TYPE_CHECKING:
     from agentmem.sleep import PassResult

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from agentmem import lessons, persona, tooldefs
-from agentmem.agent import validate
+from agentmem.memory import validate
 from agentmem.pins import pins_preserved
 
 LESSONS = """# Lessons

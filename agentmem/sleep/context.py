@@ -8,8 +8,8 @@ from typing import Any
 
 from agentmem import persona as persona_fmt
 from agentmem import prompts
-from agentmem.agent import validate
 from agentmem.lessons import LessonsDoc
+from agentmem.memory import validate
 from agentmem.sleep.ops import Texts, reserved_ids
 from agentmem.tokens import estimate
 

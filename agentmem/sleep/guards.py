@@ -12,9 +12,10 @@ import re
 
 from agentmem import lessons as lessons_fmt
 from agentmem import persona as persona_fmt
-from agentmem.agent import ARCHIVE, BLANK_ARCHIVE, validate
+from agentmem.agent import BLANK_ARCHIVE
 from agentmem.guards import Rejected, guard_agent_edit
 from agentmem.lessons import Lesson, LessonsDoc
+from agentmem.memory import ARCHIVE, validate
 from agentmem.pins import pins_preserved
 from agentmem.sleep.ops import MAX_RATIONALE_CHARS, RETIRED_NOTE, Operation, Texts, clip, reserved_ids
 from agentmem.tokens import estimate

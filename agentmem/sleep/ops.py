@@ -16,11 +16,12 @@ from typing import Any
 
 from agentmem import lessons as lessons_fmt
 from agentmem import persona as persona_fmt
-from agentmem.agent import ARCHIVE, BLANK_ARCHIVE
+from agentmem.agent import BLANK_ARCHIVE
 from agentmem.errors import InvalidAgent
 from agentmem.guards import Rejected
 from agentmem.journal import event_number
 from agentmem.lessons import Lesson, LessonsDoc
+from agentmem.memory import ARCHIVE
 
 Operation = dict[str, Any]       # one operation, as parsed from the model's JSON
 Texts = dict[str, str | None]    # memory file name -> its text (None: no such file)

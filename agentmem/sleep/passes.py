@@ -18,12 +18,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agentmem import llm, models, prompts
-from agentmem.agent import ARCHIVE, INTENT, Agent, Memory, validate
+from agentmem.agent import INTENT, Agent
 from agentmem.errors import AgentmemError, Conflict, InvalidAgent, Locked, ModelError, Refused
 from agentmem.fsutil import atomic_write
 from agentmem.guards import Rejected
 from agentmem.history import CURSOR_TRAILER, Version
 from agentmem.journal import Cursor
+from agentmem.memory import ARCHIVE, Memory, validate
 from agentmem.models import ModelSpec
 from agentmem.redact import redact_obj
 from agentmem.sleep import context
