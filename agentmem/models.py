@@ -29,6 +29,7 @@ KEYS = {
     "deepseek": "DEEPSEEK_API_KEY", "together_ai": "TOGETHERAI_API_KEY", "xai": "XAI_API_KEY",
     "cohere": "COHERE_API_KEY", "fireworks_ai": "FIREWORKS_API_KEY",
 }
+API_BASE_ENV = "AGENTMEM_API_BASE"
 NO_KEY = {"ollama", "ollama_chat", "hosted_vllm", "lm_studio", "llamafile", "scripted"}
 
 
@@ -37,6 +38,16 @@ class ModelSpec:
     model: str                 # a litellm model string
     api_base: str | None
     source: str                # where the choice came from, for messages
+    api_base_source: str | None = None    # where api_base came from, for messages
+
+    def describe(self, role: str = "model") -> str:
+        """One line saying which model a command will use and where that choice came from,
+        e.g. `sleep model: openai/gpt-4.1-mini (from persona.md 'sleep_model:')`."""
+        line = f"{role}: {self.model} (from {self.source})"
+        if self.api_base:
+            line += f", api_base {self.api_base}" + (
+                f" (from {self.api_base_source})" if self.api_base_source else "")
+        return line
 
 
 def user_config() -> dict[str, Any]:
@@ -60,9 +71,14 @@ def aliases(cfg: dict[str, Any] | None = None) -> dict[str, str]:
 
 
 def resolve(flag: str | None, settings: dict[str, Any], *, sleep: bool = False,
-            flag_name: str = "--model") -> ModelSpec:
-    """--model (or `flag_name`), then $AGENTMEM_MODEL, then persona.md's model:, then the user
-    config file."""
+            flag_name: str = "--model", fallback: ModelSpec | None = None) -> ModelSpec:
+    """The chat model: --model (or `flag_name`), then $AGENTMEM_MODEL, then persona.md's
+    model:, then the user config file's.
+
+    The sleep model (`sleep=True`) is one set for sleeping: the flag, $AGENTMEM_SLEEP_MODEL,
+    persona.md's sleep_model:, the config file's sleep_model:. Without one it is `fallback`
+    when given (a chat session's own model: /sleep never talks to a provider the session did
+    not choose), else the chat model as above."""
     cfg = user_config()
     env_name = config.SLEEP_MODEL_ENV if sleep else config.MODEL_ENV
     key = "sleep_model" if sleep else "model"
@@ -72,20 +88,30 @@ def resolve(flag: str | None, settings: dict[str, Any], *, sleep: bool = False,
         (settings.get(key), f"persona.md '{key}:'"),
         (cfg.get(key), f"{config.config_path()} '{key}:'"),
     ]
-    if sleep:  # the sleep model falls back to the chat model
-        candidates += [(os.environ.get(config.MODEL_ENV), f"${config.MODEL_ENV}"),
-                       (settings.get("model"), "persona.md 'model:'"),
-                       (cfg.get("model"), f"{config.config_path()} 'model:'")]
     for value, source in candidates:
         if value:
-            model = aliases(cfg).get(str(value), str(value))
-            api_base = settings.get("api_base") or cfg.get("api_base") or os.environ.get(
-                "AGENTMEM_API_BASE")
-            return ModelSpec(model, api_base, source)
+            return _spec(str(value), source, settings, cfg)
+    if sleep and fallback is not None:
+        return ModelSpec(fallback.model, fallback.api_base,
+                         f"the chat session's {fallback.source}", fallback.api_base_source)
+    if sleep:  # the sleep model falls back to the chat model
+        return resolve(None, settings, flag_name=flag_name)
     raise ModelError("no model configured",
                      f"pass --model (e.g. --model openai/gpt-4.1-mini), set {env_name}, add "
                      f"'model:' to persona.md, or set 'model:' in {config.config_path()}",
                      kind="config")
+
+
+def _spec(value: str, source: str, settings: dict[str, Any], cfg: dict[str, Any]) -> ModelSpec:
+    """The model `value` names (an alias or a litellm string), with the api_base in force:
+    persona.md's api_base:, else the config file's, else $AGENTMEM_API_BASE."""
+    model = aliases(cfg).get(value, value)
+    for api_base, where in ((settings.get("api_base"), "persona.md 'api_base:'"),
+                            (cfg.get("api_base"), f"{config.config_path()} 'api_base:'"),
+                            (os.environ.get(API_BASE_ENV), f"${API_BASE_ENV}")):
+        if api_base:
+            return ModelSpec(model, str(api_base), source, where)
+    return ModelSpec(model, None, source)
 
 
 def provider_of(model: str) -> str:
