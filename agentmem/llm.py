@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentmem import baton
-from agentmem.errors import ModelError
+from agentmem.errors import AgentmemError, ModelError
 from agentmem.models import ModelSpec
 from agentmem.scripted import PROVIDER as SCRIPTED
 from agentmem.scripted import Script, ScriptExhausted
@@ -99,31 +100,35 @@ def preload() -> threading.Thread:
 
 
 # -- errors --------------------------------------------------------------------------------
+CONTEXT_HINT = ("start a new session, run 'agentmem sleep' to condense lessons.md, or use a model "
+                "with a larger window (--model); if the model's window is smaller than agentmem "
+                "thinks, set 'context_window:' in persona.md")
+
 # litellm class name -> (kind, message, hint, retryable). Order matters: subclasses first.
+# translate() sharpens some of them with what it knows: the HTTP status, the URL, the key's
+# variable, where the model name came from.
 ERRORS: list[tuple[str, str, str, str, bool]] = [
-    ("ContextWindowExceededError", "context", "the conversation is too long for this model",
-     "start a new session, or use a model with a larger context window", False),
-    ("ContentPolicyViolationError", "policy", "the provider refused the request (content policy)",
-     "rephrase the message", False),
-    ("AuthenticationError", "auth", "the provider rejected the API key",
-     "check the key in your environment (e.g. OPENAI_API_KEY, ANTHROPIC_API_KEY)", False),
-    ("PermissionDeniedError", "auth", "the API key may not use this model",
-     "check your plan and the model name", False),
+    ("ContextWindowExceededError", "context_window",
+     "the conversation is too long for the model's context window", CONTEXT_HINT, False),
+    ("ContentPolicyViolationError", "policy", "the provider refused the request under its "
+     "content policy", "rephrase the message", False),
+    ("AuthenticationError", "auth", "the provider rejected the API key", "", False),
+    ("PermissionDeniedError", "auth", "the API key may not use this model", "", False),
     ("PaymentRequiredError", "auth", "the provider requires payment for this request",
      "check your account's billing", False),
-    ("NotFoundError", "not_found", "the provider does not know this model",
-     "check the model name (e.g. openai/gpt-4.1-mini) with --model", False),
+    ("NotFoundError", "not_found", "the provider does not know this model", "", False),
     ("RateLimitError", "rate_limit", "rate limited by the provider",
-     "wait a moment and try again, or use another model", True),
-    ("Timeout", "timeout", "the model did not answer in time",
-     "try again; a local server may still be loading the model", True),
+     "wait a minute and try again, or use another model; AGENTMEM_RETRIES sets how often "
+     "agentmem retries", True),
+    ("Timeout", "timeout", "the model did not answer in time", "", True),
+    ("MidStreamFallbackError", "stream_cut", "the reply stopped mid-way (the stream was cut)",
+     "try again; if it keeps happening, the server or a proxy is cutting long replies", True),
     ("ServiceUnavailableError", "unavailable", "the provider is unavailable",
      "try again later", True),
     ("BadGatewayError", "unavailable", "the provider's gateway failed", "try again later", True),
-    ("InternalServerError", "server", "the provider had an internal error", "try again", True),
-    ("APIConnectionError", "connection", "could not reach the model",
-     "check your network, or that the local server (Ollama, llama.cpp, vLLM) is running and "
-     "api_base is right", True),
+    ("InternalServerError", "server", "the provider had an internal error", "try again later",
+     True),
+    ("APIConnectionError", "connection", "could not reach the model", "", True),
     ("UnsupportedParamsError", "bad_request", "the model does not support a parameter agentmem "
      "sent", "try another model", False),
     ("BadRequestError", "bad_request", "the provider rejected the request",
@@ -143,31 +148,165 @@ ERRORS: list[tuple[str, str, str, str, bool]] = [
 ]
 
 
-def translate(exc: BaseException, model: str) -> ModelError:
-    """Turn any litellm exception into a ModelError with a human message and a retry flag."""
+def translate(exc: BaseException, spec: ModelSpec) -> ModelError:
+    """Turn any litellm exception into a one-line ModelError that names its cause and the fix,
+    with a retry flag. The cause is read from the whole exception chain, since litellm files a
+    refused connection under "internal server error" for some providers: a network failure
+    (connection refused, DNS, TLS, a stream cut, a timeout) is recognised first, then the
+    exception's class."""
     context = exc.__context__
     if isinstance(context, ScriptExhausted):
         raise context
+    chain = _chain(exc)
+    url = _url(chain) or spec.api_base or "the provider"
+    network = _network_error(chain, spec, url)
+    if network is not None:
+        return network
     lib = litellm()
-    for name, kind, message, hint, retryable in ERRORS:
-        cls = getattr(lib.exceptions, name, None) or getattr(lib, name, None)
-        if isinstance(cls, type) and isinstance(exc, cls):
-            detail = _first_line(exc)
-            return ModelError(f"{model}: {message}" + (f" ({detail})" if detail else ""), hint,
-                              retryable=retryable, kind=kind)
-    return ModelError(f"{model}: {type(exc).__name__}: {_first_line(exc)}", "try again",
-                      retryable=False, kind="unknown")
+    row = next((row for row in ERRORS if isinstance(exc, _litellm_class(lib, row[0]))), None)
+    if row is None:
+        return ModelError(f"{spec.model}: {type(exc).__name__}: {_detail(exc)}", "try again",
+                          retryable=False, kind="unknown")
+    _, kind, message, hint, retryable = row
+    status = _status(chain)
+    detail = "" if kind == "timeout" else _detail(exc)
+    if status and kind not in ("timeout", "connection", "stream_cut"):
+        detail = f"HTTP {status}" + (f": {detail}" if detail else "")
+    if kind == "auth" and not hint:
+        hint = _key_hint(spec, status)
+    elif kind == "not_found":
+        message = f"the provider does not know this model, set by {spec.source}"
+        hint = (f"check the model name where it is set ({spec.source}); litellm names look like "
+                "openai/gpt-4.1-mini")
+        if spec.api_base:
+            hint += f", and that api_base {spec.api_base} is the server's base URL"
+    elif kind == "timeout":
+        message = f"the model did not answer in time: nothing from {url} within {timeout():g} s"
+        hint = ("try again; a local server may still be loading the model; allow longer with "
+                f"{TIMEOUT_ENV}=SECONDS")
+    elif kind == "connection":
+        hint = _connection_hint(spec)
+    return ModelError(f"{spec.model}: {message}" + (f" ({detail})" if detail else ""), hint,
+                      retryable=retryable, kind=kind)
 
 
-def _first_line(exc: BaseException) -> str:
+def _litellm_class(lib: Any, name: str) -> type | tuple[()]:
+    """litellm's exception class of that name; () (matching nothing) when this litellm has none."""
+    cls = getattr(lib.exceptions, name, None) or getattr(lib, name, None)
+    return cls if isinstance(cls, type) else ()
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and the ones it was raised from or during, outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _url(chain: list[BaseException]) -> str | None:
+    """The URL the failed request went to, from the HTTP client's own exception (litellm's
+    wrappers carry placeholder URLs), without its query string (it may hold a key)."""
+    for exc in reversed(chain):
+        if not type(exc).__module__.startswith(("httpx", "openai")):
+            continue
+        try:
+            request = getattr(exc, "request", None)
+        except RuntimeError:       # an httpx error raised without a request
+            continue
+        url = getattr(request, "url", None)
+        if url is not None:
+            return str(url).split("?", 1)[0]
+    return None
+
+
+def _status(chain: list[BaseException]) -> int | None:
+    """The HTTP status the provider answered with (litellm's wrappers may carry another)."""
+    for exc in reversed(chain):
+        response = exc.__dict__.get("response")
+        code = getattr(response, "status_code", None)
+        if type(exc).__module__.startswith(("httpx", "openai")) and isinstance(code, int):
+            return code
+    return None
+
+
+def _network_error(chain: list[BaseException], spec: ModelSpec, url: str) -> ModelError | None:
+    """A failure below HTTP, named by its cause: refused, DNS, TLS, a stream cut, a timeout."""
+    import socket
+    import ssl
+
+    model = spec.model
+    for exc in chain:
+        if isinstance(exc, ConnectionRefusedError):
+            return ModelError(f"{model}: could not connect to {url}: connection refused",
+                              "is the server running? " + _connection_hint(spec),
+                              retryable=False, kind="connection")
+        if isinstance(exc, socket.gaierror):
+            host = url.split("//", 1)[-1].split("/", 1)[0]
+            return ModelError(f"{model}: could not look up the host {host} for {url} (DNS: "
+                              f"{exc.strerror or exc})",
+                              "check the host name and your network; " + _connection_hint(spec),
+                              retryable=False, kind="connection")
+        if isinstance(exc, ssl.SSLError):
+            reason = exc.reason or exc.strerror or str(exc)
+            return ModelError(f"{model}: the TLS handshake with {url} failed ({reason})",
+                              "a server that speaks plain HTTP needs an http:// api_base; for a "
+                              "private certificate authority set SSL_CERT_FILE",
+                              retryable=False, kind="connection")
+    for exc in chain:
+        if type(exc).__name__ == "RemoteProtocolError" or "Stream ended before" in str(exc):
+            return ModelError(f"{model}: the connection to {url} closed mid-reply (the stream "
+                              "was cut)", "try again; if it keeps happening, the server or a "
+                              "proxy is cutting long replies", retryable=True, kind="stream_cut")
+    return None
+
+
+def _connection_hint(spec: ModelSpec) -> str:
+    if spec.api_base:
+        return (f"check api_base {spec.api_base}" + (f" (from {spec.api_base_source})"
+                                                     if spec.api_base_source else ""))
+    return "check your network connection and proxy settings (HTTPS_PROXY)"
+
+
+def _key_hint(spec: ModelSpec, status: int | None) -> str:
+    from agentmem.models import KEYS, provider_of
+
+    var = KEYS.get(provider_of(spec.model))
+    if var is None:
+        return "check the key in your environment (e.g. OPENAI_API_KEY, ANTHROPIC_API_KEY)"
+    if status == 403:
+        return f"check that {var} belongs to an account with access to {spec.model}"
+    if spec.api_base and not os.environ.get(var):
+        return f"the server at {spec.api_base} wants a key: set {var} (export {var}=...)"
+    return f"check {var}: it is wrong, revoked or for another provider (export {var}=...)"
+
+
+def _detail(exc: BaseException) -> str:
+    """The provider's own words, one line: litellm's class-name prefixes and advice stripped,
+    the message taken out of a JSON error body, secrets redacted."""
     from agentmem.redact import redact
 
-    text = str(getattr(exc, "message", None) or exc).strip().splitlines()
-    line = text[0] if text else ""
-    for prefix in ("litellm.", "openai."):
-        if line.startswith(prefix):
-            line = line.split(": ", 1)[-1]
-    return redact(line)[:300]
+    lines = str(getattr(exc, "message", None) or exc).strip().splitlines()
+    line = lines[0] if lines else ""
+    line = _PREFIX.sub("", line)
+    for tail in (". Handle with `", " Original exception", " Received Model Group"):
+        line = line.split(tail, 1)[0]
+    if line.startswith("{"):
+        try:
+            body = json.loads(line)
+        except ValueError:
+            pass
+        else:
+            error = body.get("error", body) if isinstance(body, dict) else body
+            if isinstance(error, dict):
+                error = error.get("message") or error.get("type") or error
+            line = str(error)
+    return redact(line.strip())[:300]
+
+
+_PREFIX = re.compile(r"^(?:(?:litellm\.)?[A-Za-z_]*(?:Error|Exception|Timeout)(?::| -)\s*)+")
 
 
 # -- calls ---------------------------------------------------------------------------------
@@ -199,9 +338,74 @@ def usage(prompt_tokens: int, completion_tokens: int, cost: float) -> dict[str, 
             "cost": round(cost, 8)}
 
 
-def retries() -> tuple[int, float]:
-    return (int(os.environ.get("AGENTMEM_RETRIES", "2")),
-            float(os.environ.get("AGENTMEM_RETRY_DELAY", "1.0")))
+RETRIES_ENV = "AGENTMEM_RETRIES"            # retries after the first request (default 2)
+RETRY_DELAY_ENV = "AGENTMEM_RETRY_DELAY"    # the first backoff in seconds, doubled each time
+RETRY_MAX_WAIT_ENV = "AGENTMEM_RETRY_MAX_WAIT"  # no wait is longer, Retry-After included
+TIMEOUT_ENV = "AGENTMEM_TIMEOUT"            # seconds a request may take (each streamed read too)
+
+
+@dataclass(frozen=True)
+class Retries:
+    attempts: int = 2          # retries after the first request: at most attempts + 1 requests
+    delay: float = 1.0
+    max_wait: float = 30.0
+
+    def wait(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds before retry number `attempt + 1`: what the provider asked for (Retry-After)
+        when it said, else an exponential backoff; never more than max_wait."""
+        wanted = retry_after if retry_after is not None else self.delay * (2 ** attempt)
+        return max(0.0, min(wanted, self.max_wait))
+
+
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0 or value != value:
+        raise AgentmemError(f"${name} must be a number of at least 0, not {raw!r}",
+                            f"fix it, or unset {name} for the default ({default:g})")
+    return value
+
+
+def retries() -> Retries:
+    return Retries(int(_env_number(RETRIES_ENV, 2)), _env_number(RETRY_DELAY_ENV, 1.0),
+                   _env_number(RETRY_MAX_WAIT_ENV, 30.0))
+
+
+def timeout() -> float:
+    return _env_number(TIMEOUT_ENV, 600.0) or 600.0
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """The seconds a provider asked to wait before the next request (`retry-after-ms`, or
+    `Retry-After` in seconds or as an HTTP date), from the response headers litellm keeps."""
+    headers = getattr(exc, "litellm_response_headers", None)
+    if not headers:
+        headers = getattr(getattr(exc, "response", None), "headers", None)
+    if not headers:
+        return None
+    try:
+        found = {str(k).lower(): str(v) for k, v in dict(headers).items()}
+    except (TypeError, ValueError):
+        return None
+    try:
+        if "retry-after-ms" in found:
+            return float(found["retry-after-ms"]) / 1000
+        if "retry-after" in found:
+            return float(found["retry-after"])
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(found["retry-after"])
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - time.time())
+    return None
 
 
 def complete(spec: ModelSpec, messages: list[dict[str, Any]], *,
@@ -210,9 +414,15 @@ def complete(spec: ModelSpec, messages: list[dict[str, Any]], *,
              max_tokens: int | None = None,
              temperature: float | None = None,
              on_retry: Callable[[ModelError, float], None] | None = None) -> Completion:
-    """One model call (streamed to `on_text` when given), retried on transient failures."""
-    attempts, delay = retries()
-    for attempt in range(attempts + 1):
+    """One model call (streamed to `on_text` when given), retried on transient failures.
+
+    This is the only retry layer: litellm's and the provider SDK's own retries are turned off,
+    so AGENTMEM_RETRIES=0 is exactly one request, and the default at most three. Each retry
+    waits what the provider asked for (Retry-After) or an exponential backoff, capped, and is
+    announced first through `on_retry(error, wait)`. A reply that already streamed text is not
+    retried: that text has been shown."""
+    policy = retries()
+    for attempt in range(policy.attempts + 1):
         streamed: list[str] = []
 
         def sink(text: str, streamed: list[str] = streamed) -> None:
@@ -231,16 +441,15 @@ def complete(spec: ModelSpec, messages: list[dict[str, Any]], *,
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - every provider failure is translated here
-            error = translate(exc, spec.model)
-            if not error.retryable or attempt == attempts or streamed:
+            error = translate(exc, spec)
+            if not error.retryable or attempt == policy.attempts or streamed:
                 raise error from None
-            wait = delay * (2 ** attempt)
+            wait = policy.wait(attempt, retry_after(exc))
             if on_retry:
                 on_retry(error, wait)
             with baton.waiting():
                 time.sleep(wait)
     raise AssertionError("unreachable")
-
 
 
 def _call(spec: ModelSpec, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
@@ -249,7 +458,10 @@ def _call(spec: ModelSpec, messages: list[dict[str, Any]], tools: list[dict[str,
     lib = litellm()
     if spec.model.startswith(SCRIPTED + "/"):
         _price_scripted(lib, spec.model)
-    kwargs: dict[str, Any] = {"model": spec.model, "messages": messages}
+    # num_retries=0: no litellm retry wrapper; max_retries=0: no retries inside the OpenAI SDK
+    # litellm drives for openai-compatible providers. complete() is the one retry layer.
+    kwargs: dict[str, Any] = {"model": spec.model, "messages": messages, "num_retries": 0,
+                              "max_retries": 0, "timeout": timeout()}
     if tools:
         kwargs["tools"] = tools
     if spec.api_base:
@@ -267,13 +479,18 @@ def _call(spec: ModelSpec, messages: list[dict[str, Any]], tools: list[dict[str,
         response = lib.completion(**kwargs)
     else:
         chunks = []
-        for chunk in lib.completion(stream=True, **kwargs):
+        # include_usage: OpenAI sends the stream's token counts only when asked (a last chunk)
+        for chunk in lib.completion(stream=True, stream_options={"include_usage": True},
+                                    **kwargs):
             chunks.append(chunk)
             delta = chunk.choices[0].delta if chunk.choices else None
             if delta is not None and delta.content:
                 on_text(delta.content)
         response = lib.stream_chunk_builder(chunks, messages=messages)
     choice = response.choices[0]
+    if choice.finish_reason == "content_filter":
+        raise ModelError(f"{spec.model}: the provider's content filter stopped the reply",
+                         "rephrase the message", kind="policy")
     message = choice.message
     calls = [ToolRequest(id=c.id or f"call_{i}", name=c.function.name or "",
                          arguments=c.function.arguments or "{}")
