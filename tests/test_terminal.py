@@ -274,3 +274,98 @@ def test_the_repl_banner_is_literal_text(agent: Agent, model, monkeypatch, capsy
     with ChatSession(agent, SPEC) as session:
         _repl(session)
     assert _ansi_free(capsys.readouterr().err).startswith("[red]rev · scripted/test · ")
+
+
+# -- the real REPL in a pseudo-terminal ------------------------------------------------------
+def test_repl_in_a_terminal_shows_every_word_asks_literally_and_survives_ctrl_c(tmp_path: Path):
+    import os
+
+    from ptychat import ChatStandIn, Gate, Reply, Terminal
+
+    paragraph = " ".join(f"review{n:02d}" + ("," if n % 9 == 8 else "") for n in range(45))
+    assert len(paragraph) >= 400
+    code = [f"    total_{n:03d} = measure(items[{n}], label='row {n:03d}', pad='{'#' * (n % 50)}')"
+            for n in range(150)]
+    block = "Here it is:\n```python\n" + "\n".join(code) + "\n```\nThat is all."
+    first_half = " ".join(f"alpha{n:02d}" for n in range(30)) + " "
+    second_half = " ".join(f"omega{n:02d}" for n in range(30)) + "."
+    target = f"{SPOOF}{ESC}hidden{OSC}"
+    after_resize, cancelled_gate = Gate(), Gate()
+
+    stand_in = ChatStandIn()
+    stand_in.push(Reply(chop(paragraph)), Reply(chop(block, 40)),
+                  Reply(["Let me run them."], tool_calls=[("run_tests", {"target": target})]),
+                  Reply(["Skipped the tests."]),
+                  Reply([*chop(first_half), after_resize, *chop(second_half)]),
+                  Reply(["Thinking about it ", cancelled_gate, "never shown"]),
+                  Reply(["Still here."]))
+    agent = Agent.create(str(tmp_path / "reviewer"), "code-reviewer")
+    persona = agent.folder / "persona.md"
+    persona.write_text(persona.read_text().replace(
+        "model: openai/gpt-4.1-mini", f"model: openai/fake\napi_base: {stand_in.url}"))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR", "AGENTMEM_MODEL")}
+    env.update(OPENAI_API_KEY="dummy-key-for-the-stand-in", LITELLM_LOCAL_MODEL_COST_MAP="True",
+               TERM="xterm-256color", AGENTMEM_RETRIES="0")
+    term = Terminal(["chat", str(agent.folder)], env, tmp_path, columns=80)
+    try:
+        term.expect("/help for commands, Ctrl-D to exit")
+        term.expect("you> ")
+
+        # a 400-character paragraph: every word, wrapped at 80 columns between words
+        term.send("tell me about reviews\r")
+        shown = term.expect("you> ")
+        rows = shown.split("\n")[1:-1]               # after the echoed line, before the prompt
+        assert " ".join(" ".join(rows).split()) == paragraph
+        assert all(len(row) <= 80 for row in rows), rows
+
+        # a 150-line code block: every line whole (rows longer than 80 wrap in the terminal)
+        term.send("show me the code\r")
+        shown = term.expect("you> ")
+        for row in code:
+            assert f"\n{row}\n" in shown
+        assert "Here it is:" in shown and "That is all." in shown
+
+        # the approval prompt: [y/N] shown, the exact argv shown literally, the answer echoed
+        term.send("run the tests\r")
+        shown = term.expect("allow? [y/N] ")
+        assert ("run tool run_tests: python3 -m pytest -q -x '[conceal]--rootdir=/ -p "
+                "evil_plugin [/conceal]tests/\\x1b[8mhidden\\x1b]0;owned\\x07'") in shown
+        assert b"\x1b[8m" not in term.raw and b"\x1b]0;owned" not in term.raw
+        term.send("n\r")
+        term.expect("n\n", timeout=10)
+        shown = term.expect("you> ")
+        assert "Skipped the tests." in shown
+        assert "did not approve" in stand_in.requests[3]["messages"][-1]["content"]
+
+        # a resize mid-reply: the words after it wrap at the new width, none is lost
+        term.send("and more\r")
+        term.expect("alpha29 ")
+        term.resize(40)
+        after_resize.open()
+        shown = term.expect("you> ")
+        later = shown.split("\n")[1:-1]              # the row alpha29 ended is 80 wide
+        assert later and all(len(row) <= 40 for row in later), later
+        assert " ".join(term.screen.split("and more\n")[1].split()[:-1]) == \
+            f"{first_half}{second_half}".strip()
+
+        # Ctrl-C while the reply streams: cancelled, and the session goes on
+        term.send("think slowly\r")
+        term.expect("Thinking about it")
+        term.send("\x03")
+        term.expect("(reply cancelled)")
+        term.expect("you> ")
+        term.send("still there?\r")
+        assert "Still here." in term.expect("you> ")
+
+        # Ctrl-D: the session ends and is logged
+        term.send("\x04")
+        assert term.wait() == 0
+    finally:
+        term.close()
+        stand_in.close()
+    assert "never shown" not in term.screen and "Traceback" not in term.screen
+    assert stand_in.pending == 0 and stand_in.overdrawn == 0
+    kinds = [e["kind"] for e in agent.journal.read().events]
+    assert "turn_cancelled" in kinds
+    assert kinds[-1] == "session_end"
