@@ -38,7 +38,7 @@ from agentmem.history import TRACKED, History, Version, merge3
 from agentmem.journal import FILE as LOG_FILE
 from agentmem.journal import Cursor, Journal
 from agentmem.locks import AgentLock, FileLock, LockTimeout
-from agentmem.recovery import INTENT
+from agentmem.recovery import FORGET_INTENT, INTENT
 from agentmem.samples import find_sample
 
 if TYPE_CHECKING:   # the parsers (and yaml) load only when a command reads memory
@@ -158,6 +158,9 @@ class Agent:
             if (candidate / "persona.md").is_file():
                 agent = cls(candidate)
                 agent._ensure_state()
+                if (agent.state_dir / FORGET_INTENT).exists():   # a forget died: finish it
+                    with agent.locked():
+                        recovery.settle_forget(agent)
                 return agent
         if path.is_dir():
             raise NotFound(f"{path} is not an agent folder (no persona.md)",
@@ -371,6 +374,7 @@ class Agent:
         """Commit what is on disk but not yet versioned: what a killed write left, then hand
         edits. Returns the version recorded (if any) and the files as read and recorded, the
         ground every write computes its change on. Call it holding the write lock."""
+        recovery.settle_forget(self)     # first: it may still have memory files to replace
         recovery.clear_debris(self)
         reclaim_saves(self.state_dir, self.folder)
         version = recovery.settle_intent(self) if (self.state_dir / INTENT).exists() else None
@@ -474,6 +478,11 @@ class Agent:
         (self.state_dir / INTENT).unlink(missing_ok=True)
         reclaim_saves(self.state_dir, self.folder)   # recorded at the next write
         return version, True
+
+    def remember_lesson_ids(self, texts: dict[str, str | None]) -> None:
+        """Keep the lesson ids `texts` use as used (state.json), so that one removed from them
+        (agentmem forget --lesson) is never given to a new lesson."""
+        self._remember_lesson_ids(texts, texts)
 
     def _remember_lesson_ids(self, before: dict[str, str | None],
                              after: dict[str, str | None]) -> None:

@@ -5,8 +5,8 @@ inside a user's own repository never becomes a nested repository. Anyone can rea
 
     git --git-dir=AGENT/.agentmem/git log
 
-Each commit's message ends with trailers: `Agentmem-Author: human|agent|sleep|revert|import|new`
-and `Agentmem-Log: N` (the last log event the version reflects).
+Each commit's message ends with trailers: `Agentmem-Author: human|agent|sleep|revert|import|new|
+forget` and `Agentmem-Log: N` (the last log event the version reflects).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +28,7 @@ from agentmem.fsutil import decode_text, read_text, write_all
 from agentmem.redact import redact
 
 TRACKED = ("persona.md", "lessons.md", "tools.yaml", "archive.md")
-AUTHORS = ("human", "agent", "sleep", "revert", "import", "new")
+AUTHORS = ("human", "agent", "sleep", "revert", "import", "new", "forget")
 AUTHOR_TRAILER = "Agentmem-Author"
 LOG_TRAILER = "Agentmem-Log"
 CURSOR_TRAILER = "Agentmem-Sleep-Cursor"     # "EVENT OFFSET": where a sleep pass stopped reading
@@ -76,6 +76,13 @@ class History:
         if check and proc.returncode != 0:
             raise _git_failure(args, proc.stderr, self.git_dir)
         return proc
+
+    def git_bytes(self, *args: str, input: bytes | None = None) -> bytes:
+        """A git command's output as bytes (objects, which need not be text)."""
+        proc = self._run_git(args, None, input=input)
+        if proc.returncode != 0:
+            raise _git_failure(args, proc.stderr.decode(errors="replace"), self.git_dir)
+        return bytes(proc.stdout)
 
     def _run_git(self, args: tuple[str, ...], env: dict[str, str] | None,
                  **run: Any) -> subprocess.CompletedProcess[Any]:
@@ -187,6 +194,11 @@ class History:
                         re.fullmatch(rf"{CURSOR_TRAILER}: \d+ \d+", lines[keep - 1])):
             keep -= 1
         return "\n".join([redact("\n".join(lines[:keep])), *lines[keep:]])
+
+    def writing(self) -> AbstractContextManager[None]:
+        """The marker a write outside `commit` holds while it changes objects, refs or the
+        index (agentmem.forget), so that recover() clears what a killed one left."""
+        return self._writing()
 
     @contextmanager
     def _writing(self) -> Iterator[None]:

@@ -35,6 +35,11 @@ def _line(event: dict[str, Any]) -> str:
     return line + "\n"
 
 
+def encode_event(event: dict[str, Any]) -> str:
+    """One event as its log line, newline included, exactly as append writes it."""
+    return _line(event)
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -75,6 +80,10 @@ class Journal:
         self._lock_path = lock_path
 
     # -- writing ---------------------------------------------------------------------------
+    def locked(self) -> FileLock:
+        """The lock append takes: held, no event is appended (to rewrite the file whole)."""
+        return FileLock(str(self._lock_path), timeout=30)
+
     def append(self, *events: dict[str, Any]) -> list[dict[str, Any]]:
         """Append events (redacted), assigning ids and times. Durable when this returns."""
         env = env_secrets()      # scanned once per append, not once per string

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from agentmem.history import Version
 
 INTENT = "intent.json"     # in the state folder: the write under way (see Agent.update)
+FORGET_INTENT = "forget/intent.json"   # in the state folder: a forget past its commit point
 
 
 def is_own_write(agent: Agent, dirty: list[str]) -> bool:
@@ -117,3 +118,17 @@ def clear_debris(agent: Agent) -> None:
                         os.unlink(entry.path)
                 except OSError:
                     pass
+
+
+def settle_forget(agent: Agent) -> bool:
+    """Finish a forget whose process died after its commit point (see agentmem.forget): its
+    intent names every new ref and file, all written before it, so the rest is rolled
+    forward. Call it holding the write lock, before anything reads the memory files (which
+    may still hold what the forget removes from the history). False when there is none."""
+    if not (agent.state_dir / FORGET_INTENT).exists():
+        return False
+    clear_debris(agent)
+    from agentmem import forget
+
+    forget.finish(agent)
+    return True
