@@ -205,10 +205,49 @@ def replace_files(items: list[tuple[Path, bytes | None, bytes | None]],
     An editor that opened a file before the swap may still write into the old one: with
     `keep` (a folder), old files are moved there instead of deleted, named
     displaced~NAME~INODE~SIZE~MTIME, so that `reclaim_saves` can bring such a late save back."""
+    temps: list[_Temp] = []
+    done: list[_Temp] = []     # in place; for a swapped one, its temp name holds the old file
+    try:
+        temps += _write_temps(items)
+        for temp in temps:
+            _swap_in(temp, done)
+        for path, data, expected in items:
+            if data is None and _content(path) != expected:
+                raise Changed(path)
+        for path, tmp, _data, expected, swapped in done:   # the old files, checked once more
+            if swapped and _content(tmp) != expected:
+                raise Changed(path)
+    except BaseException:
+        _undo(done)
+        for temp in temps:
+            _unlink(temp[1])
+        raise
+    for path, tmp, _data, _expected, swapped in done:
+        if swapped and keep is not None:
+            try:
+                st = os.stat(tmp)
+                os.rename(tmp, keep / f"{DISPLACED}~{path.name}~{st.st_ino}~{st.st_size}~"
+                          f"{st.st_mtime_ns}")
+            except OSError:
+                pass
+    for temp in temps:
+        _unlink(temp[1])
+    for path, data, _expected in items:
+        if data is None:
+            _unlink(str(path))
+    for folder in sorted({str(path.parent) for path, _, _ in items}):
+        fsync_dir(folder)
+
+
+# a file replace_files writes: (path, temp name, new bytes, the bytes expected there, swapped)
+_Temp = tuple[Path, str, bytes, bytes | None, bool]
+
+
+def _write_temps(items: list[tuple[Path, bytes | None, bytes | None]]) -> list[_Temp]:
+    """Each new content in a temp file beside its path, synced, with the old file's mode."""
     import tempfile
 
-    temps: list[tuple[Path, str, bytes, bytes | None]] = []  # path, temp, new bytes, expected
-    done: list[tuple[Path, str, bytes, bytes | None]] = []   # those in place; temp: the old file
+    temps: list[_Temp] = []
     try:
         with waiting():     # write and sync every temp file in one wait
             for path, data, expected in items:
@@ -220,55 +259,39 @@ def replace_files(items: list[tuple[Path, bytes | None, bytes | None]],
                     mode = 0o644
                 fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
                                            suffix=TMP_SUFFIX)
-                temps.append((path, tmp, data, expected))
+                temps.append((path, tmp, data, expected, False))
                 try:
                     write_all(fd, data)
                     os.chmod(tmp, mode)
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-        for path, tmp, data, expected in temps:
-            if expected is None:
-                try:
-                    os.link(tmp, path)          # only if no file appeared meanwhile
-                except FileExistsError:
-                    raise Changed(path) from None
-                done.append((path, "", data, expected))
-            elif _exchange(tmp, path):
-                done.append((path, tmp, data, expected))
-                if _content(tmp) != expected:
-                    raise Changed(path)
-            else:
-                if _content(path) != expected:
-                    raise Changed(path)
-                os.replace(tmp, path)
-                done.append((path, "", data, expected))
-        for path, data, expected in items:
-            if data is None and _content(path) != expected:
-                raise Changed(path)
-        for path, tmp, _data, expected in done:   # the old files, checked once more as they go
-            if tmp and _content(tmp) != expected:
-                raise Changed(path)
     except BaseException:
-        _undo(done)
-        for _path, tmp, _data, _expected in temps:
-            _unlink(tmp)
+        for temp in temps:
+            _unlink(temp[1])
         raise
-    for path, tmp, _data, _expected in done:
-        if tmp and keep is not None:
-            try:
-                st = os.stat(tmp)
-                os.rename(tmp, keep / f"{DISPLACED}~{path.name}~{st.st_ino}~{st.st_size}~"
-                          f"{st.st_mtime_ns}")
-            except OSError:
-                pass
-    for _path, tmp, _data, _expected in temps:
-        _unlink(tmp)
-    for path, data, _expected in items:
-        if data is None:
-            _unlink(str(path))
-    for folder in sorted({str(path.parent) for path, _, _ in items}):
-        fsync_dir(folder)
+    return temps
+
+
+def _swap_in(temp: _Temp, done: list[_Temp]) -> None:
+    """Put one temp file in place (added to `done`) if its path still holds what was expected;
+    Changed if not. A swapped one is marked so: the old file now lies under the temp name."""
+    path, tmp, data, expected, _ = temp
+    if expected is None:
+        try:
+            os.link(tmp, path)          # only if no file appeared meanwhile
+        except FileExistsError:
+            raise Changed(path) from None
+        done.append(temp)
+    elif _exchange(tmp, path):
+        done.append((path, tmp, data, expected, True))
+        if _content(tmp) != expected:
+            raise Changed(path)
+    else:
+        if _content(path) != expected:
+            raise Changed(path)
+        os.replace(tmp, path)
+        done.append(temp)
 
 
 def reclaim_saves(keep: Path, folder: Path, max_age: float = 5.0) -> list[str]:
@@ -317,11 +340,11 @@ def reclaim_saves(keep: Path, folder: Path, max_age: float = 5.0) -> list[str]:
     return back
 
 
-def _undo(done: list[tuple[Path, str, bytes, bytes | None]]) -> None:
+def _undo(done: list[_Temp]) -> None:
     """Put the old files back after a refused replace_files, last first. A file that no
     longer holds what we wrote was saved again by a person after us: theirs stays."""
-    for path, tmp, ours, expected in reversed(done):
-        if tmp:                           # swapped: swap back, unless a save landed on ours
+    for path, tmp, ours, expected, swapped in reversed(done):
+        if swapped:                       # swap back, unless a save landed on ours
             if _exchange(tmp, path) and _content(tmp) != ours:
                 _exchange(tmp, path)
         elif _content(path) == ours:      # linked or renamed into place
