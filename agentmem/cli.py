@@ -9,7 +9,19 @@ import typer
 from typer.core import TyperGroup
 
 from agentmem import __version__
-from agentmem.commands import blame, chat, diff, eval, history, new, revert, show, sleep, watch
+from agentmem.commands import (
+    blame,
+    chat,
+    diff,
+    eval,
+    forget,
+    history,
+    new,
+    revert,
+    show,
+    sleep,
+    watch,
+)
 from agentmem.errors import AgentmemError, Reported
 
 
@@ -60,7 +72,7 @@ def root(version: bool = typer.Option(False, "--version", callback=_version, is_
     """LLM agents as plain-text folders that learn."""
 
 
-for module in (new, show, chat, sleep, watch, eval, blame, history, diff, revert):
+for module in (new, show, chat, sleep, watch, eval, blame, history, diff, revert, forget):
     module.register(app)
 
 
