@@ -208,21 +208,7 @@ class ChatSession:
                 reply = llm.complete(self.spec, messages, tools=self.tool_schemas(),
                                      on_text=stream, temperature=self.memory.persona.settings.get(
                                          "temperature"), on_retry=on_retry)
-                result.prompt_tokens += reply.prompt_tokens
-                result.completion_tokens += reply.completion_tokens
-                result.cost += reply.cost
-                self._log({"kind": "assistant", "content": reply.text, "model": reply.model,
-                           "usage": reply.usage, "finish_reason": reply.finish_reason,
-                           **({"tool_calls": [c.name for c in reply.tool_calls]}
-                              if reply.tool_calls else {})})
-                assistant: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
-                if reply.tool_calls:
-                    assistant["tool_calls"] = [
-                        {"id": c.id, "type": "function",
-                         "function": {"name": c.name, "arguments": c.arguments}}
-                        for c in reply.tool_calls]
-                self.turns.append(assistant)
-                result.text += redact(reply.text)
+                self._record_reply(reply, result)
                 if on_text is not None:
                     rest = shown.flush()
                     if rest:
@@ -247,6 +233,24 @@ class ChatSession:
             self._log({"kind": "turn_cancelled"})
             self._drop_unanswered()
             raise
+
+    def _record_reply(self, reply: llm.Completion, result: TurnResult) -> None:
+        """A model reply: logged, added to the session's messages, counted in the turn."""
+        result.prompt_tokens += reply.prompt_tokens
+        result.completion_tokens += reply.completion_tokens
+        result.cost += reply.cost
+        self._log({"kind": "assistant", "content": reply.text, "model": reply.model,
+                   "usage": reply.usage, "finish_reason": reply.finish_reason,
+                   **({"tool_calls": [c.name for c in reply.tool_calls]}
+                      if reply.tool_calls else {})})
+        assistant: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
+        if reply.tool_calls:
+            assistant["tool_calls"] = [
+                {"id": c.id, "type": "function",
+                 "function": {"name": c.name, "arguments": c.arguments}}
+                for c in reply.tool_calls]
+        self.turns.append(assistant)
+        result.text += redact(reply.text)
 
     def _drop_unanswered(self) -> None:
         """Keep the session's messages well-formed after a failed or cancelled turn."""
