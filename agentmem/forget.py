@@ -36,6 +36,7 @@ from agentmem import gitstore
 from agentmem.errors import AgentmemError, InvalidAgent, NotFound, Refused, UsageError
 from agentmem.fsutil import (
     DISPLACED,
+    TMP_SUFFIX,
     Changed,
     atomic_delete,
     atomic_write,
@@ -999,6 +1000,8 @@ def _stage(agent: Agent, s: Survey) -> None:
     folder.mkdir(exist_ok=True)
     for old in folder.glob("f*.stage"):       # a forget that died before its commit point
         shutil.rmtree(old, ignore_errors=True)
+    for tmp in folder.glob(f".*{TMP_SUFFIX}"):   # ... while writing its intent
+        tmp.unlink(missing_ok=True)
     stage = folder / f"{s.name}.stage"
     (stage / "files").mkdir(parents=True)
     (stage / "side").mkdir()
