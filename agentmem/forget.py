@@ -121,8 +121,9 @@ class Target:
         if self.pattern is None:
             return False
         match = self.pattern.search(text)
-        return match is not None and (bool(match.group(0)) or
-                                      any(m.group(0) for m in self.pattern.finditer(text)))
+        if match is None:
+            return False
+        return bool(match.group(0)) or any(m.group(0) for m in self.pattern.finditer(text))
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Where it occurs in `text` (character offsets); a secret by its line."""
@@ -318,10 +319,9 @@ def survey(agent: Agent, target: Target, *, include_pinned: bool = False,
                             "nothing was changed")
     raw = agent.read_raw()
     objects = _read_objects(agent)
-    refs = _refs(agent)
-    head_ref = _head_ref(agent)
+    refs, head_ref = _refs(agent)
     if target.kind == "lesson" and not again:
-        _resolve_lesson(target, objects, refs, raw)
+        _resolve_lesson(target, objects, raw)
     found = Findings()
     problems: list[str] = []
     holding = {sha for sha, (kind, body) in objects.items() if _holds(target, kind, body)}
@@ -332,7 +332,7 @@ def survey(agent: Agent, target: Target, *, include_pinned: bool = False,
     found.objects = len(holding)
     found.unreachable = len(holding - rewrite.reached)
     s = Survey(target, number, found)
-    _survey_versions(agent, s, objects, rewrite, holding)
+    _survey_versions(agent, s, objects, holding)
     for ref, old in refs.items():
         new = rewrite.map.get(old, old)
         if new != old:
@@ -389,21 +389,17 @@ def _read_objects(agent: Agent) -> Objects:
     return objects
 
 
-def _refs(agent: Agent) -> dict[str, str]:
-    """Every ref and what it names; HEAD too when it is detached."""
+def _refs(agent: Agent) -> tuple[dict[str, str], str]:
+    """Every ref and what it names (HEAD too when it is detached), and the ref HEAD is."""
     out = agent.history.git("for-each-ref", "--format=%(objectname) %(refname)").stdout
     refs = {name: sha for sha, name in (line.split(" ", 1) for line in out.splitlines() if line)}
     head = agent.history.git("symbolic-ref", "-q", "HEAD", check=False)
-    if head.returncode != 0:
-        sha = agent.history.head()
-        if sha:
-            refs["HEAD"] = sha
-    return refs
-
-
-def _head_ref(agent: Agent) -> str:
-    proc = agent.history.git("symbolic-ref", "-q", "HEAD", check=False)
-    return proc.stdout.strip() if proc.returncode == 0 else "HEAD"
+    if head.returncode == 0:
+        return refs, head.stdout.strip()
+    sha = agent.history.head()
+    if sha:
+        refs["HEAD"] = sha
+    return refs, "HEAD"
 
 
 def _decode(data: bytes) -> str:
@@ -440,33 +436,18 @@ def _tree_entries(body: bytes) -> Iterator[tuple[bytes, bytes, str]]:
         at = nul + 21
 
 
-def _resolve_lesson(target: Target, objects: Objects, refs: dict[str, str],
-                    raw: dict[str, bytes | None]) -> None:
-    """The lesson's sections and quotes, from every version of lessons.md and archive.md
-    (archived copies are L7, L7-2, ...) and from the files as they are now."""
+def _resolve_lesson(target: Target, objects: Objects, raw: dict[str, bytes | None]) -> None:
+    """The lesson's sections and quotes, from every lessons.md and archive.md the repository
+    holds (archived copies are L7, L7-2, ...) and from the files as they are now."""
     from agentmem import lessons as lessons_fmt
 
     texts = {_decode(data) for name in ("lessons.md", "archive.md")
              if (data := raw.get(name)) is not None}
-    seen: set[str] = set()
-    stack = [sha for sha in refs.values()]
-    while stack:                      # every tree reachable from a ref
-        sha = stack.pop()
-        if sha in seen or sha not in objects:
-            continue
-        seen.add(sha)
-        kind, body = objects[sha]
-        if kind == "commit":
-            stack += [line[7:].decode() for line in body.split(b"\n\n", 1)[0].split(b"\n")
-                      if line.startswith(b"parent ")]
-            stack.append(body[5:45].decode())
-        elif kind == "tag":
-            stack.append(body[7:47].decode())
-        elif kind == "tree":
-            for mode, name, child in _tree_entries(body):
-                if name in (b"lessons.md", b"archive.md") and mode != b"120000" \
-                        and child in objects:
-                    texts.add(_decode(objects[child][1]))
+    for kind, body in objects.values():
+        if kind == "tree":
+            texts |= {_decode(objects[child][1]) for mode, name, child in _tree_entries(body)
+                      if name in (b"lessons.md", b"archive.md") and mode != b"120000"
+                      and child in objects}
     ids = re.compile(rf"{re.escape(target.lesson or '')}(?:-\d+)?")
     cuts: set[str] = set()
     quotes: set[str] = set()
@@ -660,8 +641,7 @@ def _version_of(agent: Agent, sha: str) -> str:
     return f"git object {sha[:7]}"
 
 
-def _survey_versions(agent: Agent, s: Survey, objects: Objects, rewrite: _Rewrite,
-                     holding: set[str]) -> None:
+def _survey_versions(agent: Agent, s: Survey, objects: Objects, holding: set[str]) -> None:
     """Which versions held it, in which files, and which messages quoted it."""
     for version in agent.history.versions():
         kind, body = objects.get(version.commit, ("", b""))
@@ -813,7 +793,8 @@ def _clean_line(line: bytes, target: Target) -> tuple[bytes | None, str | None, 
     new = encode_event(clean).encode("utf-8")
     if not line.endswith(b"\n"):
         new = new.rstrip(b"\n")
-    return new, str(event.get("id")), _holds_json(clean, target)
+    event_id = event.get("id")
+    return new, event_id if isinstance(event_id, str) else None, _holds_json(clean, target)
 
 
 def _survey_stored(agent: Agent, s: Survey, problems: list[str]) -> None:
