@@ -323,6 +323,10 @@ class History:
         self._versions = self._tree = None
         return self.versions()[0]
 
+    def latest_number(self) -> int:
+        """The number of the latest version (0: none yet), from the count cache when it can."""
+        return self._count(self.head())
+
     def _count(self, commit: str | None) -> int:
         """How many versions lead up to `commit`: from a one-line cache, else from git."""
         if commit is None:

@@ -20,6 +20,9 @@ from agentmem.locks import FileLock
 from agentmem.redact import env_secrets, redact_obj
 
 FILE = "log.jsonl"
+# kinds that record agentmem's own bookkeeping, not experience: no sleep pass learns from them,
+# and they do not count as new since the last sleep
+BOOKKEEPING = frozenset({"session_start", "session_end", "sleep"})
 _TAIL_CHUNK = 64 * 1024
 
 
@@ -143,6 +146,10 @@ class Journal:
         except FileNotFoundError:
             return Cursor()
         return Cursor(self.last_event_number(), size)
+
+    def count_new(self, after: Cursor) -> int:
+        """Events after `after` that a sleep pass would learn from (bookkeeping left out)."""
+        return sum(1 for event in self.read(after).events if event.get("kind") not in BOOKKEEPING)
 
     def read(self, after: Cursor | None = None) -> ReadResult:
         """Events with a number above `after.event`, starting at `after.offset` when it is sane."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from agentmem.agent import Agent
@@ -36,7 +37,7 @@ def summarize(spec: str) -> dict[str, Any]:
     versions = agent.history.versions()
     cursor = agent.sleep_cursor()
     last_event = agent.journal.last_event_number()
-    sleeps = [v for v in versions if v.author == "sleep"]
+    slept = last_sleep(agent)
     return {
         "name": settings.get("name") or agent.name,
         "path": str(agent.folder),
@@ -45,14 +46,38 @@ def summarize(spec: str) -> dict[str, Any]:
         "sleep_model": settings.get("sleep_model"),
         "files": files,
         "lessons": len(memory.lessons.lessons),
-        "log": {"events": last_event, "since_sleep": max(0, last_event - cursor.event)},
+        "log": {"events": last_event, "since_sleep": agent.journal.count_new(cursor)},
         "versions": len(versions),
         "latest_version": versions[0].to_json() if versions else None,
         "after_untrusted": [v.number for v in reversed(versions) if v.author == "agent"
                             and after_untrusted(v.message)],
-        "last_sleep": ({**sleeps[0].to_json(), "ago": ago(sleeps[0].time)} if sleeps else None),
+        "last_sleep": slept,
         "uncommitted": agent.history.dirty(),
     }
+
+
+def last_sleep(agent: Agent) -> dict[str, Any] | None:
+    """The last sleep pass, one that changed nothing included: when (and how long ago), its
+    version (None when it wrote none), how many operations, and `at_version`, the version
+    memory was at when it ended. From state.json; an agent whose state predates that record
+    falls back to its latest sleep version."""
+    state = agent.read_state().get("last_sleep")
+    if isinstance(state, dict) and state.get("time"):
+        try:
+            when = datetime.fromisoformat(state["time"])
+        except (TypeError, ValueError):
+            when = None
+        if when is not None:
+            at = state.get("at_version") or state.get("version")
+            if not isinstance(at, int):
+                at = agent.history.latest_number()
+            return {"time": when.isoformat(), "ago": ago(when), "version": state.get("version"),
+                    "operations": state.get("operations"), "at_version": at}
+    sleeps = [v for v in agent.history.versions() if v.author == "sleep"]
+    if not sleeps:
+        return None
+    return {"time": sleeps[0].time.isoformat(), "ago": ago(sleeps[0].time),
+            "version": sleeps[0].number, "operations": None, "at_version": sleeps[0].number}
 
 
 @dataclass
@@ -70,12 +95,13 @@ def pick_diff(agent: Agent, frm: str | None, to: str | None, since_sleep: bool) 
     if since_sleep:
         if frm or to:
             raise UsageError("--since-sleep takes no versions")
-        sleeps = [v for v in versions if v.author == "sleep"]
-        if not sleeps:
+        slept = last_sleep(agent)
+        if slept is None:
             raise NotFound("this agent has never slept", "run: agentmem sleep AGENT")
+        at = history.resolve(str(slept["at_version"]))
         new = None if history.dirty() else versions[0]
-        return DiffSpec(history.parent(sleeps[0]), new,
-                        f"since sleep version {sleeps[0].number} (before it, to now)")
+        return DiffSpec(at, new, f"since the last sleep ({slept['ago']}, at version "
+                                 f"{at.number}), to now")
     if frm and to:
         a, b = history.resolve(frm), history.resolve(to)
         return DiffSpec(a, b, f"version {a.number} to version {b.number}")

@@ -173,7 +173,7 @@ class Watcher:
         min_events = self.min_events if self.min_events is not None else int(
             settings.get("min_events", 20))
         last = agent.journal.last_event_number()
-        new = last - agent.sleep_cursor().event
+        new = agent.journal.count_new(agent.sleep_cursor())   # a pass's own event is not new
         if new < max(1, min_events):
             return False, f"{new} new events (needs {min_events})"
         if self._attempted.get(agent.folder) == last:

@@ -216,7 +216,11 @@ def test_show_text(cli, agent: Agent):
     assert re.search(r"persona\.md\s+~\d+ tokens / 1500 budget", out)
     assert re.search(r"lessons\.md\s+~\d+ tokens / 4000 budget\s+\(12 lessons, 1 pinned\)", out)
     assert re.search(r"tools\.yaml\s+~\d+ tokens\s+\(3 tools\)", out)
-    assert re.search(r"log\.jsonl\s+55 events, 55 since last sleep", out)
+    from agentmem.journal import BOOKKEEPING
+
+    new = sum(1 for e in agent.journal.read().events if e["kind"] not in BOOKKEEPING)
+    assert 0 < new < 55            # session starts and ends are no experience to learn from
+    assert re.search(rf"log\.jsonl\s+55 events, {new} since last sleep", out)
     assert re.search(r"versions\s+1 \(latest #1 [0-9a-f]{7} new: Create agent from sample", out)
     assert re.search(r"last sleep\s+never", out)
     assert "warning" not in result.stderr

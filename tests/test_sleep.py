@@ -103,8 +103,8 @@ def test_pass_merges_archives_and_warns_with_evidence(cli, learner: Agent, model
     assert data["versions"][0]["author"] == "sleep"
     text = cli("blame", learner.folder, "L3").stdout      # retired: found in the archive
     assert "archive.md" in text and "e8" in text and "We dropped Python 2" in text
-    # diff --since-sleep shows it; revert undoes it
-    shown = cli("diff", learner.folder, "--since-sleep")
+    # diff of the latest version shows it; revert undoes it
+    shown = cli("diff", learner.folder)
     assert "+## Lint with ruff, not flake8" in shown.stdout and "+- I tend to suggest" in shown.stdout
     undone = cli("revert", learner.folder, "HEAD")
     assert undone.exit_code == 0
@@ -1080,3 +1080,51 @@ def test_the_new_lesson_cap_holds_for_the_whole_of_a_chunked_pass(learner: Agent
     with pytest.raises(Refused, match="add 42 lessons, over the cap of 40 new lessons per pass"):
         core.propose(learner, SPEC)
     assert snapshot(learner) == before
+
+
+# -- what "since the last sleep" means --------------------------------------------------------
+def test_after_a_pass_nothing_is_new_and_nothing_changed_since_it(cli, learner: Agent, model):
+    """The pass's own log event is not new experience; --since-sleep starts where the pass
+    left memory, so right after it there is nothing to show; show names the pass."""
+    model.push(json.dumps(GOOD))
+    assert cli("sleep", learner.folder, "--yes", "--model", "scripted/x").exit_code == 0
+    summary = json.loads(cli("show", learner.folder, "--json").stdout)
+    assert summary["log"]["since_sleep"] == 0
+    assert summary["last_sleep"]["version"] == learner.history.versions()[0].number
+    result = cli("diff", learner.folder, "--since-sleep")
+    assert result.exit_code == 0, result.stderr
+    assert "+" not in "".join(line[:1] for line in result.stdout.splitlines())
+    path = learner.folder / "lessons.md"
+    path.write_text(path.read_text() + "\n## After the pass\nnew\n")
+    result = cli("diff", learner.folder, "--since-sleep")
+    assert "+## After the pass" in result.stdout
+
+
+def test_a_pass_that_changes_nothing_is_a_sleep_that_found_nothing(cli, learner: Agent, model):
+    model.push(json.dumps({"operations": [], "summary": "nothing to learn"}))
+    assert cli("sleep", learner.folder, "--yes", "--model", "scripted/x").exit_code == 0
+    summary = json.loads(cli("show", learner.folder, "--json").stdout)
+    assert summary["last_sleep"] is not None and summary["last_sleep"]["version"] is None
+    assert summary["log"]["since_sleep"] == 0
+    assert "nothing to change" in cli("show", learner.folder).stdout
+    result = cli("diff", learner.folder, "--since-sleep")
+    assert result.exit_code == 0, result.stderr
+    assert "never slept" not in result.stderr
+
+
+def test_the_summaries_of_a_chunked_pass_are_kept_apart(learner: Agent, model):
+    from agentmem import llm
+
+    llm.litellm().register_model({"scripted/small": {
+        "input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "litellm_provider": "scripted",
+        "mode": "chat", "max_input_tokens": 6500}})
+    learner.journal.append(*({"kind": "user", "content": f"message {n} " + "x" * 400}
+                             for n in range(60)))
+    spec = ModelSpec("scripted/small", None, "test")
+    chunks = len(core.plan(learner, spec).chunks)
+    assert chunks >= 2
+    for n in range(chunks):
+        model.push(json.dumps({"operations": [], "summary": f"part {n}."}))
+    proposal = core.propose(learner, spec)
+    assert proposal is not None
+    assert proposal.summary == "; ".join(f"part {n}" for n in range(chunks))

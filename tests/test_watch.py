@@ -230,3 +230,18 @@ def test_a_background_pass_reports_what_is_over_budget(blank: Agent, model):
     watcher.maybe_sleep(blank)
     assert [e.kind for e in events] == ["sleep", "warning"]
     assert "persona.md is over its 5-token budget" in events[1].message
+
+
+def test_a_pass_does_not_make_itself_due_again(blank: Agent, model):
+    """Its own sleep event is not new experience: after a pass, watch waits for real events
+    instead of sleeping again every second."""
+    blank.journal.append(*({"kind": "user", "content": str(n)} for n in range(3)))
+    events: list[WatchEvent] = []
+    watcher = Watcher([blank], events.append, model="scripted/x", idle_minutes=0, min_events=1)
+    model.push('{"operations": [], "summary": "nothing"}')
+    watcher.maybe_sleep(blank)
+    assert [e.kind for e in events] == ["sleep"]
+    due, why = watcher.due(blank)
+    assert not due and why == "0 new events (needs 1)"
+    watcher.maybe_sleep(blank)                 # nothing new: no second call
+    assert len(model.calls) == 1

@@ -13,7 +13,7 @@ def diff(
                               help="A version: number, HEAD~N or short hash. Alone: its change."),
     to: str = typer.Argument(None, metavar="[TO]", help="Second version: diff FROM..TO."),
     since_sleep: bool = typer.Option(False, "--since-sleep",
-                                     help="Everything since (and including) the last sleep."),
+                                     help="What changed since the last sleep pass ended."),
     stat: bool = typer.Option(False, "--stat", help="Lines added and removed per file."),
     json_: bool = typer.Option(False, "--json", help="Print the diff as JSON."),
 ) -> None:

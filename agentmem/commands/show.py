@@ -45,8 +45,13 @@ def show(
         o.print(f"  {'flagged':<12} [yellow]edits made after untrusted tool output: {shown}"
                 f"[/yellow]{more} (review one: agentmem diff {summary['path']} N)")
     last = summary["last_sleep"]
-    o.print(f"  {'last sleep':<12} " + (f"version #{last['number']}, {last['ago']}"
-                                         if last else "never"))
+    if last is None:
+        slept = "never"
+    elif last["version"]:
+        slept = f"{last['ago']}, wrote version #{last['version']}"
+    else:
+        slept = f"{last['ago']}, nothing to change (memory at version #{last['at_version']})"
+    o.print(f"  {'last sleep':<12} {slept}")
     if summary["uncommitted"]:
         console.warn("uncommitted hand edits in " + ", ".join(summary["uncommitted"])
                      + " (recorded as a human version on the next write)")

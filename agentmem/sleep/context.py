@@ -8,13 +8,14 @@ from typing import Any
 
 from agentmem import persona as persona_fmt
 from agentmem import prompts
+from agentmem.journal import BOOKKEEPING
 from agentmem.lessons import LessonsDoc
 from agentmem.memory import validate
 from agentmem.sleep.ops import Texts, reserved_ids
 from agentmem.tokens import estimate
 
 EVENT_CHARS = 600                 # an event's text is cut to this many characters
-SKIP_KINDS = {"session_start", "session_end", "sleep"}   # bookkeeping, nothing to learn
+SKIP_KINDS = BOOKKEEPING      # nothing to learn from agentmem's own bookkeeping
 
 
 def render_lessons(doc: LessonsDoc) -> str:

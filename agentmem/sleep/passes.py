@@ -202,7 +202,8 @@ def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
         if summary:
             summaries.append(summary)
     proposal.after = current
-    proposal.summary = " ".join(summaries)
+    proposal.summary = (summaries[0] if len(summaries) == 1 else   # one per chunk
+                        "; ".join(s.rstrip(" .;") for s in summaries))
     proposal.warnings += budget_warnings(current)
     return proposal
 
@@ -276,7 +277,10 @@ def apply(proposal: Proposal, selected: list[int] | None = None) -> Version | No
         return {"sleep_cursor": proposal.cursor.to_json(), "pending_sleep_cursor": None,
                 "last_sleep": {"time": datetime.now(UTC).isoformat(timespec="seconds"),
                                "version": version.number if version else None,
-                               "operations": len(operations)}}
+                               "operations": len(operations),
+                               # memory as this pass left it: where --since-sleep starts
+                               "at_version": (version.number if version
+                                              else agent.history.latest_number())}}
 
     with agent.locked():    # one lock for the pass's writes (each takes it again, cheaply)
         version = None
