@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,20 +32,18 @@ from agentmem.fsutil import (
     reclaim_saves,
     replace_files,
 )
-from agentmem.history import TRACKED, History, Version, merge3
+from agentmem.history import TRACKED, History, Version
 from agentmem.journal import FILE as LOG_FILE
 from agentmem.journal import Cursor, Journal
 from agentmem.locks import AgentLock, FileLock, LockTimeout
+from agentmem.memory import ARCHIVE, MEMORY_FILES, Memory, validate
 from agentmem.recovery import FORGET_INTENT, INTENT
 from agentmem.samples import find_sample
 
 if TYPE_CHECKING:   # the parsers (and yaml) load only when a command reads memory
-    from agentmem import persona, tooldefs
-    from agentmem.lessons import LessonsDoc
+    pass
 
 STATE_DIR = ".agentmem"
-ARCHIVE = "archive.md"
-MEMORY_FILES = ("persona.md", "lessons.md", "tools.yaml")
 # The largest memory file agentmem reads: budgets keep persona.md and lessons.md to a few
 # thousand tokens, and parsing a file of tens of megabytes would take minutes.
 MAX_BYTES = {"persona.md": 1 << 20, "lessons.md": 1 << 20, "tools.yaml": 1 << 20,
@@ -69,63 +65,6 @@ Compute = Callable[[dict[str, "str | None"]], dict[str, "str | None"]]
 Check = Callable[[dict[str, "str | None"], dict[str, "str | None"]], None]
 BLANK_ARCHIVE = ("# Archive\n\nLessons retired by sleep passes, and the text of lessons before a "
                  "merge, kept for\nthe record.\n")
-
-
-@dataclass
-class Memory:
-    """A validated snapshot of the agent's memory files."""
-
-    persona: persona.Persona
-    lessons: LessonsDoc
-    tools: list[tooldefs.ToolDef]
-    archive: LessonsDoc | None
-    texts: dict[str, str]
-
-
-def validate(texts: dict[str, str | None]) -> tuple[Memory | None, list[Problem]]:
-    """Parse and validate memory file contents; returns every problem found.
-
-    Memoised on the exact texts: a chat turn or a sleep pass checks the same files several
-    times, and parsing is most of its CPU time. Treat the returned Memory as read-only.
-    """
-    memory, problems = _validate(tuple(texts.get(name) for name in TRACKED))
-    return memory, list(problems)
-
-
-@functools.lru_cache(maxsize=64)
-def _validate(key: tuple[str | None, ...]) -> tuple[Memory | None, tuple[Problem, ...]]:
-    memory, problems = _parse(dict(zip(TRACKED, key, strict=True)))
-    return memory, tuple(problems)
-
-
-def _parse(texts: dict[str, str | None]) -> tuple[Memory | None, list[Problem]]:
-    from agentmem import lessons as lessons_fmt
-    from agentmem import persona, tooldefs
-
-    problems: list[Problem] = []
-    missing = [n for n in MEMORY_FILES if texts.get(n) is None]
-    for name in missing:
-        problems.append(Problem(name, None, "file is missing"))
-    if missing:
-        return None, problems
-    persona_doc, persona_problems = persona.parse(texts["persona.md"] or "")
-    if persona_doc is not None:
-        from agentmem.pins import pinned_spans
-
-        _, pin_problems = pinned_spans(persona_doc.body, "persona.md")
-        persona_problems += [Problem(pin.file, (pin.line or 0) + persona_doc.body_line - 1,
-                                     pin.message) for pin in pin_problems]
-    lessons_doc, lessons_problems = lessons_fmt.parse(texts["lessons.md"] or "")
-    tools, tools_problems = tooldefs.parse(texts["tools.yaml"] or "")
-    archive: LessonsDoc | None = None
-    archive_problems: list[Problem] = []
-    if texts.get(ARCHIVE) is not None:
-        archive, archive_problems = lessons_fmt.parse(texts[ARCHIVE] or "", ARCHIVE)
-    problems = persona_problems + lessons_problems + tools_problems + archive_problems
-    if problems or persona_doc is None or lessons_doc is None or tools is None:
-        return None, problems
-    present = {name: text for name, text in texts.items() if text is not None}
-    return Memory(persona_doc, lessons_doc, tools, archive, present), []
 
 
 class Agent:
@@ -505,90 +444,16 @@ class Agent:
         return {f"L{highest}"} if highest else set()
 
     def revert(self, ref: str) -> Version:
-        """Undo exactly one version's change, keeping every later change."""
-        found: list[Version] = []
+        """Undo exactly one version's change, keeping every later change (see undo)."""
+        from agentmem import undo
 
-        def compute(current: dict[str, str | None]) -> dict[str, str | None]:
-            found[:] = [self.history.resolve(ref)]     # after hand edits are recorded
-            return self._undo_changes(found[0], current)
-
-        version = self.update(compute, "revert",
-                              lambda: f"Revert version {found[0].number}: {found[0].subject}")
-        if version is None:
-            raise UsageError(f"version {found[0].number}'s change is already undone; nothing to do")
-        return version
-
-    def _undo_changes(self, target: Version, current: dict[str, str | None]) -> dict[str, str | None]:
-        parent = self.history.parent(target)
-        if parent is None:
-            raise UsageError(f"version {target.number} created the agent; it cannot be undone",
-                             "use 'agentmem revert AGENT --to VERSION' to restore a state")
-        changes: dict[str, str | None] = {}
-        for name in self.history.changed_files(target):
-            base = self.history.file_at(target, name)
-            other = self.history.file_at(parent, name)
-            now = current.get(name)
-            if now == other:
-                continue                      # already as it was before that version
-            if base is None or other is None:  # the version added or deleted the file
-                if now != base:
-                    raise _conflict(name)
-                changes[name] = other
-                continue
-            try:
-                changes[name] = merge3(now or "", base, other, name)
-            except Conflict:
-                from agentmem import lessons as lessons_fmt
-
-                merged = (lessons_fmt.undo_change(now or "", base, other)
-                          if name in ("lessons.md", ARCHIVE) else None)
-                if merged is None:
-                    raise
-                changes[name] = merged
-            if name in ("lessons.md", ARCHIVE):
-                _check_undone(target, name, base, other, changes.get(name, now))
-        return changes
+        return undo.revert(self, ref)
 
     def restore(self, ref: str) -> Version:
         """Make the whole memory as it was at a version, recorded as a new version."""
-        found: list[Version] = []
+        from agentmem import undo
 
-        def compute(_current: dict[str, str | None]) -> dict[str, str | None]:
-            found[:] = [self.history.resolve(ref)]
-            return dict(self.history.files_at(found[0]))
-
-        version = self.update(compute, "revert", lambda: f"Restore memory as of version "
-                              f"{found[0].number}: {found[0].subject}")
-        if version is None:
-            raise UsageError(f"memory is already as it was at version {found[0].number}")
-        return version
-
-
-def _check_undone(target: Version, name: str, base: str | None, other: str | None,
-                  result: str | None) -> None:
-    """A revert undoes a version's whole change or nothing: every lesson the version added
-    must be gone from the result and every lesson it removed back (by title and text)."""
-    from agentmem import lessons as lessons_fmt
-
-    def contents(text: str | None) -> set[str]:
-        doc = lessons_fmt.parse(text or "", name)[0]
-        return {f"{x.title}\n{x.body.strip()}" for x in doc.lessons} if doc else set()
-
-    before, after, now = contents(other), contents(base), contents(result)
-    kept = (after - before) & now
-    missing = (before - after) - now
-    if kept or missing:
-        title = next(iter(kept or missing)).split("\n")[0]
-        raise Conflict(f"{name}: version {target.number}'s change to the lesson '{title}' cannot be "
-                       "undone on its own (it was changed again since); nothing was changed",
-                       "edit the file by hand, or use 'agentmem revert AGENT --to VERSION' to "
-                       "restore a whole earlier state")
-
-
-def _conflict(name: str) -> AgentmemError:
-    return Conflict(f"{name}: later edits changed this file, so this version cannot be undone on "
-                    "its own; nothing was changed",
-                    "use 'agentmem revert AGENT --to VERSION' to restore a whole earlier state")
+        return undo.restore(self, ref)
 
 
 def _digest(data: bytes | None) -> str | None:
