@@ -271,6 +271,21 @@ def test_a_packed_history_is_pruned_too(cli, full: Agent):
                        "after") is not None
 
 
+def test_branches_and_tags_a_person_made_are_rewritten_too(cli, full: Agent):
+    old = full.history.versions()[2].commit          # "Seed lessons"
+    behind = git(full, "log", "--format=%s", old).stdout
+    assert git(full, "branch", "backup", old).returncode == 0
+    assert git(full, "tag", "-a", "before", "-m", f"kept: {SENTENCE}", old).returncode == 0
+    listed = cli("forget", full.folder, SENTENCE, "--dry-run")
+    assert "other git refs: refs/heads/backup, refs/tags/before" in listed.stdout
+    assert cli("forget", full.folder, SENTENCE, "--yes").exit_code == 0
+    assert holders(full.folder, SENTENCE) == []
+    assert git(full, "log", "--format=%s", "backup").stdout == behind
+    assert git(full, "rev-parse", "backup").stdout.strip().decode() != old
+    assert b"kept: [forgotten f1]" in git(full, "tag", "-n1", "before").stdout
+    assert git(full, "fsck").returncode == 0
+
+
 def test_the_sleep_cursor_follows_its_event_in_the_rewritten_log(blank: Agent):
     blank.journal.append({"session": "s", "kind": "user", "content": f"{SENTENCE} " * 20})
     blank.update_state(sleep_cursor=blank.journal.end_cursor().to_json())
