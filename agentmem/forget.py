@@ -223,10 +223,10 @@ class Findings:
         if self.log_lines:
             out.append(f"{LOG_FILE}: unreadable line {', '.join(map(str, self.log_lines))}")
         if self.versions:
-            out.append("versions: " + ", ".join(f"{n} ({', '.join(files)})"
-                                                for n, files in sorted(self.versions.items())))
+            out.append("versions: " + ", ".join(
+                f"{_ranges(numbers)} ({files})" for numbers, files in _runs(self.versions)))
         if self.messages:
-            out.append(f"version messages: {', '.join(map(str, sorted(self.messages)))}")
+            out.append(f"version messages: {_ranges(self.messages)}")
         if self.other_refs:
             out.append(f"other git refs: {', '.join(self.other_refs)}")
         if self.objects or self.reflog:
@@ -248,6 +248,29 @@ class Findings:
                 "objects": self.objects, "unreachable_objects": self.unreachable,
                 "reflog_entries": self.reflog, "stored": self.stored,
                 "elsewhere": self.elsewhere}
+
+
+def _runs(versions: dict[int, list[str]]) -> list[tuple[list[int], str]]:
+    """Consecutive versions that held it in the same files, as one run each."""
+    runs: list[tuple[list[int], str]] = []
+    for number, files in sorted(versions.items()):
+        names = ", ".join(files)
+        if runs and runs[-1][1] == names and runs[-1][0][-1] == number - 1:
+            runs[-1][0].append(number)
+        else:
+            runs.append(([number], names))
+    return runs
+
+
+def _ranges(numbers: list[int]) -> str:
+    """3, 5-9, 12: sorted numbers with each run of consecutive ones as a range."""
+    out: list[list[int]] = []
+    for n in sorted(numbers):
+        if out and out[-1][-1] == n - 1:
+            out[-1].append(n)
+        else:
+            out.append([n])
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in out)
 
 
 @dataclass
