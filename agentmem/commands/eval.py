@@ -55,6 +55,10 @@ def eval_(
     judge = models.resolve(judge_model, {}, flag_name="--judge-model") if judge_model else None
     if judge is not None:
         models.check_key(judge)
+    if not offline:      # before anything is sent: every call goes to one of these two
+        console.info(spec.describe("chat and sleep model"))
+        if judge is not None:
+            console.info(judge.describe("judge model"))
     runner = evaluation.Runner(spec, judge)
     results = []
     for scenario in scenarios:
