@@ -421,7 +421,7 @@ def complete(spec: ModelSpec, messages: list[dict[str, Any]], *,
     waits what the provider asked for (Retry-After) or an exponential backoff, capped, and is
     announced first through `on_retry(error, wait)`. A reply that already streamed text is not
     retried: that text has been shown."""
-    policy = retries()
+    policy, limit = retries(), timeout()     # a bad setting fails here, before any request
     for attempt in range(policy.attempts + 1):
         streamed: list[str] = []
 
@@ -433,7 +433,7 @@ def complete(spec: ModelSpec, messages: list[dict[str, Any]], *,
         try:
             with baton.model_call():
                 return _call(spec, messages, tools, sink if on_text else None, max_tokens,
-                             temperature)
+                             temperature, limit)
         except ScriptExhausted:
             raise
         except ModelError:
@@ -454,14 +454,14 @@ def complete(spec: ModelSpec, messages: list[dict[str, Any]], *,
 
 def _call(spec: ModelSpec, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
           on_text: Callable[[str], None] | None, max_tokens: int | None,
-          temperature: float | None) -> Completion:
+          temperature: float | None, limit: float) -> Completion:
     lib = litellm()
     if spec.model.startswith(SCRIPTED + "/"):
         _price_scripted(lib, spec.model)
     # num_retries=0: no litellm retry wrapper; max_retries=0: no retries inside the OpenAI SDK
     # litellm drives for openai-compatible providers. complete() is the one retry layer.
     kwargs: dict[str, Any] = {"model": spec.model, "messages": messages, "num_retries": 0,
-                              "max_retries": 0, "timeout": timeout()}
+                              "max_retries": 0, "timeout": limit}
     if tools:
         kwargs["tools"] = tools
     if spec.api_base:

@@ -230,10 +230,11 @@ def test_timeout_names_the_limit_and_the_variable(cli, agent: Agent, server: wir
 def test_a_stream_cut_after_text_fails_without_a_retry(cli, agent: Agent, server: wire.StandIn,
                                                        provider: str):
     module, *_ = PROVIDERS[provider]
-    first = {"openai": 3, "anthropic": 5, "ollama": 2}[provider]      # events through "Half"
-    server.push(module.stream(["Half", " an answer", " and more"], cut_after=first))
+    shown = {"openai": 3, "anthropic": 5, "ollama": 2}[provider]   # events through " an answer"
+    server.push(module.stream(["Half", " an answer", " and more"], cut_after=shown))
     result, message, _ = chat_fails(cli, agent, point(server, provider))
-    assert result.stdout.startswith("Half")                 # shown as it came
+    # shown as it came (but for a last word the redactor still held), the line ended
+    assert result.stdout.startswith("Half an") and result.stdout.endswith("\n")
     assert "closed mid-reply (the stream was cut)" in message
     assert len(server.requests) == 1          # the text was shown: not asked again
 
@@ -286,3 +287,55 @@ def test_a_sleep_answer_cut_mid_body_is_retried(cli, blank: Agent, server: wire.
     assert result.exit_code == 0, result.stderr
     assert len(server.requests) == 2 and len(retry_lines(result)) == 1
     assert "## Lint with ruff" in (blank.folder / "lessons.md").read_text()
+
+
+@pytest.mark.xfail(strict=True, reason="batch sleep passes no on_retry: run_pass and sleep_one "
+                   "need an on_retry= to hand to propose, and commands/sleep.py's _many "
+                   "console.retrying")
+def test_batch_sleep_says_each_retry(cli, tmp_path, server: wire.StandIn):
+    folder = tmp_path / "team"
+    for name in ("a", "b"):
+        Agent.create(str(folder / name)).journal.append({"kind": "user", "content": "ruff"})
+    nothing = openai.reply(json.dumps({"summary": "", "operations": []}))
+    server.push(openai.server_error(), nothing, nothing)
+    result = cli("sleep", folder, "--yes", "--jobs", "1", "--model", point(server, "openai"))
+    assert result.exit_code == 0, result.stderr
+    assert len(server.requests) == 3
+    [line] = retry_lines(result)
+    assert "internal error (HTTP 500" in line
+
+
+# -- the retry policy ----------------------------------------------------------------------------
+class Limited(Exception):
+    def __init__(self, headers: dict[str, str]) -> None:
+        super().__init__("rate limited")
+        self.litellm_response_headers = headers
+
+
+def test_retry_after_is_read_in_milliseconds_seconds_or_as_a_date():
+    import time
+    from email.utils import formatdate
+
+    from agentmem import llm
+
+    assert llm.retry_after(Limited({"retry-after-ms": "250"})) == 0.25
+    assert llm.retry_after(Limited({"Retry-After": "7"})) == 7.0
+    later = llm.retry_after(Limited({"retry-after": formatdate(time.time() + 60, usegmt=True)}))
+    assert later is not None and 50 < later <= 60
+    assert llm.retry_after(Limited({"retry-after": "soon"})) is None
+    assert llm.retry_after(Limited({})) is None
+    policy = llm.Retries(attempts=2, delay=1.0, max_wait=30.0)
+    assert [policy.wait(n, None) for n in range(3)] == [1.0, 2.0, 4.0]
+    assert policy.wait(0, 7.0) == 7.0 and policy.wait(0, 3600.0) == 30.0
+
+
+@pytest.mark.parametrize("name,value", [("AGENTMEM_RETRIES", "two"),
+                                        ("AGENTMEM_RETRY_DELAY", "-1"),
+                                        ("AGENTMEM_TIMEOUT", "nan")])
+def test_a_bad_retry_setting_is_one_line(cli, agent: Agent, server: wire.StandIn, monkeypatch,
+                                         name: str, value: str):
+    monkeypatch.setenv(name, value)
+    result = cli("chat", agent.folder, "-m", "hi", "--model", point(server, "openai"))
+    message, hint = failure(result)
+    assert message == f"${name} must be a number of at least 0, not {value!r}"
+    assert name in hint and server.requests == []
