@@ -765,3 +765,14 @@ def test_commands_without_a_model_never_import_litellm(agent: Agent, command: st
 def test_new_without_a_name_is_a_usage_error(cli):
     result = cli("new")
     assert result.exit_code == 2 and "give the new agent's NAME" in result.stderr
+
+
+def test_model_text_in_history_blame_and_revert_is_shown_literally(cli, agent: Agent):
+    """A version subject or lesson title a model wrote is never read as markup or escapes."""
+    hostile = "[conceal]hidden[/conceal] \x1b]0;title\x07 ok"
+    agent.update(lambda t: {"lessons.md": (t["lessons.md"] or "") + "\n## [bold]Loud[/bold]\nx\n"},
+                 "agent", hostile)
+    out = cli("history", agent.folder).stdout
+    assert "[conceal]hidden[/conceal]" in out and "\x1b" not in out and "\\x1b" in out
+    result = cli("revert", agent.folder, "HEAD")
+    assert result.exit_code == 0 and "[conceal]hidden[/conceal]" in result.stdout

@@ -25,9 +25,9 @@ def blame(
         return
     o = console.out()
     flags = " (pinned)" if data["pinned"] else ""
-    o.print(f"[bold]{data['id']}[/bold] {data['title']}{flags}  [dim]{data['file']}, helpful "
-            f"{data['helpful']}, harmful {data['harmful']}[/dim]")
-    o.print(data["body"], markup=False)
+    console.line((str(data["id"]), "bold"), f" {data['title']}{flags}  ",
+                 (f"{data['file']}, helpful {data['helpful']}, harmful {data['harmful']}", "dim"))
+    console.line(data["body"])
     o.print("\n[bold]evidence[/bold]")
     if not data["evidence"]:
         o.print("  (none recorded)")
@@ -36,9 +36,8 @@ def blame(
             o.print(f"  {event['id']}  [red](not in log.jsonl)[/red]")
             continue
         text = str(event.get("content") or event.get("name") or "").replace("\n", " ")
-        o.print(f"  {event['id']}  {event.get('time', '')[:19]}  {event.get('session', '')}  "
-                f"{event.get('kind')}: {text[:160]}", markup=False)
+        console.line(f"  {event['id']}  {event.get('time', '')[:19]}  {event.get('session', '')}  "
+                     f"{event.get('kind')}: {text[:160]}")
     o.print("\n[bold]versions[/bold]")
     for v in data["versions"]:
-        o.print(f"  {v['number']:>4} {v['commit'][:7]} {v['author']:<7} {v['subject']}",
-                markup=False)
+        console.line(f"  {v['number']:>4} {v['commit'][:7]} {v['author']:<7} {v['subject']}")

@@ -28,11 +28,9 @@ def history(
     if json_:
         console.print_json({"uncommitted": dirty, "versions": [v.to_json() for v in versions]})
         return
-    o = console.out()
     if dirty:
-        o.print(f"[yellow]   *[/yellow] {'':7}  {'now':<16} {'human':<7} uncommitted hand edits: "
-                + ", ".join(dirty))
-    for v in versions:
-        o.print(f"[bold]{v.number:>4}[/bold] [yellow]{v.short}[/yellow]  "
-                f"{ago(v.time):<16} [cyan]{v.author:<7}[/cyan] {v.subject}",
-                markup=True)
+        console.line(("   *", "yellow"), f" {'':7}  {'now':<16} {'human':<7} uncommitted hand edits: "
+                     + ", ".join(dirty))
+    for v in versions:          # the subject may be a model's text: shown literally
+        console.line((f"{v.number:>4}", "bold"), " ", (v.short, "yellow"), f"  {ago(v.time):<16} ",
+                     (f"{v.author:<7}", "cyan"), " ", v.subject)

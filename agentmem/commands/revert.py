@@ -26,4 +26,4 @@ def revert(
                          "example: agentmem revert ./reviewer 7")
     a = Agent.open(agent)
     result = a.restore(to) if to else a.revert(version)
-    console.out().print(f"{result.number} {result.short} {result.subject}")
+    console.line(f"{result.number} {result.short} ", result.subject)

@@ -22,11 +22,11 @@ def show(
         console.print_json(summary)
         return
     o = console.out()
-    o.print(f"[bold]{summary['name']}[/bold]  {summary['path']}")
+    console.line((summary["name"], "bold"), f"  {summary['path']}")
     if summary["description"]:
-        o.print(f"  {summary['description']}")
-    o.print(f"  model        {summary['model'] or '(not set)'}"
-            + (f"   sleep model {summary['sleep_model']}" if summary["sleep_model"] else ""))
+        console.line(f"  {summary['description']}")
+    console.line(f"  model        {summary['model'] or '(not set)'}"
+                 + (f"   sleep model {summary['sleep_model']}" if summary["sleep_model"] else ""))
     for f in summary["files"]:
         budget = f" / {f['budget']} budget" if f.get("budget") else ""
         over = "  [red]over budget[/red]" if f.get("over_budget") else ""

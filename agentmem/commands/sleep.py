@@ -104,22 +104,23 @@ def _one(agent: Agent, yes: bool, dry_run: bool, json_: bool, model: str | None,
             console.info("discarded: nothing was written; these events will be offered again")
             return
         version = core.apply(proposal, selected)
-        console.out().print(f"{version.number} {version.short} {version.subject}" if version
-                            else "no change to memory; the cursor moved past these events")
+        if version:
+            console.line(f"{version.number} {version.short} ", version.subject)
+        else:
+            console.line("no change to memory; the cursor moved past these events")
 
 
 def show(proposal: Proposal) -> None:
     from agentmem import console
     from agentmem.sleep import describe
 
-    o = console.out()
-    o.print(f"[bold]{proposal.agent.name}[/bold]: {len(proposal.operations)} operation(s) from "
-            f"{proposal.events} new events · {proposal.prompt_tokens}+{proposal.completion_tokens} "
-            f"tokens · ${proposal.cost:.4f}")
+    console.line((proposal.agent.name, "bold"), f": {len(proposal.operations)} operation(s) from "
+                 f"{proposal.events} new events · {proposal.prompt_tokens}+"
+                 f"{proposal.completion_tokens} tokens · ${proposal.cost:.4f}")
     if proposal.summary:
-        o.print(proposal.summary)
+        console.line(proposal.summary)
     for n, op in enumerate(proposal.operations, 1):
-        o.print(f"  {n}. {describe(op)}", markup=False)
+        console.line(f"  {n}. ", console.literal(describe(op)))
     console.diff(proposal.diff())
 
 
@@ -129,7 +130,8 @@ def _ask(proposal: Proposal) -> list[int] | None:
     from agentmem.sleep import describe
 
     while True:
-        answer = input("apply all [a], review one by one [r], or discard [d]? ").strip().lower()
+        answer = (console.ask("apply all [a], review one by one [r], or discard [d]? ") or "d")
+        answer = answer.strip().lower()       # end of input (Ctrl-D): discard
         if answer in ("a", "all"):
             return None
         if answer in ("d", "discard"):
@@ -138,8 +140,8 @@ def _ask(proposal: Proposal) -> list[int] | None:
             break
     selected = []
     for n, op in enumerate(proposal.operations):
-        console.out().print(f"{n + 1}. {describe(op)}", markup=False)
-        if input("   apply this one? [y/N] ").strip().lower() in ("y", "yes"):
+        console.line(f"{n + 1}. ", console.literal(describe(op)))
+        if (console.ask("   apply this one? [y/N] ") or "").strip().lower() in ("y", "yes"):
             selected.append(n)
     return selected
 
@@ -164,8 +166,8 @@ def _many(agents: list[Agent], apply_it: bool, json_: bool, model: str | None, j
         console.print_json(results)
     else:
         for r in results:
-            mark = "[green]ok[/green]  " if r["ok"] else "[red]fail[/red]"
-            console.out().print(f"{mark} {Path(r['agent']).name}: {r['message']}")
+            mark = ("ok  ", "green") if r["ok"] else ("fail", "red")
+            console.line(mark, f" {Path(r['agent']).name}: ", r["message"])
             for warning in r.get("warnings") or []:
                 console.warn(f"{Path(r['agent']).name}: {warning}")
     if failed:      # each failure is on its own line above

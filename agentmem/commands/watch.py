@@ -35,8 +35,8 @@ def watch(
         stamp = datetime.now().strftime("%H:%M:%S")
         style = {"recorded": "green", "settled": "green", "sleep": "cyan",
                  "invalid": "yellow", "warning": "yellow"}.get(event.kind, "red")
-        console.err().print(f"[dim]{stamp}[/dim] [bold]{event.agent.name}[/bold] "
-                            f"[{style}]{event.kind}[/{style}] {event.message}", highlight=False)
+        console.line((stamp, "dim"), " ", (event.agent.name, "bold"), " ", (event.kind, style),
+                     " ", event.message, stderr=True)
         if event.diff:
             console.diff(event.diff)
 
