@@ -256,6 +256,10 @@ def _network_error(chain: list[BaseException], spec: ModelSpec, url: str) -> Mod
                               "private certificate authority set SSL_CERT_FILE",
                               retryable=False, kind="connection")
     for exc in chain:
+        if "without sending a response" in str(exc) or "Server disconnected" in str(exc):
+            return ModelError(f"{model}: the server at {url} closed the connection without "
+                              "answering", "try again; if it keeps happening, see the server's "
+                              "log", retryable=True, kind="connection")
         if type(exc).__name__ == "RemoteProtocolError" or "Stream ended before" in str(exc):
             return ModelError(f"{model}: the connection to {url} closed mid-reply (the stream "
                               "was cut)", "try again; if it keeps happening, the server or a "

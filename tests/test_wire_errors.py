@@ -247,6 +247,17 @@ def test_a_stream_cut_before_any_text_is_retried(cli, agent: Agent, server: wire
     assert "closed mid-reply" in retry_lines(result)[0]
 
 
+def test_a_connection_closed_without_an_answer_is_retried(cli, agent: Agent,
+                                                          server: wire.StandIn):
+    server.push(wire.Response(drop=True), openai.stream(["ok"]))
+    result = cli("chat", agent.folder, "-m", "hi", "--model", point(server, "openai"))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "ok\n" and len(server.requests) == 2
+    [line] = retry_lines(result)
+    assert f"the server at {server.url}/v1/chat/completions closed the connection without " \
+           "answering" in line
+
+
 def test_a_memory_edit_cut_mid_arguments_writes_nothing(cli, agent: Agent, server: wire.StandIn):
     """The cut comes inside a tool call's arguments: no call runs, no edit lands."""
     edit = {"command": "create", "path": "/memories/lessons.md", "file_text": "# Lessons\n",
