@@ -151,9 +151,9 @@ ERRORS: list[tuple[str, str, str, str, bool]] = [
 def translate(exc: BaseException, spec: ModelSpec) -> ModelError:
     """Turn any litellm exception into a one-line ModelError that names its cause and the fix,
     with a retry flag. The cause is read from the whole exception chain, since litellm files a
-    refused connection under "internal server error" for some providers: a network failure
-    (connection refused, DNS, TLS, a stream cut, a timeout) is recognised first, then the
-    exception's class."""
+    refused connection under "internal server error" for some providers: a failure below HTTP
+    (connection refused, DNS, TLS, a connection closed unanswered or mid-reply) is recognised
+    first, then the exception's class (a timeout among them)."""
     context = exc.__context__
     if isinstance(context, ScriptExhausted):
         raise context
@@ -233,7 +233,8 @@ def _status(chain: list[BaseException]) -> int | None:
 
 
 def _network_error(chain: list[BaseException], spec: ModelSpec, url: str) -> ModelError | None:
-    """A failure below HTTP, named by its cause: refused, DNS, TLS, a stream cut, a timeout."""
+    """A failure below HTTP, named by its cause: a refused connection, a DNS or TLS failure
+    (none retried: the fix is the user's), a connection closed unanswered or mid-reply."""
     import socket
     import ssl
 
