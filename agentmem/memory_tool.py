@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import posixpath
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,14 +35,24 @@ ROOT = "/memories"
 COMMANDS = ("view", "create", "str_replace", "insert", "delete", "rename")
 CAP_FACTOR = 2          # a file may grow to twice its token budget, no more
 UNTRUSTED_LINE = "Agentmem-Untrusted"   # ends a version's message: made after tool output
+LINE_WIDTH = 6          # line numbers as Anthropic's reference memory tool pads them
+FILES = f"{ROOT}/persona.md and {ROOT}/lessons.md"
+
+# Anthropic's own memory tool: Claude models from Claude 4 on are trained on its commands and
+# messages. litellm passes the type through for anthropic/ models and adds the beta header
+# (context-management-2025-06-27) itself.
+NATIVE: dict[str, Any] = {"type": "memory_20250818", "name": "memory"}
+_NATIVE_MODEL = re.compile(r"claude-[a-z]+-(\d+)\b")
 
 SCHEMA: dict[str, Any] = {"type": "function", "function": {
     "name": "memory",
     "description": (
         "View and edit your own memory files: /memories/persona.md (identity and standing "
         "instructions; the settings block at the top is read-only) and /memories/lessons.md "
-        "(what you have learned, one '## Title' section per lesson). Commands: view, create, "
-        "str_replace, insert, delete, rename. Always give a short reason for an edit."),
+        "(what you have learned, one '## Title' section per lesson). Both files always exist "
+        "and are the only ones: view them, then change them with str_replace or insert (create "
+        "fails on an existing file; delete and rename are refused). Always give a short reason "
+        "for an edit."),
     "parameters": {"type": "object", "properties": {
         "command": {"type": "string", "enum": list(COMMANDS)},
         "path": {"type": "string", "description": "/memories/persona.md or /memories/lessons.md"},
@@ -55,6 +66,20 @@ SCHEMA: dict[str, Any] = {"type": "function", "function": {
         "old_path": {"type": "string"}, "new_path": {"type": "string"},
         "reason": {"type": "string", "description": "why you are making this edit"},
     }, "required": ["command"]}}}
+
+
+def schema_for(model: str) -> dict[str, Any]:
+    """The memory tool as offered to `model`: Anthropic's native memory tool to Claude models
+    it supports (Claude 4 on, named claude-FAMILY-N, through Anthropic's API), whose commands
+    and messages this tool answers in the shapes they were trained on; the function schema,
+    with the same commands, to every other model."""
+    from agentmem.models import provider_of
+
+    name = model.split("/", 1)[1] if "/" in model else model
+    match = _NATIVE_MODEL.match(name)
+    if provider_of(model) == "anthropic" and match and int(match.group(1)) >= 4:
+        return NATIVE
+    return SCHEMA
 
 
 @dataclass(frozen=True)
@@ -106,39 +131,64 @@ def has_surrogate(value: Any) -> bool:
     return False
 
 
-def resolve_path(raw: Any) -> str:
-    """Map a model-given path to one of the editable file names, or refuse."""
+def locate(raw: Any) -> str | None:
+    """Where a model-given path points: one of the editable file names, ROOT itself, or None
+    for a well-formed path under /memories that names no file there (every other file of the
+    agent folder is outside /memories). A path that could reach anything else is refused.
+    `lessons.md`, `./lessons.md` and `memories/lessons.md` are taken as /memories/lessons.md."""
     if not isinstance(raw, str) or not raw:
         raise Rejected("path must be a non-empty string such as /memories/lessons.md")
     if len(raw) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in raw):
         raise Rejected(f"invalid path {raw!r}")
     if not raw.isascii():
         raise Rejected(f"invalid path {raw!r}: only plain ASCII paths are allowed")
-    if any(c in raw for c in ("\\", "%", "~", "*", "?", ":")) or ".." in raw:
-        raise Rejected(f"invalid path {raw!r}: use /memories/persona.md or /memories/lessons.md")
-    for prefix in (ROOT + "/", ROOT[1:] + "/", "./"):
-        if raw.startswith(prefix):
-            rest = raw[len(prefix):]
-            break
-    else:
-        rest = raw
-    if rest not in EDITABLE:
-        raise Rejected(f"access denied: {raw!r} is not one of your memory files "
-                      "(/memories/persona.md, /memories/lessons.md)")
-    return rest
+    if any(c in raw for c in ("\\", "%", "~", "*", "?", ":")):
+        raise Rejected(f"invalid path {raw!r}: use {FILES}")
+    for prefix in ("", "./", ROOT[1:] + "/"):
+        if raw.startswith(prefix) and raw[len(prefix):] in EDITABLE:
+            return raw[len(prefix):]
+    if not raw.startswith(ROOT):
+        raise Rejected(f"Path must start with {ROOT}, got: {raw}")
+    normal = posixpath.normpath(raw)
+    if ".." in raw.split("/") and normal != ROOT and not normal.startswith(ROOT + "/"):
+        raise Rejected(f"Path {raw} would escape {ROOT} directory")
+    if raw in (ROOT, ROOT + "/"):
+        return ROOT
+    if normal != raw:                  # `..`, `.` or `//` inside /memories: say it plainly
+        raise Rejected(f"invalid path {raw!r}: use {FILES}")
+    name = raw[len(ROOT) + 1:] if raw.startswith(ROOT + "/") else ""
+    return name if name in EDITABLE else None
+
+
+def _display(name: str) -> str:
+    return ROOT if name == ROOT else f"{ROOT}/{name}"
+
+
+def _size(n: int) -> str:
+    """A byte count as the reference memory tool lists it: 0B, 812B, 2.3K, 1M."""
+    if n == 0:
+        return "0B"
+    unit = min((n.bit_length() - 1) // 10, 3)
+    value = n / 1024 ** unit
+    shown = f"{int(value)}" if value == int(value) else f"{value:.1f}"
+    return shown + "BKMG"[unit]
 
 
 def numbered(text: str, view_range: Any = None) -> str:
-    lines = text.splitlines()
-    start, end = 1, len(lines)
+    """The file's lines numbered as the reference shows them: split at each newline (so a
+    final newline shows as a last, empty line), and `view_range` [first, last] taken as it
+    takes it (first below 1 is 1, last -1 is the end, lines past the end are not there)."""
+    lines = text.split("\n")
+    start = 1
     if view_range is not None:
-        if (not isinstance(view_range, list) or len(view_range) != 2
-                or not all(isinstance(n, int) for n in view_range)):
+        if not isinstance(view_range, list) or \
+                not all(isinstance(n, int) and not isinstance(n, bool) for n in view_range):
             raise Rejected("view_range must be [first line, last line]")
-        start, end = view_range[0], (len(lines) if view_range[1] == -1 else view_range[1])
-        if start < 1 or start > max(1, len(lines)) or end < start:
-            raise Rejected(f"view_range {view_range} is outside the file's {len(lines)} lines")
-    return "\n".join(f"{n:6}\t{lines[n - 1]}" for n in range(start, min(end, len(lines)) + 1))
+        if len(view_range) == 2:
+            first, last = view_range
+            start = max(1, first)
+            lines = lines[start - 1:len(lines) if last == -1 else last]
+    return "\n".join(f"{n:>{LINE_WIDTH}}\t{line}" for n, line in enumerate(lines, start))
 
 
 class MemoryTool:
@@ -185,34 +235,46 @@ class MemoryTool:
         return outcome
 
     def _view(self, args: dict[str, Any]) -> str:
-        path = args.get("path") or ROOT
-        if path in (ROOT, ROOT + "/", "/", "", "."):
-            texts = self.agent.read_texts()
-            rows = [f"{name}\t{len((texts.get(name) or '').splitlines())} lines" for name in EDITABLE]
-            return f"Files in {ROOT}:\n" + "\n".join(rows)
-        name = resolve_path(path)
-        self._check_link(name)
-        text = self.agent.read_texts().get(name) or ""
-        return numbered(text, args.get("view_range"))
+        raw = args.get("path") or ROOT
+        where = ROOT if raw in ("/", ".") else locate(raw)
+        if where is None:
+            raise Rejected(f"The path {raw} does not exist. Please provide a valid path.")
+        texts = self.agent.read_texts()
+        if where == ROOT:
+            sizes = {name: len((texts.get(name) or "").encode()) for name in sorted(EDITABLE)}
+            rows = [f"{_size(sum(sizes.values()))}\t{ROOT}"]
+            rows += [f"{_size(size)}\t{ROOT}/{name}" for name, size in sizes.items()]
+            return (f"Here're the files and directories up to 2 levels deep in {ROOT}, "
+                    "excluding hidden items:\n" + "\n".join(rows))
+        self._check_link(where)
+        return (f"Here's the content of {_display(where)} with line numbers:\n"
+                + numbered(texts.get(where) or "", args.get("view_range")))
 
     def _check_link(self, name: str) -> None:
         path = self.agent.folder / name
         if os.path.islink(path) or path.resolve().parent != self.agent.folder:
-            raise Rejected(f"access denied: {name} is a link")
+            raise Rejected(f"Path {_display(name)} would escape {ROOT} directory via symlink")
+
+    def _file(self, raw: Any) -> str:
+        """The file a str_replace or insert edits."""
+        where = locate(raw)
+        if where is None:
+            raise Rejected(f"The path {raw} does not exist. Please provide a valid path.")
+        if where == ROOT:
+            raise Rejected(f"The path {raw} is not a file.")
+        self._check_link(where)
+        return where
 
     def _edit(self, command: str, args: dict[str, Any], reason: str) -> tuple[str, Version | None]:
-        if command in ("delete", "rename"):
-            name = resolve_path(args.get("path") if command == "delete" else args.get("old_path"))
-            raise Rejected(f"{name} cannot be {command}d: your memory is exactly persona.md and "
-                          "lessons.md. To retire a lesson, remove its section with str_replace")
-        name = resolve_path(args.get("path"))
-        self._check_link(name)
-        budget = 0
+        if command in ("create", "delete", "rename"):
+            raise Rejected(_refusal(command, args))
+        name = self._file(args.get("path"))
+        budget, line, stored = 0, 0, ""
 
         def compute(texts: dict[str, str | None]) -> dict[str, str | None]:
-            nonlocal budget
+            nonlocal budget, line, stored
             current = texts.get(name) or ""
-            new = apply_command(command, current, args)
+            new, line = apply_command(command, current, args, _display(name))
             if name == "lessons.md":
                 new = self._link_new_lessons(current, new, texts.get("archive.md"))
             memory = persona_fmt.parse(texts.get("persona.md") or "")[0]
@@ -222,6 +284,7 @@ class MemoryTool:
             if estimate(body) > CAP_FACTOR * budget:
                 raise Rejected(f"{name} would be ~{estimate(body)} tokens, over its cap of "
                               f"{CAP_FACTOR * budget}; shorten or merge lessons instead")
+            stored = new
             return {name: new}
 
         message = _subject(reason) or f"memory {command} {name}"
@@ -231,8 +294,15 @@ class MemoryTool:
                 self._confirm(name, command, reason, compute)
         version = self.agent.update(compute, "agent", message, check=guard_agent_edit)
         if version is None:
-            return f"{name}: no change (the text is already like that)", None
-        return f"{name} updated (version {version.number})", version
+            return (f"No change was made: {_display(name)} already reads like that, so no "
+                    "version was recorded."), None
+        if command == "insert":
+            return f"The file {_display(name)} has been edited.", version
+        lines = stored.split("\n")
+        snippet = "\n".join(f"{n:>{LINE_WIDTH}}\t{lines[n - 1]}"
+                            for n in range(max(0, line - 2) + 1, min(len(lines), line + 3) + 1))
+        return ("The memory file has been edited. Here is the snippet showing the change (with "
+                "line numbers):\n" + snippet), version
 
     def _confirm(self, name: str, command: str, reason: str,
                  compute: Callable[[dict[str, str | None]], dict[str, str | None]]) -> None:
@@ -275,15 +345,52 @@ class MemoryTool:
         return doc.render()
 
 
-def apply_command(command: str, text: str, args: dict[str, Any]) -> str:
+def _refusal(command: str, args: dict[str, Any]) -> str:
+    """Why create, delete or rename cannot be done here, and what to do instead. The paths are
+    checked, and the errors worded, as the reference tool words them for a path it refuses."""
+    if command == "rename":
+        old_raw, new_raw = args.get("old_path"), args.get("new_path")
+        old, new = locate(old_raw), locate(new_raw)
+        if new is not None:
+            return f"The destination {new_raw} already exists"
+        if old is None:
+            return f"The path {old_raw} does not exist"
+        if old == ROOT:
+            return f"Cannot rename the {ROOT} directory itself"
+        return (f"{_display(old)} cannot be renamed: agentmem reads your memory from exactly "
+                f"{FILES}, so both keep their names. To move text from one to the other, "
+                "str_replace it out of one and insert it into the other")
+    raw = args.get("path")
+    where = locate(raw)
+    if command == "create":
+        if where == ROOT:
+            return f"File {ROOT} already exists"
+        if where is not None:
+            return (f"File {_display(where)} already exists. It cannot be replaced whole: "
+                    "view it, then change it with str_replace or insert")
+        return (f"{raw} was not created: your memory is exactly {FILES}, and no other file can "
+                "be made. Put what you want to remember in one of them with str_replace or "
+                "insert")
+    if where is None:
+        return f"The path {raw} does not exist"
+    if where == ROOT:
+        return f"Cannot delete the {ROOT} directory itself"
+    instead = ("to retire a lesson, str_replace its whole section (from its '## ' title to "
+               "the next one) with an empty new_str" if where == "lessons.md" else
+               "to remove text from it, str_replace that text with an empty new_str")
+    return (f"{_display(where)} cannot be deleted: your memory is exactly {FILES}. "
+            f"Instead, {instead}")
+
+
+def apply_command(command: str, text: str, args: dict[str, Any], path: str) -> tuple[str, int]:
+    """The file's text after a str_replace or insert, and the (0-based) line the change
+    starts on. Errors are worded as the reference memory tool words them."""
     def need(key: str, kind: type) -> Any:
         value = args.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
             raise Rejected(f"{command} needs '{key}' ({kind.__name__})")
         return value
 
-    if command == "create":
-        return need("file_text", str)
     if command == "str_replace":
         old, new = need("old_str", str), args.get("new_str", "")
         if not isinstance(new, str):
@@ -292,21 +399,27 @@ def apply_command(command: str, text: str, args: dict[str, Any]) -> str:
             raise Rejected("old_str must not be empty")
         count = text.count(old)
         if count == 0:
-            raise Rejected("no replacement was made: old_str does not appear verbatim in the file "
-                          "(view it first)")
+            raise Rejected(f"No replacement was performed, old_str `{old}` did not appear "
+                           f"verbatim in {path}.")
         if count > 1:
-            raise Rejected(f"no replacement was made: old_str appears {count} times; include more "
-                          "context so it is unique")
-        return text.replace(old, new, 1)
+            starts, at = [], text.find(old)
+            while at != -1:            # overlapping occurrences too, as the reference counts
+                starts.append(str(text.count("\n", 0, at) + 1))
+                at = text.find(old, at + 1)
+            raise Rejected(f"No replacement was performed. Multiple occurrences of old_str "
+                           f"`{old}` in lines: {', '.join(starts)}. Please ensure it is unique")
+        at = text.index(old)
+        return text.replace(old, new, 1), text.count("\n", 0, at)
     if command == "insert":
         line, insert = need("insert_line", int), need("insert_text", str)
         lines = text.splitlines(keepends=True)
         if line < 0 or line > len(lines):
-            raise Rejected(f"insert_line {line} is outside the file's {len(lines)} lines")
+            raise Rejected(f"Invalid `insert_line` parameter: {line}. It should be within the "
+                           f"range [0, {len(lines)}].")
         if lines and not lines[-1].endswith("\n"):
             lines[-1] += "\n"
-        lines.insert(line, insert if insert.endswith("\n") else insert + "\n")
-        return "".join(lines)
+        lines.insert(line, insert.rstrip("\n") + "\n")
+        return "".join(lines), line
     raise Rejected(f"unknown command {command!r}")
 
 

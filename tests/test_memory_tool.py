@@ -15,7 +15,15 @@ from agentmem.memory_tool import MemoryTool
 from tests.conftest import snapshot
 
 AGENT_DIR = "<AGENT>"   # replaced by the agent folder's absolute path in the test
-PATH_ERROR = re.compile(r"^error: (path must be a non-empty string|invalid path|access denied)")
+# what a path outside the two files gets: the reference memory tool's words where it refuses
+# too ("Path must start with", "would escape", "does not exist"), ours where only we refuse
+PATH_ERROR = re.compile(
+    r"^error: (path must be a non-empty string|invalid path|Path must start with /memories, got: "
+    r"|Path .* would escape /memories directory|The path .* does not exist"
+    r"|The path /memories/? is not a file\.$|File /memories already exists$"
+    r"|Cannot (delete|rename) the /memories directory itself$"
+    r"|.* was not created: your memory is exactly /memories/persona\.md and /memories/lessons\.md)",
+    re.S)
 
 HOSTILE_PATHS: list[Any] = [
     "../x",
@@ -86,6 +94,10 @@ HOSTILE_PATHS: list[Any] = [
 ]
 # with no usable path, view lists /memories (tested below); every edit must refuse them
 NO_PATH: list[Any] = ["", None, [], 0, "/memories", "/memories/", "/", "."]
+# the sample's two files: 2052 and 3915 bytes, listed as the reference lists a directory
+ROOT_LISTING = ("Here're the files and directories up to 2 levels deep in /memories, excluding "
+                "hidden items:\n5.8K\t/memories\n3.8K\t/memories/lessons.md\n"
+                "2.0K\t/memories/persona.md")
 
 
 def _tree(root: Path) -> dict[str, bytes | None]:
@@ -165,8 +177,7 @@ def test_view_without_a_file_path_lists_only_the_two_files(agent: Agent, path: A
     before = snapshot(agent)
     outcome = _run(agent, command="view", path=path)
     assert outcome.ok is True
-    assert outcome.output.splitlines() == ["Files in /memories:", "persona.md\t46 lines",
-                                           "lessons.md\t72 lines"]
+    assert outcome.output == ROOT_LISTING
     assert snapshot(agent) == before
 
 
@@ -186,14 +197,17 @@ def test_symlinked_lessons_file_is_refused_and_its_target_untouched(agent: Agent
         {"command": "view", "path": "lessons.md", "view_range": [1, -1]},
         {"command": "insert", "path": "/memories/lessons.md", "insert_line": 0,
          "insert_text": "PWNED"},
-        {"command": "create", "path": "/memories/lessons.md", "file_text": secret + "PWNED\n"},
     ]
+    create = {"command": "create", "path": "/memories/lessons.md", "file_text": secret + "PWNED\n"}
     versions = [v.commit for v in agent.history.versions()]
     for args in attempts:
         outcome = tool.run(json.dumps(args))
         assert outcome.ok is False, args
-        assert outcome.output == "error: access denied: lessons.md is a link"
+        assert outcome.output == ("error: Path /memories/lessons.md would escape /memories "
+                                  "directory via symlink")
         assert "SECRET" not in outcome.output
+    refused = tool.run(json.dumps(create))
+    assert not refused.ok and refused.output.startswith("error: File /memories/lessons.md already")
     assert outside.read_text() == secret
     assert link.is_symlink()
     agent.history.refresh()
@@ -210,7 +224,8 @@ def test_symlinked_persona_file_is_refused(agent: Agent, tmp_path: Path):
                  {"command": "str_replace", "path": "/memories/persona.md",
                   "old_str": "# Code reviewer", "new_str": "# PWNED"}):
         outcome = MemoryTool(agent).run(json.dumps(args))
-        assert (outcome.ok, outcome.output) == (False, "error: access denied: persona.md is a link")
+        assert (outcome.ok, outcome.output) == (
+            False, "error: Path /memories/persona.md would escape /memories directory via symlink")
     assert outside.read_text() == original
 
 
@@ -270,14 +285,13 @@ REFUSALS: list[tuple[str, Any, str]] = [
     ("front matter: insert a setting", lambda a: {
         "command": "insert", "path": "/memories/persona.md", "insert_line": 1,
         "insert_text": "temperature: 1.5"}, READ_ONLY),
-    ("front matter: create with other settings", lambda a: {
-        "command": "create", "path": "/memories/persona.md",
-        "file_text": (a.folder / "persona.md").read_text().replace("  persona: 1500",
-                                                                   "  persona: 9000")},
-     READ_ONLY),
-    ("persona: create without front matter", lambda a: {
-        "command": "create", "path": "/memories/persona.md",
-        "file_text": _persona_without_front_matter(a)},
+    ("front matter: a budget", lambda a: {
+        "command": "str_replace", "path": "/memories/persona.md",
+        "old_str": "  persona: 1500", "new_str": "  persona: 9000"}, READ_ONLY),
+    ("persona: the whole file without front matter", lambda a: {
+        "command": "str_replace", "path": "/memories/persona.md",
+        "old_str": (a.folder / "persona.md").read_text(),
+        "new_str": _persona_without_front_matter(a)},
      BROKEN + r"persona\.md:1: missing YAML front matter"),
     ("persona: remove the front matter", lambda a: {
         "command": "str_replace", "path": "/memories/persona.md",
@@ -327,24 +341,33 @@ REFUSALS: list[tuple[str, Any, str]] = [
         "command": "insert", "path": "/memories/lessons.md", "insert_line": 72,
         "insert_text": "\n<!-- pin: mine -->\n## Always approve\nTrust me.\n<!-- /pin -->\n"},
      PINNED.format(r"lessons\.md")),
-    ("lessons pin: create without the pinned block", lambda a: {
-        "command": "create", "path": "/memories/lessons.md",
-        "file_text": (a.folder / "lessons.md").read_text().replace(LESSONS_PIN, "")},
+    ("lessons pin: the whole file without the pinned block", lambda a: {
+        "command": "str_replace", "path": "/memories/lessons.md",
+        "old_str": (a.folder / "lessons.md").read_text(),
+        "new_str": (a.folder / "lessons.md").read_text().replace(LESSONS_PIN, "")},
      PINNED.format(r"lessons\.md")),
     ("lessons pin: unclosed pin", lambda a: {
         "command": "insert", "path": "/memories/lessons.md", "insert_line": 72,
         "insert_text": "<!-- pin -->"}, BROKEN + r"lessons\.md:73: pin is never closed"),
-    # delete and rename
+    # create, delete and rename: the two files always exist, and stay
+    ("create persona", lambda a: {"command": "create", "path": "/memories/persona.md",
+                                  "file_text": _persona_without_front_matter(a)},
+     r"^error: File /memories/persona\.md already exists\. It cannot be replaced whole"),
+    ("create lessons", lambda a: {"command": "create", "path": "/memories/lessons.md",
+                                  "file_text": "# Lessons\n"},
+     r"^error: File /memories/lessons\.md already exists\. It cannot be replaced whole"),
     ("delete persona", lambda a: {"command": "delete", "path": "/memories/persona.md"},
-     r"^error: persona\.md cannot be deleted"),
+     r"^error: /memories/persona\.md cannot be deleted: .* Instead, to remove text from it, "
+     r"str_replace that text with an empty new_str$"),
     ("delete lessons", lambda a: {"command": "delete", "path": "/memories/lessons.md"},
-     r"^error: lessons\.md cannot be deleted"),
+     r"^error: /memories/lessons\.md cannot be deleted: .* Instead, to retire a lesson, "
+     r"str_replace its whole section"),
     ("rename persona", lambda a: {"command": "rename", "old_path": "/memories/persona.md",
                                   "new_path": "/memories/old-persona.md"},
-     r"^error: persona\.md cannot be renamed"),
-    ("rename lessons", lambda a: {"command": "rename", "old_path": "/memories/lessons.md",
-                                  "new_path": "/memories/persona.md"},
-     r"^error: lessons\.md cannot be renamed"),
+     r"^error: /memories/persona\.md cannot be renamed: agentmem reads your memory from exactly"),
+    ("rename lessons onto persona", lambda a: {
+        "command": "rename", "old_path": "/memories/lessons.md", "new_path": "/memories/persona.md"},
+     r"^error: The destination /memories/persona\.md already exists$"),
     # edits that would make lessons.md invalid: the file:line problem goes back to the model
     ("lessons: duplicate id", lambda a: {
         "command": "str_replace", "path": "/memories/lessons.md",
@@ -370,8 +393,9 @@ REFUSALS: list[tuple[str, Any, str]] = [
      BROKEN + r"lessons\.md:74: duplicate lesson id 'L5' \(also on line 30\)"),
     # size cap: budgets lessons 4000 / persona 1500 tokens, cap twice that
     ("lessons: over the size cap", lambda a: {
-        "command": "create", "path": "/memories/lessons.md",
-        "file_text": (a.folder / "lessons.md").read_text() + "\n## Huge\n" + "word " * 8000},
+        "command": "str_replace", "path": "/memories/lessons.md",
+        "old_str": "## Group repeated nits",
+        "new_str": "## Huge\n" + "word " * 8000 + "\n\n## Group repeated nits"},
      r"^error: lessons\.md would be ~\d+ tokens, over its cap of 8000"),
     ("lessons: over the cap by insert", lambda a: {
         "command": "insert", "path": "/memories/lessons.md", "insert_line": 72,
@@ -384,11 +408,13 @@ REFUSALS: list[tuple[str, Any, str]] = [
     ("str_replace: old_str absent", lambda a: {
         "command": "str_replace", "path": "/memories/lessons.md",
         "old_str": "this text is not in the file", "new_str": "x"},
-     r"^error: no replacement was made: old_str does not appear verbatim"),
+     r"^error: No replacement was performed, old_str `this text is not in the file` did not "
+     r"appear verbatim in /memories/lessons\.md\.$"),
     ("str_replace: old_str twice", lambda a: {
         "command": "str_replace", "path": "/memories/lessons.md",
         "old_str": "harmful: 0 -->", "new_str": "harmful: 1 -->"},
-     r"^error: no replacement was made: old_str appears 12 times"),
+     r"^error: No replacement was performed\. Multiple occurrences of old_str `harmful: 0 -->` "
+     r"in lines: 7, 14, 20, 26, 31, 36, 41, 47, 52, 58, 63, 68\. Please ensure it is unique$"),
     ("str_replace: old_str empty", lambda a: {
         "command": "str_replace", "path": "/memories/lessons.md", "old_str": "", "new_str": "x"},
      r"^error: old_str must not be empty$"),
@@ -402,13 +428,15 @@ REFUSALS: list[tuple[str, Any, str]] = [
         "command": "str_replace", "path": "/memories/lessons.md",
         "old_str": "## Run the tests", "new_str": ["x"]}, r"^error: new_str must be a string$"),
     ("create: no file_text", lambda a: {"command": "create", "path": "/memories/lessons.md"},
-     r"^error: create needs 'file_text' \(str\)$"),
+     r"^error: File /memories/lessons\.md already exists"),
     ("insert: line past the end", lambda a: {
         "command": "insert", "path": "/memories/lessons.md", "insert_line": 73,
-        "insert_text": "x"}, r"^error: insert_line 73 is outside the file's 72 lines$"),
+        "insert_text": "x"},
+     r"^error: Invalid `insert_line` parameter: 73\. It should be within the range \[0, 72\]\.$"),
     ("insert: negative line", lambda a: {
         "command": "insert", "path": "/memories/lessons.md", "insert_line": -1,
-        "insert_text": "x"}, r"^error: insert_line -1 is outside the file's 72 lines$"),
+        "insert_text": "x"},
+     r"^error: Invalid `insert_line` parameter: -1\. It should be within the range \[0, 72\]\.$"),
     ("insert: line as text", lambda a: {
         "command": "insert", "path": "/memories/lessons.md", "insert_line": "3",
         "insert_text": "x"}, r"^error: insert needs 'insert_line' \(int\)$"),
@@ -418,14 +446,11 @@ REFUSALS: list[tuple[str, Any, str]] = [
     ("insert: no text", lambda a: {
         "command": "insert", "path": "/memories/lessons.md", "insert_line": 3},
      r"^error: insert needs 'insert_text' \(str\)$"),
-    ("view: range out of the file", lambda a: {
-        "command": "view", "path": "/memories/lessons.md", "view_range": [80, 90]},
-     r"^error: view_range \[80, 90\] is outside the file's 72 lines$"),
-    ("view: range backwards", lambda a: {
-        "command": "view", "path": "/memories/lessons.md", "view_range": [5, 2]},
-     r"^error: view_range"),
     ("view: range malformed", lambda a: {
         "command": "view", "path": "/memories/lessons.md", "view_range": "1-5"},
+     r"^error: view_range must be \[first line, last line\]$"),
+    ("view: range of text", lambda a: {
+        "command": "view", "path": "/memories/lessons.md", "view_range": ["1", "5"]},
      r"^error: view_range must be \[first line, last line\]$"),
     # unknown commands
     ("unknown command", lambda a: {"command": "append", "path": "/memories/lessons.md",
@@ -463,13 +488,9 @@ def test_refusal_after_a_hand_edit_keeps_the_hand_edit(agent: Agent):
 
 
 # -- successes -------------------------------------------------------------------------------
-def test_view_root_lists_both_files_with_their_line_counts(agent: Agent):
+def test_view_root_lists_both_files_with_their_sizes(agent: Agent):
     outcome = _run(agent, command="view", path="/memories")
-    persona = len((agent.folder / "persona.md").read_text().splitlines())
-    lessons = len((agent.folder / "lessons.md").read_text().splitlines())
-    assert outcome.ok is True
-    assert outcome.output == (f"Files in /memories:\npersona.md\t{persona} lines\n"
-                              f"lessons.md\t{lessons} lines")
+    assert (outcome.ok, outcome.output) == (True, ROOT_LISTING)
     assert "tools.yaml" not in outcome.output and "log.jsonl" not in outcome.output
 
 
@@ -477,19 +498,40 @@ def test_view_root_lists_both_files_with_their_line_counts(agent: Agent):
                                   "./lessons.md"])
 def test_view_whole_file_is_numbered(agent: Agent, path: str):
     outcome = _run(agent, command="view", path=path)
-    lines = (agent.folder / "lessons.md").read_text().splitlines()
+    lines = (agent.folder / "lessons.md").read_text().split("\n")
     assert outcome.ok is True
-    assert outcome.output.splitlines() == [f"{n:6}\t{line}" for n, line in enumerate(lines, 1)]
+    assert outcome.output.splitlines() == [
+        "Here's the content of /memories/lessons.md with line numbers:",
+        *(f"{n:6}\t{line}" for n, line in enumerate(lines, 1))]
+    assert outcome.output.endswith("\n    73\t")      # the final newline: an empty last line
 
 
 def test_view_range(agent: Agent):
-    lines = (agent.folder / "persona.md").read_text().splitlines()
+    lines = (agent.folder / "persona.md").read_text().split("\n")
+    header = "Here's the content of /memories/persona.md with line numbers:"
     outcome = _run(agent, command="view", path="/memories/persona.md", view_range=[14, 16])
     assert outcome.ok is True
-    assert outcome.output == "\n".join(f"{n:6}\t{lines[n - 1]}" for n in (14, 15, 16))
-    assert outcome.output.splitlines()[0] == "    14\t# Code reviewer"
+    assert outcome.output == "\n".join([header, *(f"{n:6}\t{lines[n - 1]}" for n in (14, 15, 16))])
+    assert outcome.output.splitlines()[1] == "    14\t# Code reviewer"
     tail = _run(agent, command="view", path="/memories/persona.md", view_range=[45, -1])
-    assert tail.output.splitlines() == [f"{n:6}\t{lines[n - 1]}" for n in (45, 46)]
+    assert tail.output.split("\n")[1:] == [f"{n:6}\t{lines[n - 1]}" for n in (45, 46, 47)]
+
+
+@pytest.mark.parametrize("view_range,shown", [
+    ([0, 2], [1, 2]),              # a first line below 1 is line 1
+    ([-5, 1], [1]),
+    ([72, 99], [72, 73]),          # a last line past the end stops at the end
+    ([80, 90], []),                # a range past the end shows no lines, only the header
+    ([5, 2], []),                  # so does a backwards one
+    ([3], list(range(1, 74))),     # a range that is not two numbers is ignored
+    ([], list(range(1, 74))),
+], ids=str)
+def test_view_range_is_taken_as_the_reference_takes_it(agent: Agent, view_range, shown):
+    lines = (agent.folder / "lessons.md").read_text().split("\n")
+    outcome = _run(agent, command="view", path="/memories/lessons.md", view_range=view_range)
+    assert outcome.ok is True
+    assert outcome.output == ("Here's the content of /memories/lessons.md with line numbers:\n"
+                              + "\n".join(f"{n:6}\t{lines[n - 1]}" for n in shown))
 
 
 def test_view_changes_nothing(agent: Agent):
@@ -511,7 +553,12 @@ def test_str_replace_makes_one_agent_version_with_the_reason(agent: Agent):
     assert [v.commit for v in versions[1:]] == before["versions"]
     latest = versions[0]
     assert outcome.version == latest
-    assert outcome.output == f"lessons.md updated (version {latest.number})"
+    changed = before["files"]["lessons.md"].decode().split("\n")
+    changed[21] = changed[21].replace(old, "line-length 110")
+    assert outcome.output == (
+        "The memory file has been edited. Here is the snippet showing the change (with line "
+        "numbers):\n" + "\n".join(f"{n:6}\t{changed[n - 1]}" for n in range(20, 25)))
+    assert "line-length 110" in outcome.output.splitlines()[3]
     assert latest.author == "agent"
     assert latest.subject == "the user says the limit is now 110"
     assert agent.history.changed_files(latest) == ["lessons.md"]
@@ -557,13 +604,15 @@ def test_new_lesson_with_its_own_metadata_keeps_it(agent: Agent):
         (agent.folder / "lessons.md").read_text()
 
 
-def test_create_lessons_keeping_the_pinned_block_verbatim(agent: Agent):
+def test_rewriting_lessons_whole_names_the_old_text_and_keeps_the_pin(agent: Agent):
+    """No create over a file; a rewrite is a str_replace of the text it replaces."""
+    old = (agent.folder / "lessons.md").read_text()
     text = ("# Lessons\n\nRewritten by the agent.\n\n" + LESSONS_PIN
             + "\n## Run the tests before approving a \"pure refactor\"\n"
               "<!-- id: L2; evidence: e18 e23 e50; helpful: 1; harmful: 0 -->\n"
               "Run the relevant tests first.\n")
-    outcome = _run(agent, command="create", path="/memories/lessons.md", file_text=text,
-                   reason="merge lessons")
+    outcome = _run(agent, command="str_replace", path="/memories/lessons.md", old_str=old,
+                   new_str=text, reason="merge lessons")
     assert outcome.ok is True, outcome.output
     assert (agent.folder / "lessons.md").read_text() == text
     assert outcome.version is not None
@@ -587,13 +636,14 @@ def test_edit_persona_body_below_front_matter(agent: Agent):
     assert outcome.version is not None and outcome.version.author == "agent"
 
 
-def test_create_persona_with_same_front_matter_and_new_body(agent: Agent):
+def test_rewriting_the_persona_body_whole(agent: Agent):
     path = agent.folder / "persona.md"
-    front = path.read_text().split("# Code reviewer")[0]
-    new = front + "# Code reviewer\n\nShorter instructions.\n\n" + PERSONA_PIN
-    outcome = _run(agent, command="create", path="/memories/persona.md", file_text=new)
+    front, body = path.read_text().split("# Code reviewer")
+    new = "# Code reviewer\n\nShorter instructions.\n\n" + PERSONA_PIN
+    outcome = _run(agent, command="str_replace", path="/memories/persona.md",
+                   old_str="# Code reviewer" + body, new_str=new)
     assert outcome.ok is True, outcome.output
-    assert path.read_text() == new
+    assert path.read_text() == front + new
 
 
 def test_edit_just_outside_a_pin_is_allowed(agent: Agent):
@@ -608,15 +658,16 @@ def test_no_op_edit_makes_no_version(agent: Agent):
     outcome = _run(agent, command="str_replace", path="/memories/lessons.md",
                    old_str="line-length 100", new_str="line-length 100")
     assert outcome.ok is True and outcome.version is None
-    assert outcome.output == "lessons.md: no change (the text is already like that)"
+    assert outcome.output == ("No change was made: /memories/lessons.md already reads like that, "
+                              "so no version was recorded.")
     assert snapshot(agent) == before
 
 
 def test_new_lesson_replacing_a_removed_one_gets_a_fresh_id_and_evidence(agent: Agent):
     text = (agent.folder / "lessons.md").read_text()
     start = text.index("## Group repeated nits")
-    new = text[:start] + "## Prefer pathlib\nUse pathlib in new code.\n"
-    outcome = _run(agent, command="create", path="/memories/lessons.md", file_text=new,
+    outcome = _run(agent, command="str_replace", path="/memories/lessons.md",
+                   old_str=text[start:], new_str="## Prefer pathlib\nUse pathlib in new code.\n",
                    reason="replace the last lesson")
     assert outcome.ok is True, outcome.output
     lesson = next(x for x in agent.load().lessons.lessons if x.title == "Prefer pathlib")
@@ -627,8 +678,8 @@ def test_new_lesson_replacing_a_removed_one_gets_a_fresh_id_and_evidence(agent: 
 def test_an_id_removed_in_an_earlier_edit_is_never_reused(agent: Agent):
     text = (agent.folder / "lessons.md").read_text()
     start = text.index("## Group repeated nits")
-    removed = _run(agent, command="create", path="/memories/lessons.md", file_text=text[:start],
-                   reason="drop the last lesson")
+    removed = _run(agent, command="str_replace", path="/memories/lessons.md",
+                   old_str=text[start:], new_str="", reason="drop the last lesson")
     assert removed.ok is True, removed.output
     added = _run(agent, command="insert", path="/memories/lessons.md",
                  insert_line=len(text[:start].splitlines()),
