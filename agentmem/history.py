@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agentmem import baton, gitstore
-from agentmem.errors import AgentmemError, Conflict, NotFound, UsageError
+from agentmem import gitcmd, gitstore
+from agentmem.errors import AgentmemError, NotFound, UsageError
 from agentmem.fsutil import decode_text, read_text, write_all
 from agentmem.redact import redact
 
@@ -74,31 +74,19 @@ class History:
         proc: subprocess.CompletedProcess[str] = self._run_git(
             args, env, input=input, text=True, encoding="utf-8", errors="replace")
         if check and proc.returncode != 0:
-            raise _git_failure(args, proc.stderr, self.git_dir)
+            raise gitcmd.failure(args, proc.stderr, self.git_dir)
         return proc
 
     def git_bytes(self, *args: str, input: bytes | None = None) -> bytes:
         """A git command's output as bytes (objects, which need not be text)."""
         proc = self._run_git(args, None, input=input)
         if proc.returncode != 0:
-            raise _git_failure(args, proc.stderr.decode(errors="replace"), self.git_dir)
+            raise gitcmd.failure(args, proc.stderr.decode(errors="replace"), self.git_dir)
         return bytes(proc.stdout)
 
     def _run_git(self, args: tuple[str, ...], env: dict[str, str] | None,
                  **run: Any) -> subprocess.CompletedProcess[Any]:
-        full_env = {**os.environ, "GIT_DIR": str(self.git_dir), "GIT_WORK_TREE": str(self.folder),
-                    "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C",
-                    **(env or {})}
-        for leak in ("GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR"):
-            full_env.pop(leak, None)
-        cmd = ["git", "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false",
-               "-c", "core.autocrlf=false", "-c", "core.quotepath=false", *args]
-        try:
-            with baton.waiting():         # in a batch, another pass computes meanwhile
-                return subprocess.run(cmd, cwd=self.folder, env=full_env, capture_output=True,
-                                      **run)
-        except FileNotFoundError as exc:
-            raise AgentmemError("git is not installed", "install git and try again") from exc
+        return gitcmd.run(self.git_dir, self.folder, args, env, **run)
 
     @property
     def exists(self) -> bool:
@@ -309,7 +297,7 @@ class History:
                     continue
                 sha = self._run_git(("hash-object", "-w", "--stdin"), None, input=data)
                 if sha.returncode != 0:
-                    raise _git_failure(("hash-object",), sha.stderr.decode(errors="replace"),
+                    raise gitcmd.failure(("hash-object",), sha.stderr.decode(errors="replace"),
                                        self.git_dir)
                 self.git("update-index", "--add", "--cacheinfo",
                          f"100644,{sha.stdout.decode().strip()},{name}")
@@ -517,22 +505,6 @@ def _work_mode(path: Path) -> int:
     return gitstore.EXECUTABLE if st.st_mode & stat.S_IXUSR else gitstore.REGULAR
 
 
-def _git_failure(args: tuple[str, ...], stderr: str, git_dir: Path) -> AgentmemError:
-    """git's complaint as one line, with what to do about it."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    main = next((line for line in lines if line.startswith(("fatal:", "error:"))),
-                lines[0] if lines else "no message")
-    main = re.sub(r"^(fatal|error):\s*", "", main)
-    held = re.search(r"Unable to create '([^']+\.lock)'", stderr)
-    if held:
-        return AgentmemError(f"the history is locked by {held.group(1)}",
-                             "another git command is using it; if none is running, remove "
-                             "that file and try again")
-    return AgentmemError(f"git {args[0] if args else ''} failed: {main}",
-                         f"the history in {git_dir} may be damaged; check it with: "
-                         f"git --git-dir={git_dir} fsck")
-
-
 def _version(number: int, commit: str, timestamp: int, subject: str, body: str) -> Version:
     """A Version from a commit's message: the trailers become its author and log position."""
     author, position = "human", None
@@ -548,23 +520,3 @@ def _version(number: int, commit: str, timestamp: int, subject: str, body: str) 
     return Version(number=number, commit=commit, time=datetime.fromtimestamp(timestamp, UTC),
                    author=author, subject=subject, message="\n".join(lines).strip(),
                    log_position=position)
-
-
-def merge3(current: str, base: str, other: str, name: str) -> str:
-    """Three-way merge with git merge-file; raises Conflict when the changes overlap."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = []
-        for label, text in (("current", current), ("base", base), ("other", other)):
-            path = Path(tmp) / label
-            path.write_text(text, encoding="utf-8")
-            paths.append(str(path))
-        proc = subprocess.run(["git", "merge-file", "-p", "-q", *paths], capture_output=True,
-                              text=True, encoding="utf-8")
-    if proc.returncode != 0:
-        raise Conflict(f"{name}: later edits changed the same lines, so this version cannot be "
-                       "undone on its own; nothing was changed",
-                       "use 'agentmem revert AGENT --to VERSION' to restore a whole earlier state, "
-                       "or edit the file by hand")
-    return proc.stdout

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agentmem.errors import AgentmemError, Conflict, UsageError
-from agentmem.history import Version, merge3
+from agentmem.history import Version
 from agentmem.memory import ARCHIVE
 
 if TYPE_CHECKING:
@@ -98,3 +100,23 @@ def _conflict(name: str) -> AgentmemError:
     return Conflict(f"{name}: later edits changed this file, so this version cannot be undone on "
                     "its own; nothing was changed",
                     "use 'agentmem revert AGENT --to VERSION' to restore a whole earlier state")
+
+
+def merge3(current: str, base: str, other: str, name: str) -> str:
+    """Three-way merge with git merge-file; raises Conflict when the changes overlap."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for label, text in (("current", current), ("base", base), ("other", other)):
+            path = Path(tmp) / label
+            path.write_text(text, encoding="utf-8")
+            paths.append(str(path))
+        proc = subprocess.run(["git", "merge-file", "-p", "-q", *paths], capture_output=True,
+                              text=True, encoding="utf-8")
+    if proc.returncode != 0:
+        raise Conflict(f"{name}: later edits changed the same lines, so this version cannot be "
+                       "undone on its own; nothing was changed",
+                       "use 'agentmem revert AGENT --to VERSION' to restore a whole earlier state, "
+                       "or edit the file by hand")
+    return proc.stdout
