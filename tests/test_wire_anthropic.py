@@ -66,7 +66,7 @@ def test_memory_tool_use_arrives_in_pieces_and_lands_as_a_version(
     assert {"type": "tool_use", "id": use.id, "name": "memory", "input": insert} in \
         assistant["content"]
     [block] = [b for b in result_turn["content"] if b["type"] == "tool_result"]
-    assert block["tool_use_id"] == use.id and "lessons.md updated" in block["content"]
+    assert block["tool_use_id"] == use.id and "lessons.md" in json.dumps(block["content"])
 
 
 def test_sleep_yes_over_the_wire(cli, agent: Agent, server: wire.StandIn):
