@@ -1,8 +1,9 @@
 """The only module that imports litellm, lazily: commands that need no model never pay for it.
 
 Importing litellm takes seconds; `preload()` starts it in a background thread so an interactive
-session's first reply is not late. The import never touches the network: the local cost map is
-used and litellm runs in production mode.
+session's first reply is not late. Neither the import nor a call reaches anything but the chosen
+provider: litellm uses its bundled cost map and tables (offline mode) and runs in production
+mode.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ def litellm() -> Any:
         if _module is None:
             os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
             os.environ.setdefault("LITELLM_MODE", "PRODUCTION")
+            # litellm's bundled copies of what it would otherwise fetch on its own (Anthropic's
+            # beta-header table at a beta tool's first call, tokenizers): only the provider the
+            # user chose is contacted
+            os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
             import warnings
 
             # litellm's pydantic models warn on import and on first use; none is actionable
@@ -510,8 +515,18 @@ def _call(spec: ModelSpec, messages: list[dict[str, Any]], tools: list[dict[str,
                       completion_tokens=completion, cost=cost, model=spec.model)
 
 
+def _local_lookup(model: str) -> bool:
+    """Whether litellm would answer a question about `model` (its price, its window) by asking
+    a server: for `ollama/` models it asks $OLLAMA_API_BASE or localhost:11434, whatever
+    api_base the user chose. agentmem does not ask: a local model is free, and its window is
+    the default unless persona.md sets `context_window:`."""
+    return model.startswith("ollama/")
+
+
 def cost_of(model: str, prompt_tokens: int, completion_tokens: int) -> float:
     """Cost in USD from litellm's price table; 0.0 for models it has no price for."""
+    if _local_lookup(model):
+        return 0.0
     lib = litellm()
     try:
         prompt_cost, completion_cost = lib.cost_per_token(
@@ -523,6 +538,8 @@ def cost_of(model: str, prompt_tokens: int, completion_tokens: int) -> float:
 
 def price(model: str) -> tuple[float, float] | None:
     """(input, output) USD per token, or None when litellm has no price for the model."""
+    if _local_lookup(model):
+        return 0.0, 0.0
     lib = litellm()
     try:
         info = lib.get_model_info(model)
@@ -555,6 +572,8 @@ def _price_scripted(lib: Any, model: str) -> None:
 
 @functools.lru_cache(maxsize=64)
 def context_window(model: str, default: int = 8192) -> int:
+    if _local_lookup(model):
+        return default
     lib = litellm()
     try:
         info = lib.get_model_info(model)

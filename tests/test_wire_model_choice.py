@@ -209,3 +209,35 @@ def test_eval_sends_to_its_model_and_judge_only_and_says_so(cli, tmp_path: Path,
     assert sent_models(server) == ["x", "x"] + ["x", "x-judge"] * 3
     assert "chat and sleep model: openai/x (from --model)" in result.stderr
     assert "judge model: openai/x-judge (from --judge-model)" in result.stderr
+
+
+# -- nothing but the chosen provider -----------------------------------------------------------
+def test_a_beta_tool_fetches_nothing_but_the_provider(server: wire.StandIn, monkeypatch, capfd):
+    """A tool that needs an Anthropic beta header once made litellm fetch its header table from
+    GitHub (and print a warning when it could not): offline mode uses the bundled copy."""
+    from wire import anthropic
+
+    from agentmem import llm
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-dummy")
+    server.push(anthropic.reply("ok", model="claude-sonnet-4-5"))
+    spec = ModelSpec("anthropic/claude-sonnet-4-5", server.url, "--model")
+    reply = llm.complete(spec, [{"role": "user", "content": "hi"}],
+                         tools=[{"type": "memory_20250818", "name": "memory"}])
+    assert reply.text == "ok"
+    [request] = server.requests
+    assert request.body["tools"] == [{"type": "memory_20250818", "name": "memory"}]
+    assert "anthropic-beta" in request.headers
+    assert "LiteLLM" not in capfd.readouterr().err
+    # (and wire.serve's guard saw no connection or name lookup beyond the stand-in)
+
+
+def test_an_ollama_models_window_and_price_ask_no_server():
+    """litellm answers these for `ollama/` models by asking localhost:11434, whatever api_base
+    the user chose; agentmem does not ask."""
+    from agentmem import llm
+
+    with wire.offline():
+        assert llm.context_window("ollama/wire-model") == 8192
+        assert llm.price("ollama/wire-model") == (0.0, 0.0)
+        assert llm.cost_of("ollama/wire-model", 100, 10) == 0.0
