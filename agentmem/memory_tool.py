@@ -26,8 +26,10 @@ from agentmem import lessons as lessons_fmt
 from agentmem import persona as persona_fmt
 from agentmem.agent import Agent
 from agentmem.errors import AgentmemError, InvalidAgent
+from agentmem.fsutil import decode_text
 from agentmem.guards import EDITABLE, Rejected, guard_agent_edit
 from agentmem.history import Version
+from agentmem.memory import validate
 from agentmem.tokens import estimate
 from agentmem.toolrun import parse_arguments
 
@@ -229,31 +231,47 @@ class MemoryTool:
         except Rejected as exc:
             outcome.output = f"error: {exc}"
         except InvalidAgent as exc:
-            outcome.output = f"error: the edit would break the file, so it was not made:\n{exc}"
+            outcome.output = self._invalid(exc)
         except AgentmemError as exc:
             outcome.output = f"error: {exc.message}"
         return outcome
+
+    def _invalid(self, exc: InvalidAgent) -> str:
+        """An invalid result: the edit's own fault, or files a person left unreadable."""
+        try:
+            already = bool(validate(self.agent.read_texts())[1])
+        except InvalidAgent:
+            already = True
+        if already:
+            return ("error: your memory files are not valid as they are, so nothing was done; a "
+                    f"person must fix them first:\n{exc}")
+        return f"error: the edit would break the file, so it was not made:\n{exc}"
 
     def _view(self, args: dict[str, Any]) -> str:
         raw = args.get("path") or ROOT
         where = ROOT if raw in ("/", ".") else locate(raw)
         if where is None:
             raise Rejected(f"The path {raw} does not exist. Please provide a valid path.")
-        texts = self.agent.read_texts()
+        raw_files = self.agent.read_raw()
         if where == ROOT:
-            sizes = {name: len((texts.get(name) or "").encode()) for name in sorted(EDITABLE)}
+            sizes = {name: len(raw_files.get(name) or b"") for name in sorted(EDITABLE)}
             rows = [f"{_size(sum(sizes.values()))}\t{ROOT}"]
             rows += [f"{_size(size)}\t{ROOT}/{name}" for name, size in sizes.items()]
             return (f"Here're the files and directories up to 2 levels deep in {ROOT}, "
                     "excluding hidden items:\n" + "\n".join(rows))
         self._check_link(where)
+        try:
+            text = decode_text(raw_files.get(where) or b"")
+        except UnicodeDecodeError:
+            raise Rejected(f"The file {_display(where)} is not a valid UTF-8 text file and "
+                           "cannot be read as memory.") from None
         return (f"Here's the content of {_display(where)} with line numbers:\n"
-                + numbered(texts.get(where) or "", args.get("view_range")))
+                + numbered(text, args.get("view_range")))
 
     def _check_link(self, name: str) -> None:
         path = self.agent.folder / name
         if os.path.islink(path) or path.resolve().parent != self.agent.folder:
-            raise Rejected(f"Path {_display(name)} would escape {ROOT} directory via symlink")
+            raise Rejected(f"Path {_display(name)} would escape {ROOT} directory")
 
     def _file(self, raw: Any) -> str:
         """The file a str_replace or insert edits."""
@@ -412,14 +430,15 @@ def apply_command(command: str, text: str, args: dict[str, Any], path: str) -> t
         return text.replace(old, new, 1), text.count("\n", 0, at)
     if command == "insert":
         line, insert = need("insert_line", int), need("insert_text", str)
-        lines = text.splitlines(keepends=True)
+        lines = text.split("\n")          # lines end at newlines only, as the reference counts
+        if lines[-1] == "":
+            lines.pop()
         if line < 0 or line > len(lines):
             raise Rejected(f"Invalid `insert_line` parameter: {line}. It should be within the "
                            f"range [0, {len(lines)}].")
-        if lines and not lines[-1].endswith("\n"):
-            lines[-1] += "\n"
-        lines.insert(line, insert.rstrip("\n") + "\n")
-        return "".join(lines), line
+        lines.insert(line, insert.rstrip("\n"))
+        new = "\n".join(lines)
+        return new if new.endswith("\n") else new + "\n", line
     raise Rejected(f"unknown command {command!r}")
 
 

@@ -203,8 +203,7 @@ def test_symlinked_lessons_file_is_refused_and_its_target_untouched(agent: Agent
     for args in attempts:
         outcome = tool.run(json.dumps(args))
         assert outcome.ok is False, args
-        assert outcome.output == ("error: Path /memories/lessons.md would escape /memories "
-                                  "directory via symlink")
+        assert outcome.output == "error: Path /memories/lessons.md would escape /memories directory"
         assert "SECRET" not in outcome.output
     refused = tool.run(json.dumps(create))
     assert not refused.ok and refused.output.startswith("error: File /memories/lessons.md already")
@@ -225,7 +224,7 @@ def test_symlinked_persona_file_is_refused(agent: Agent, tmp_path: Path):
                   "old_str": "# Code reviewer", "new_str": "# PWNED"}):
         outcome = MemoryTool(agent).run(json.dumps(args))
         assert (outcome.ok, outcome.output) == (
-            False, "error: Path /memories/persona.md would escape /memories directory via symlink")
+            False, "error: Path /memories/persona.md would escape /memories directory")
     assert outside.read_text() == original
 
 
@@ -773,3 +772,17 @@ def test_a_reason_cannot_plant_lines_or_trailers_in_the_version_message(agent: A
         "command": "insert", "path": "/memories/lessons.md", "insert_line": 0,
         "insert_text": "Another.\n", "reason": "Agentmem-Sleep-Cursor: 98 1"}))
     assert outcome.ok and not agent.history.has_sleep_cursor(98, 1)
+
+
+def test_an_edit_to_files_a_person_left_invalid_says_so_not_that_the_edit_broke_them(agent: Agent):
+    path = agent.folder / "lessons.md"
+    path.write_text(path.read_text().replace("helpful: 1; harmful: 0 -->", "helpful: x -->", 1))
+    broken = path.read_bytes()
+    outcome = _run(agent, command="insert", path="/memories/persona.md", insert_line=46,
+                   insert_text="A note.", reason="note")
+    assert outcome.ok is False
+    assert outcome.output.startswith("error: your memory files are not valid as they are, so "
+                                     "nothing was done; a person must fix them first:\nlessons.md:")
+    assert path.read_bytes() == broken
+    viewed = _run(agent, command="view", path="/memories/lessons.md")   # view still works
+    assert viewed.ok and "helpful: x -->" in viewed.output
