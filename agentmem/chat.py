@@ -20,8 +20,7 @@ from agentmem.errors import ModelError
 from agentmem.history import Version
 from agentmem.lessons import LessonsDoc
 from agentmem.memory import Memory
-from agentmem.memory_tool import SCHEMA as MEMORY_SCHEMA
-from agentmem.memory_tool import ConfirmEdit, MemoryTool, PendingEdit
+from agentmem.memory_tool import ConfirmEdit, MemoryTool, PendingEdit, schema_for
 from agentmem.models import ModelSpec
 from agentmem.redact import StreamRedactor, redact
 from agentmem.tokens import estimate
@@ -182,7 +181,9 @@ class ChatSession:
         return [{"role": "system", "content": system}, *self.turns[start:]], warnings
 
     def tool_schemas(self) -> list[dict[str, Any]]:
-        return [MEMORY_SCHEMA, *(t.schema() for t in self.memory.tools)]
+        """The memory tool (Anthropic's native one for the Claude models trained on it, else
+        the function schema) and the agent's tools from tools.yaml."""
+        return [schema_for(self.spec.model), *(t.schema() for t in self.memory.tools)]
 
     # -- a turn ----------------------------------------------------------------------------
     def send(self, text: str, on_text: Callable[[str], None] | None = None,

@@ -305,3 +305,53 @@ def test_the_parity_tally():
         "test_create", "test_create_nested_directories", "test_delete", "test_delete_directory",
         "test_rename", "test_rename_to_nested_path",
         "test_symlink_validation_reject_creating_files_through_symlink_pointing_outside"]
+
+
+# -- which memory tool a model is offered ------------------------------------------------------
+@pytest.mark.parametrize("model,native", [
+    ("anthropic/claude-sonnet-4-5", True),
+    ("anthropic/claude-opus-4-1-20250805", True),
+    ("anthropic/claude-haiku-4-5", True),
+    ("claude-sonnet-4-20250514", True),           # no prefix: litellm routes it to Anthropic
+    ("anthropic/claude-fable-5", True),
+    ("anthropic/claude-3-7-sonnet-20250219", False),   # before the memory tool
+    ("anthropic/claude-3-5-haiku-20241022", False),
+    ("anthropic/claude-x", False),                # a name that says no version: not assumed
+    ("bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0", False),   # not Anthropic's API
+    ("openai/gpt-4.1", False),
+    ("ollama/llama3.2", False),
+])
+def test_claude_from_4_on_is_offered_anthropics_own_memory_tool(model: str, native: bool):
+    from agentmem.memory_tool import NATIVE, SCHEMA, schema_for
+
+    assert schema_for(model) == (NATIVE if native else SCHEMA)
+    assert NATIVE == {"type": "memory_20250818", "name": "memory"}
+
+
+def test_the_native_memory_tool_goes_over_the_wire_with_its_beta_header(
+        cli, agent: Agent, monkeypatch: pytest.MonkeyPatch):
+    """What litellm sends to Anthropic for a Claude 4 model: the native tool type beside the
+    tools.yaml functions, the beta header it needs, and our answer as the tool result."""
+    import wire
+    from wire import anthropic
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-dummy")
+    view = {"command": "view", "path": "/memories"}
+    with wire.serve() as server:
+        wire.persona(agent, api_base=server.url)
+        server.push(anthropic.stream(["Let me look."], [anthropic.ToolUse("memory", view)],
+                                     model="claude-sonnet-4-5"),
+                    anthropic.stream(["Two files."], model="claude-sonnet-4-5"))
+        result = cli("chat", agent.folder, "-m", "What do you remember?", "--model",
+                     "anthropic/claude-sonnet-4-5")
+    assert result.exit_code == 0, result.stderr
+    first, second = server.requests
+    tools = first.body["tools"]
+    assert tools[0] == {"type": "memory_20250818", "name": "memory"}
+    assert [t["name"] for t in tools[1:]] == ["grep_repo", "git_diff", "run_tests"]
+    assert all("input_schema" in t for t in tools[1:])
+    assert "context-management-2025-06-27" in first.headers["anthropic-beta"].split(",")
+    [block] = [b for b in second.body["messages"][-1]["content"] if b["type"] == "tool_result"]
+    assert block["content"].startswith("Here're the files and directories up to 2 levels deep "
+                                       "in /memories, excluding hidden items:\n")
+    assert second.body["tools"] == tools
