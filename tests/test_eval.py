@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from agentmem.evaluation import JUDGE_SKIPPED, Check, load_scenario
+from agentmem.scenarios import JUDGE_SKIPPED, Check, load_scenario
 
 EVALS = Path(__file__).resolve().parents[1] / "evals"
 OK = "name: x\npersona: p\nprobes: [{user: q, expect: {contains: a}}]\n"   # a valid start
@@ -120,7 +120,7 @@ def test_bad_scenarios_get_a_clear_error(tmp_path: Path, body: str, message: str
 
 
 def test_a_number_is_checked_as_text(tmp_path: Path):
-    from agentmem.evaluation import _check
+    from agentmem.scenarios import _check
 
     path = tmp_path / "s.yaml"
     path.write_text("name: x\npersona: p\nprobes: [{user: q, expect: {contains: [0, 42]}}]\n")
@@ -253,8 +253,8 @@ def test_a_refused_pass_keeps_the_scenario_folder_and_says_where(cli, offline, t
 
 
 def test_the_default_suite_is_found_outside_a_clone(cli, offline, tmp_path: Path, monkeypatch):
-    from agentmem import evaluation
-    from agentmem.evaluation import default_suite
+    from agentmem import scenarios
+    from agentmem.scenarios import default_suite
 
     monkeypatch.chdir(tmp_path)
     assert default_suite().resolve() == EVALS       # this checkout: the repository's evals/
@@ -263,7 +263,7 @@ def test_the_default_suite_is_found_outside_a_clone(cli, offline, tmp_path: Path
     assert result.stdout.splitlines()[3].startswith("factual-correction")
     installed = tmp_path / "site" / "agentmem"      # an install: agentmem/evals beside the code
     (installed / "evals").mkdir(parents=True)
-    monkeypatch.setattr(evaluation, "__file__", str(installed / "evaluation.py"))
+    monkeypatch.setattr(scenarios, "__file__", str(installed / "scenarios.py"))
     assert default_suite() == installed / "evals"
     (tmp_path / "evals").mkdir()                     # ./evals comes first: the user's own suite
     assert default_suite() == Path("evals")

@@ -30,9 +30,10 @@ def eval_(
     agentmem eval evals/factual-correction.yaml --model ollama/llama3.2 --json
     """
     from agentmem import console, evaluation, models
+    from agentmem import scenarios as scenarios_mod
     from agentmem.errors import AgentmemError, Reported, UsageError
 
-    scenarios = evaluation.load_suite(suite or evaluation.default_suite())
+    scenarios = scenarios_mod.load_suite(suite or scenarios_mod.default_suite())
     if only:
         scenarios = [s for s in scenarios if only in s.name]
         if not scenarios:
@@ -41,7 +42,7 @@ def eval_(
         if judge_model:
             raise UsageError("--offline grades 'judge:' checks with its scripted judge",
                              "drop --judge-model, or run a real model with --model")
-        problems = evaluation.offline_problems(scenarios)
+        problems = scenarios_mod.offline_problems(scenarios)
         if problems:
             raise UsageError(problems[0], "or run it with a real model (--model)")
         spec = models.ModelSpec("scripted/eval", None, "--offline")
