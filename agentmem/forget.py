@@ -708,7 +708,7 @@ def _survey_files(agent: Agent, s: Survey, raw: dict[str, bytes | None],
 
 def _check_valid(s: Survey, raw: dict[str, bytes | None]) -> AgentmemError | None:
     """A refusal when memory without it would not validate (a setting's value, say)."""
-    from agentmem.agent import validate
+    from agentmem.memory import validate
 
     texts = {name: None if data is None else decode_text(data, "replace")
              for name, data in raw.items()}
