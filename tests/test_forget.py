@@ -43,14 +43,15 @@ def git(agent: Agent, *args: str) -> subprocess.CompletedProcess[bytes]:
 
 
 def holders(folder: Path, text: str) -> list[str]:
-    """Every file under `folder` (git's loose objects decompressed) and every git object
-    (packed or loose, through git itself) whose bytes hold `text`."""
+    """Every file under `folder` (git's loose objects decompressed, as far as a temp object a
+    kill cut short goes) and every git object (packed or loose, through git itself) whose
+    bytes hold `text`."""
     needle = text.encode()
     found = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()):
         data = path.read_bytes()
         if path.parent.parent.name == "objects" and len(path.parent.name) == 2:
-            data = zlib.decompress(data)
+            data = zlib.decompressobj().decompress(data)
         if needle in data:
             found.append(str(path.relative_to(folder)))
     agent = Agent(folder)
@@ -422,5 +423,6 @@ def test_a_forget_killed_at_random_points_is_all_or_nothing(full: Agent, tmp_pat
             assert agent.history.dirty() == []
             assert len(agent.history.versions()) == len(Agent(template).history.versions()) + 1
         assert agent.record_hand_edits() is None        # nothing half-done to record
+        assert sorted(agent.history.git_dir.glob("objects/??/tmp_obj_*")) == []
         shutil.rmtree(trial)
     assert outcomes["as before"] >= 3 and outcomes["forgotten"] >= 3, outcomes
