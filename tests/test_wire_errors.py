@@ -300,9 +300,6 @@ def test_a_sleep_answer_cut_mid_body_is_retried(cli, blank: Agent, server: wire.
     assert "## Lint with ruff" in (blank.folder / "lessons.md").read_text()
 
 
-@pytest.mark.xfail(strict=True, reason="batch sleep passes no on_retry: run_pass and sleep_one "
-                   "need an on_retry= to hand to propose, and commands/sleep.py's _many "
-                   "console.retrying")
 def test_batch_sleep_says_each_retry(cli, tmp_path, server: wire.StandIn):
     folder = tmp_path / "team"
     for name in ("a", "b"):

@@ -92,9 +92,6 @@ def test_chat_sends_only_to_its_model_flag(cli, agent: Agent, server: wire.Stand
     assert sent_models(server) == ["x"]
 
 
-@pytest.mark.xfail(strict=True, reason="needs interactive_sleep to pass the session's spec: "
-                   "core.prepare(agent, None, fallback=session.spec), and to print "
-                   "spec.describe('sleep model') (commands/sleep.py, sleep/passes.py)")
 def test_repl_sleep_uses_the_sessions_model_and_says_so(cli, blank: Agent, server: wire.StandIn,
                                                         monkeypatch):
     """The persona names a model (as the samples do); the session runs on --model. /sleep
@@ -110,8 +107,6 @@ def test_repl_sleep_uses_the_sessions_model_and_says_so(cli, blank: Agent, serve
     assert "sleep model: openai/x (from the chat session's --model)" in result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="needs interactive_sleep to print "
-                   "spec.describe('sleep model') before proposing (commands/sleep.py)")
 def test_repl_sleep_with_a_sleep_model_set_uses_it_and_says_so(cli, blank: Agent,
                                                                server: wire.StandIn, monkeypatch):
     from agentmem import console
@@ -125,8 +120,6 @@ def test_repl_sleep_with_a_sleep_model_set_uses_it_and_says_so(cli, blank: Agent
     assert "sleep model: openai/x-sleep (from persona.md 'sleep_model:')" in result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="needs `sleep` (_one) to print "
-                   "spec.describe('sleep model') before proposing (commands/sleep.py)")
 def test_sleep_says_which_model_before_sending(cli, blank: Agent, server: wire.StandIn):
     blank.journal.append({"session": "s1", "kind": "user", "content": "We use ruff."})
     wire.persona(blank, model="openai/persona-model")

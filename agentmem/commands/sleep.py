@@ -75,6 +75,7 @@ def _one(agent: Agent, yes: bool, dry_run: bool, json_: bool, model: str | None,
     from agentmem import sleep as core
 
     spec = core.prepare(agent, model)
+    console.info(spec.describe("sleep model"))
     with agent.sleep_lock():
         proposal = core.propose(agent, spec, max_cost=max_cost, max_tokens=max_tokens,
                                 on_retry=console.retrying)
@@ -159,7 +160,8 @@ def _many(agents: list[Agent], apply_it: bool, json_: bool, model: str | None, j
         task = progress.add_task("sleep", total=len(agents))
         results = core.run_many(agents, jobs=jobs, on_result=lambda _: progress.advance(task),
                                 model=model, apply_it=apply_it, max_cost=max_cost,
-                                max_tokens=max_tokens, with_proposal=json_)   # only --json prints them
+                                max_tokens=max_tokens, with_proposal=json_,   # only --json prints them
+                                on_retry=console.retrying)
     results.sort(key=lambda r: r["agent"])
     failed = [r for r in results if not r["ok"]]
     if json_:
@@ -182,7 +184,8 @@ def interactive_sleep(session: ChatSession) -> None:
     from agentmem import sleep as core
 
     agent = session.agent
-    spec = core.prepare(agent, None)
+    spec = core.prepare(agent, None, fallback=session.spec)   # never a provider it did not choose
+    console.info(spec.describe("sleep model"))
     with agent.sleep_lock():
         proposal = core.propose(agent, spec, on_retry=console.retrying)
         if proposal is None:

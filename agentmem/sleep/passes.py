@@ -41,11 +41,12 @@ from agentmem.sleep.ops import (
 from agentmem.tokens import estimate
 
 
-def prepare(agent: Agent, model: str | None) -> ModelSpec:
+def prepare(agent: Agent, model: str | None, fallback: ModelSpec | None = None) -> ModelSpec:
     """The model a pass over `agent` uses: `model` (--model), else $AGENTMEM_SLEEP_MODEL, the
-    persona's sleep_model:, ... (models.resolve); its API key checked, so that a missing key
-    fails before any work, naming the variable to set."""
-    spec = models.resolve(model, agent.load().persona.settings, sleep=True)
+    persona's sleep_model:, ..., else `fallback` (a chat session's model) when given
+    (models.resolve); its API key checked, so that a missing key fails before any work, naming
+    the variable to set."""
+    spec = models.resolve(model, agent.load().persona.settings, sleep=True, fallback=fallback)
     models.check_key(spec)
     return spec
 
@@ -340,7 +341,8 @@ class PassResult:
 
 
 def run_pass(agent: Agent, spec: ModelSpec, *, apply_it: bool = True, max_cost: float | None = None,
-             max_tokens: int | None = None) -> PassResult:
+             max_tokens: int | None = None,
+             on_retry: Callable[[ModelError, float], None] | None = None) -> PassResult:
     """Propose and (unless apply_it is False) apply one pass, holding the agent's sleep lock;
     errors become a failed result whose message is one line."""
     lock = agent.sleep_lock()
@@ -349,7 +351,8 @@ def run_pass(agent: Agent, spec: ModelSpec, *, apply_it: bool = True, max_cost: 
     except Locked as exc:
         return PassResult(agent, False, exc.message)    # its hint ("wait") is for a person
     try:
-        proposal = propose(agent, spec, max_cost=max_cost, max_tokens=max_tokens)
+        proposal = propose(agent, spec, max_cost=max_cost, max_tokens=max_tokens,
+                           on_retry=on_retry)
         if proposal is None:
             return PassResult(agent, True, "nothing new since the last sleep")
         if not apply_it:
