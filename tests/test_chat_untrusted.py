@@ -144,7 +144,8 @@ def test_repl_persona_edit_after_tool_output_is_made_on_yes(cli, agent: Agent, m
     assert INJECTED in (agent.folder / "persona.md").read_text()
     latest = agent.history.versions()[0]
     assert latest.message.splitlines()[-1] == MARK
-    assert tool_message(model.calls[2], "m1") == f"persona.md updated (version {latest.number})"
+    answer = tool_message(model.calls[2], "m1")     # the reference memory tool's answer
+    assert answer.startswith("The memory file has been edited.") and INJECTED in answer
     assert "made after untrusted tool output, review it" in result.stderr
 
 
