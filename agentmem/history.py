@@ -31,6 +31,7 @@ TRACKED = ("persona.md", "lessons.md", "tools.yaml", "archive.md")
 AUTHORS = ("human", "agent", "sleep", "revert", "import", "new", "forget")
 AUTHOR_TRAILER = "Agentmem-Author"
 LOG_TRAILER = "Agentmem-Log"
+UNTRUSTED_LINE = "Agentmem-Untrusted"       # ends an agent version made after tool output
 CURSOR_TRAILER = "Agentmem-Sleep-Cursor"     # "EVENT OFFSET": where a sleep pass stopped reading
 _SEP = "\x1f"
 _REC = "\x1e"
@@ -490,6 +491,11 @@ class History:
         if new is not None:
             args.append(new.commit)
         return self.git(*args, "--", *TRACKED).stdout
+
+
+def after_untrusted(message: str) -> bool:
+    """Whether a version's message says the edit followed untrusted tool output."""
+    return any(line.startswith(UNTRUSTED_LINE + ":") for line in message.splitlines())
 
 
 def _work_mode(path: Path) -> int:

@@ -28,7 +28,7 @@ from agentmem.agent import Agent
 from agentmem.errors import AgentmemError, InvalidAgent
 from agentmem.fsutil import decode_text
 from agentmem.guards import EDITABLE, Rejected, guard_agent_edit
-from agentmem.history import Version
+from agentmem.history import UNTRUSTED_LINE, Version
 from agentmem.memory import validate
 from agentmem.tokens import estimate
 from agentmem.toolrun import parse_arguments
@@ -36,7 +36,6 @@ from agentmem.toolrun import parse_arguments
 ROOT = "/memories"
 COMMANDS = ("view", "create", "str_replace", "insert", "delete", "rename")
 CAP_FACTOR = 2          # a file may grow to twice its token budget, no more
-UNTRUSTED_LINE = "Agentmem-Untrusted"   # ends a version's message: made after tool output
 LINE_WIDTH = 6          # line numbers as Anthropic's reference memory tool pads them
 FILES = f"{ROOT}/persona.md and {ROOT}/lessons.md"
 
@@ -115,11 +114,6 @@ class ToolOutcome:
     version: Version | None = None
     reason: str = ""
     refused: PendingEdit | None = None     # an edit refused because no person confirmed it
-
-
-def after_untrusted(message: str) -> bool:
-    """Whether a version's message says the edit followed untrusted tool output."""
-    return any(line.startswith(UNTRUSTED_LINE + ":") for line in message.splitlines())
 
 
 def has_surrogate(value: Any) -> bool:

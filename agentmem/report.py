@@ -8,8 +8,7 @@ from typing import Any
 
 from agentmem.agent import Agent
 from agentmem.errors import NotFound, UsageError
-from agentmem.history import Version
-from agentmem.memory_tool import after_untrusted
+from agentmem.history import Version, after_untrusted
 from agentmem.timefmt import ago
 from agentmem.tokens import estimate
 

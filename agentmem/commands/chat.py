@@ -88,7 +88,7 @@ def _once(session: ChatSession, text: str, json_: bool) -> None:
 
 
 def _flag(version: Version) -> str:
-    from agentmem.memory_tool import after_untrusted
+    from agentmem.history import after_untrusted
 
     return "; made after untrusted tool output, review it" if after_untrusted(version.message) \
         else ""
