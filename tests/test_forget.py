@@ -20,6 +20,7 @@ from agentmem import console, sleep
 from agentmem import forget as core
 from agentmem.agent import Agent
 from agentmem.errors import Locked, Refused
+from agentmem.forget import apply
 from agentmem.models import ModelSpec
 from tests.conftest import snapshot
 
@@ -320,7 +321,7 @@ def test_an_interrupted_forget_is_finished_by_the_next_write(full: Agent):
     the intent and finishes it before it reads anything."""
     target = core.text_target(SENTENCE)
     s = core.survey(full, target)
-    core._stage(full, s)
+    apply.stage(full, s)     # steps 1 and 2: killed right after the commit point
     intent = (full.state_dir / "forget" / "intent.json").read_text()
     assert SENTENCE not in intent
     assert SENTENCE in (full.folder / "lessons.md").read_text() + \
@@ -348,13 +349,13 @@ def _forget_in_child(folder: Path, kill_at: int | None, calls_out: Path | None) 
             if calls[0] == kill_at:
                 os.killpg(0, signal.SIGKILL)
 
-    finish = core.finish
+    finish = apply.finish
 
     def counted_finish(*args, **kwargs):
         calls[1] = calls[0]
         return finish(*args, **kwargs)
 
-    core.finish = counted_finish          # in the forked child only
+    apply.finish = counted_finish         # in the forked child only; forget looks it up there
     sys.setprofile(profile)
     core.forget(Agent(folder), core.text_target(SENTENCE))
     sys.setprofile(None)
