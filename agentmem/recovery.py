@@ -121,7 +121,7 @@ def clear_debris(agent: Agent) -> None:
 
 
 def settle_forget(agent: Agent) -> bool:
-    """Finish a forget whose process died after its commit point (see agentmem.forget): its
+    """Finish a forget whose process died after its commit point (see agentmem.forget.apply): its
     intent names every new ref and file, all written before it, so the rest is rolled
     forward. Call it holding the write lock, before anything reads the memory files (which
     may still hold what the forget removes from the history). False when there is none."""
