@@ -230,7 +230,8 @@ class Runner:
             for _ in planned.chunks:
                 self.model.queue(Reply(text=json.dumps(ops)))
                 ops = {"operations": [], "summary": ""}
-        passed = sleep_core.run_pass(agent, self.spec, apply_it=True)
+        # no repair round: a scenario's scripted sleep answer is given once, as written
+        passed = sleep_core.run_pass(agent, self.spec, apply_it=True, repair=False)
         result.sleeps += 1
         if passed.proposal is not None:
             result.cost += passed.proposal.cost

@@ -21,6 +21,11 @@ class Rejected(Exception):
     a sleep pass turns it into errors.Refused, with the raw output kept."""
 
 
+class Destructive(Rejected):
+    """A Rejected edit that would touch what people own (a pinned lesson): a sleep pass is
+    refused for it outright, never sent back to the model to be repaired."""
+
+
 def guard_agent_edit(before: dict[str, str | None], after: dict[str, str | None],
                      *, allow_archive: bool = False) -> None:
     """Reject an agent edit that touches tools.yaml, the archive (unless `allow_archive`: a

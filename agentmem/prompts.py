@@ -95,6 +95,12 @@ SLEEP_OVER_BUDGET = """
 lessons.md is ~{tokens} tokens, over its budget of {budget}: merge and retire lessons so that
 it fits."""
 
+SLEEP_REPAIR = """\
+Your answer above could not be used: {reasons}
+Answer again with only the JSON object asked for (an "operations" list and a "summary"), fixing
+exactly that. Nothing has been changed yet.
+"""
+
 JUDGE_SYSTEM = "You grade answers. Reply with YES or NO only."
 JUDGE_USER = "Criterion: {criterion}\n\nAnswer:\n{answer}\n\nDoes the answer meet the criterion?"
 

@@ -83,7 +83,7 @@ def planted(agent: Agent, model) -> Agent:
     model.push(json.dumps({"summary": "x", "operations": [
         {"op": "frobnicate", "rationale": SENTENCE, "evidence": ["e5"]}]}))
     with pytest.raises(Refused):
-        sleep.propose(agent, SPEC)
+        sleep.propose(agent, SPEC, repair=False)
     agent.update(lambda t: {"persona.md": t["persona.md"] + "\nBe brief.\n"}, "agent",
                  f"asked to be brief; {SENTENCE}")
     writes = agent.state_dir / "tool-writes"

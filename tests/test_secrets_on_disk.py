@@ -92,7 +92,7 @@ def test_a_refused_sleep_output_is_kept_with_its_keys_redacted(blank: Agent, mod
     for output, reason in zip(outputs, ("looks like a secret", "unknown op"), strict=True):
         model.push(output)
         with pytest.raises(Refused) as refused:
-            core.propose(blank, SPEC)
+            core.propose(blank, SPEC, repair=False)
         kept = json.loads(Path(refused.value.hint.rsplit(" ", 1)[-1]).read_text())
         assert reason in kept["reason"] and "Deploy" in kept["outputs"][0]
         assert "[REDACTED]" in kept["outputs"][0]

@@ -400,7 +400,7 @@ def test_hostile_or_malformed_output_is_refused_whole(cli, learner: Agent, model
     else:
         model.push(output)
     before = snapshot(learner)
-    result = cli("sleep", learner.folder, "--yes", "--model", "scripted/x")
+    result = cli("sleep", learner.folder, "--yes", "--model", "scripted/x", "--no-repair")
     assert result.exit_code == 1, result.stdout
     assert "Error: sleep pass refused, nothing was changed" in result.stderr
     assert REASONS[name] in " ".join(result.stderr.split()), result.stderr
@@ -1128,3 +1128,44 @@ def test_the_summaries_of_a_chunked_pass_are_kept_apart(learner: Agent, model):
     proposal = core.propose(learner, spec)
     assert proposal is not None
     assert proposal.summary == "; ".join(f"part {n}" for n in range(chunks))
+
+
+# -- the repair round -------------------------------------------------------------------------
+def test_an_answer_of_the_wrong_form_is_sent_back_once_and_the_fixed_one_applies(cli, learner,
+                                                                                 model):
+    model.push("Sure! Here are the operations:\n" + json.dumps(GOOD)[:-1], json.dumps(GOOD))
+    result = cli("sleep", learner.folder, "--yes", "--model", "scripted/x", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["usage"]["calls"] == 2 and len(data["repaired"]) == 1
+    assert "not valid JSON" in data["repaired"][0]
+    second = model.calls[1]["messages"]
+    assert second[-2]["role"] == "assistant" and second[-2]["content"].startswith("Sure!")
+    assert "could not be used: the model's output is not valid JSON" in second[-1]["content"]
+    assert data["version"] == learner.history.versions()[0].number
+
+
+def test_an_answer_broken_twice_is_refused_whole(cli, learner, model):
+    before = snapshot(learner)
+    model.push("not json", "still not json")
+    result = cli("sleep", learner.folder, "--yes", "--model", "scripted/x")
+    assert result.exit_code == 1
+    assert "after" not in result.stdout and "one repair round" in result.stderr
+    assert snapshot(learner) == before
+
+
+def test_a_destructive_answer_is_never_sent_back(cli, learner, model):
+    before = snapshot(learner)
+    model.push(json.dumps({"summary": "s", "operations": [
+        {"op": "retire", "id": i, "rationale": "r", "evidence": ["e1"]}
+        for i in ("L1", "L2", "L3")] + [
+        {"op": "update", "id": "L4", "body": "x", "rationale": "r", "evidence": ["e1"]}]}))
+    result = cli("sleep", learner.folder, "--yes", "--model", "scripted/x")
+    assert len(model.calls) == 1 and result.exit_code == 1
+    assert snapshot(learner) == before
+
+
+def test_no_repair_refuses_at_once(cli, learner, model):
+    model.push("not json")
+    result = cli("sleep", learner.folder, "--yes", "--model", "scripted/x", "--no-repair")
+    assert result.exit_code == 1 and len(model.calls) == 1

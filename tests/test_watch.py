@@ -124,11 +124,11 @@ def test_failed_background_pass_is_not_retried_until_new_events(blank: Agent, mo
     blank.journal.append(*({"kind": "user", "content": str(n)} for n in range(3)))
     events: list[WatchEvent] = []
     watcher = Watcher([blank], events.append, model="scripted/x", idle_minutes=0, min_events=1)
-    model.push("not json")
+    model.push("not json", "still not json")   # the answer, and the repair round's
     watcher.maybe_sleep(blank)
     assert [e.kind for e in events] == ["sleep_failed"] and "refused" in events[0].message
-    watcher.maybe_sleep(blank)                 # same events: no second call
-    assert len(model.calls) == 1
+    watcher.maybe_sleep(blank)                 # same events: no further call
+    assert len(model.calls) == 2
     assert watcher.due(blank) == (False, "the last pass over these events failed; waiting for "
                                          "new events")
 

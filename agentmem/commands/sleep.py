@@ -23,6 +23,8 @@ def sleep(
     model: str = typer.Option(None, "--model", help="Sleep model (else sleep_model:, then model:)."),
     jobs: int = typer.Option(4, "--jobs", "-j", min=1, max=256, help="Agents waiting on the model at once."),
     max_cost: float = typer.Option(None, "--max-cost", help="Refuse a pass estimated above this USD."),
+    no_repair: bool = typer.Option(False, "--no-repair", help="Refuse an answer of the wrong "
+                                   "form at once, without sending it back to be fixed."),
     max_tokens: int = typer.Option(None, "--max-tokens", help="Refuse a pass estimated above this "
                                    "many tokens."),
 ) -> None:
@@ -35,12 +37,12 @@ def sleep(
 
     found = open_agents(agents)
     if len(found) == 1:
-        _one(found[0], yes, dry_run, json_, model, max_cost, max_tokens)
+        _one(found[0], yes, dry_run, json_, model, max_cost, max_tokens, not no_repair)
         return
     if not (yes or dry_run):
         raise UsageError(f"{len(found)} agents: add --yes to apply their passes, or --dry-run",
                          "review agents one at a time by naming one")
-    _many(found, not dry_run, json_, model, jobs, max_cost, max_tokens)
+    _many(found, not dry_run, json_, model, jobs, max_cost, max_tokens, not no_repair)
 
 
 def open_agents(specs: list[str]) -> list[Agent]:
@@ -70,7 +72,7 @@ def expand(specs: list[str]) -> list[Path]:
 
 
 def _one(agent: Agent, yes: bool, dry_run: bool, json_: bool, model: str | None,
-         max_cost: float | None, max_tokens: int | None) -> None:
+         max_cost: float | None, max_tokens: int | None, repair: bool) -> None:
     from agentmem import console
     from agentmem import sleep as core
 
@@ -78,7 +80,7 @@ def _one(agent: Agent, yes: bool, dry_run: bool, json_: bool, model: str | None,
     console.info(spec.describe("sleep model"))
     with agent.sleep_lock():
         proposal = core.propose(agent, spec, max_cost=max_cost, max_tokens=max_tokens,
-                                on_retry=console.retrying)
+                                on_retry=console.retrying, repair=repair)
         if proposal is None:
             if json_:
                 console.print_json({"agent": str(agent.folder), "operations": [], "events": 0})
@@ -148,7 +150,7 @@ def _ask(proposal: Proposal) -> list[int] | None:
 
 
 def _many(agents: list[Agent], apply_it: bool, json_: bool, model: str | None, jobs: int,
-          max_cost: float | None, max_tokens: int | None) -> None:
+          max_cost: float | None, max_tokens: int | None, repair: bool) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from agentmem import console
@@ -161,7 +163,7 @@ def _many(agents: list[Agent], apply_it: bool, json_: bool, model: str | None, j
         results = core.run_many(agents, jobs=jobs, on_result=lambda _: progress.advance(task),
                                 model=model, apply_it=apply_it, max_cost=max_cost,
                                 max_tokens=max_tokens, with_proposal=json_,   # only --json prints them
-                                on_retry=console.retrying)
+                                on_retry=console.retrying, repair=repair)
     results.sort(key=lambda r: r["agent"])
     failed = [r for r in results if not r["ok"]]
     if json_:

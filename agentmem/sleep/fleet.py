@@ -35,7 +35,8 @@ AGENTS_PER_PROCESS = 50           # fewer agents than this per core: threads in 
 
 def sleep_one(agent: Agent | str, model: str | None, apply_it: bool, max_cost: float | None,
               max_tokens: int | None, with_proposal: bool = True,
-              on_retry: Callable[[ModelError, float], None] | None = None) -> Summary:
+              on_retry: Callable[[ModelError, float], None] | None = None,
+              repair: bool = True) -> Summary:
     """One agent's pass as a plain summary (it may cross a process boundary); its proposal
     (operations, usage, diff) too, unless with_proposal=False. In a worker process the agent
     arrives as its folder, and is opened here."""
@@ -46,7 +47,7 @@ def sleep_one(agent: Agent | str, model: str | None, apply_it: bool, max_cost: f
         if isinstance(agent, str):
             agent = Agent.open(agent)
         result = run_pass(agent, prepare(agent, model), apply_it=apply_it, max_cost=max_cost,
-                          max_tokens=max_tokens, on_retry=on_retry)
+                          max_tokens=max_tokens, on_retry=on_retry, repair=repair)
     except AgentmemError as exc:
         summary["message"] = exc.message
         return summary

@@ -18,7 +18,7 @@ from agentmem import lessons as lessons_fmt
 from agentmem import persona as persona_fmt
 from agentmem.agent import BLANK_ARCHIVE
 from agentmem.errors import InvalidAgent
-from agentmem.guards import Rejected
+from agentmem.guards import Destructive, Rejected
 from agentmem.journal import event_number
 from agentmem.lessons import Lesson, LessonsDoc
 from agentmem.memory import ARCHIVE
@@ -261,7 +261,7 @@ class _Editor:
         if found is None:
             raise Rejected(f"{where}: lesson {clip(lesson_id)} does not exist")
         if found.pinned:
-            raise Rejected(f"{where}: lesson {lesson_id} is pinned (human-owned)")
+            raise Destructive(f"{where}: lesson {lesson_id} is pinned (human-owned)")
         return found
 
     def archive_copy(self, old: Lesson, note: str, evidence: list[str]) -> None:

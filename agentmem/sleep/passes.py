@@ -21,7 +21,7 @@ from agentmem import llm, models, prompts
 from agentmem.agent import INTENT, Agent
 from agentmem.errors import AgentmemError, Conflict, InvalidAgent, Locked, ModelError, Refused
 from agentmem.fsutil import atomic_write
-from agentmem.guards import Rejected
+from agentmem.guards import Destructive, Rejected
 from agentmem.history import CURSOR_TRAILER, Version
 from agentmem.journal import Cursor
 from agentmem.memory import ARCHIVE, Memory, validate
@@ -67,6 +67,7 @@ class Proposal:
     completion_tokens: int = 0
     cost: float = 0.0
     calls: int = 0
+    repaired: list[str] = field(default_factory=list)   # reasons a repair round fixed
     warnings: list[str] = field(default_factory=list)
     raw: list[str] = field(default_factory=list)
     max_shrink: float = DEFAULT_MAX_SHRINK
@@ -95,7 +96,7 @@ class Proposal:
     def to_json(self) -> dict[str, Any]:
         return {"agent": str(self.agent.folder), "model": self.spec.model, "events": self.events,
                 "operations": self.operations, "summary": self.summary,
-                "usage": {**self.usage, "calls": self.calls},
+                "usage": {**self.usage, "calls": self.calls}, "repaired": self.repaired,
                 "warnings": self.warnings, "diff": self.diff()}
 
 
@@ -164,9 +165,11 @@ def _check_caps(spec: ModelSpec, p: Plan, max_cost: float | None, max_tokens: in
 
 def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
             max_tokens: int | None = None, on_retry: Callable[[ModelError, float], None] | None = None,
-            ) -> Proposal | None:
+            repair: bool = True) -> Proposal | None:
     """Ask the sleep model for operations, one call per chunk of new events, each chunk seeing
-    the memory as the chunks before it left it. None when there is nothing to do."""
+    the memory as the chunks before it left it. None when there is nothing to do. An answer
+    refused for its form (not JSON, a wrong field, an unknown lesson or event id) is sent back
+    with the reasons once per chunk (`repair`); a destructive result never is."""
     p = plan(agent, spec)
     if not p.chunks:
         return None
@@ -185,16 +188,26 @@ def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
     used_ids = agent.used_lesson_ids()
     for n, chunk in enumerate(p.chunks, 1):
         messages = context.sleep_messages(current, chunk, n, len(p.chunks), used_ids)
+        reply = _ask(spec, messages, proposal, on_retry)
         try:
-            reply = llm.complete(spec, messages, max_tokens=OUTPUT_TOKENS, temperature=0,
-                                 on_retry=on_retry)
-        except ModelError as exc:
-            raise ModelError(f"sleep pass stopped, nothing was changed: {exc.message}", exc.hint,
-                             retryable=exc.retryable, kind=exc.kind) from None
-        proposal.count(reply)
-        try:
-            operations, summary, current = _read_reply(reply, before, current, known,
-                                                       max_shrink, used_ids)
+            try:
+                operations, summary, current = _read_reply(reply, before, current, known,
+                                                           max_shrink, used_ids)
+            except _Repairable as first:
+                if not repair:
+                    raise first.error from None
+                _check_repair_cost(spec, messages, reply, proposal, max_cost, first.error)
+                messages = [*messages, {"role": "assistant", "content": reply.text},
+                            {"role": "user", "content": prompts.SLEEP_REPAIR.format(
+                                reasons=first.error)}]
+                reply = _ask(spec, messages, proposal, on_retry)
+                try:
+                    operations, summary, current = _read_reply(reply, before, current, known,
+                                                               max_shrink, used_ids)
+                except _Repairable as second:
+                    raise Rejected(f"{second.error} (and before one repair round: "
+                                   f"{first.error})") from None
+                proposal.repaired.append(str(first.error))
         except (Rejected, InvalidAgent) as exc:
             path = keep_refused(agent, proposal, str(exc))
             raise Refused(f"sleep pass refused, nothing was changed: {exc}",
@@ -209,18 +222,60 @@ def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
     return proposal
 
 
+class _Repairable(Exception):
+    """A reply refused for its form or its references, which the model may fix if told why
+    (a destructive result is Rejected outright and never sent back)."""
+
+    def __init__(self, error: Rejected | InvalidAgent) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _ask(spec: ModelSpec, messages: list[dict[str, Any]], proposal: Proposal,
+         on_retry: Callable[[ModelError, float], None] | None) -> llm.Completion:
+    try:
+        reply = llm.complete(spec, messages, max_tokens=OUTPUT_TOKENS, temperature=0,
+                             on_retry=on_retry)
+    except ModelError as exc:
+        raise ModelError(f"sleep pass stopped, nothing was changed: {exc.message}", exc.hint,
+                         retryable=exc.retryable, kind=exc.kind) from None
+    proposal.count(reply)
+    return reply
+
+
+def _check_repair_cost(spec: ModelSpec, messages: list[dict[str, Any]], reply: llm.Completion,
+                       proposal: Proposal, max_cost: float | None,
+                       error: Rejected | InvalidAgent) -> None:
+    """Under --max-cost a repair round is made only if what it may cost still fits beside
+    what the pass has spent."""
+    if max_cost is None:
+        return
+    price = llm.price(spec.model)
+    tokens = sum(estimate(str(m.get("content") or "")) for m in messages) + estimate(reply.text)
+    cost = None if price is None else proposal.cost + tokens * price[0] + OUTPUT_TOKENS * price[1]
+    if cost is None or cost > max_cost:
+        raise Rejected(f"{error} (no repair round: it could take the pass over --max-cost "
+                       f"{max_cost})")
+
+
 def _read_reply(reply: llm.Completion, before: Texts, current: Texts, known: set[str],
                 max_shrink: float, used_ids: set[str]) -> tuple[list[Operation], str, Texts]:
     """One reply's operations and summary, and the texts after its operations: checked on
-    their own, and for a later chunk the whole pass so far too. Rejected when any check fails."""
-    if reply.finish_reason == "length":
-        raise Rejected("the model's output was cut off at its token limit (truncated)")
-    if reply.tool_calls:
-        raise Rejected("the model called a tool instead of answering with operations")
-    operations, summary = parse_output(reply.text)
-    if not operations:          # nothing proposed: nothing to apply or to check
-        return operations, summary, current
-    result = apply_operations(current, operations, known, used_ids=used_ids)
+    their own, and for a later chunk the whole pass so far too. _Repairable when its form or
+    references are wrong; Rejected when the result fails a whole-result guard."""
+    try:
+        if reply.finish_reason == "length":
+            raise Rejected("the model's output was cut off at its token limit (truncated)")
+        if reply.tool_calls:
+            raise Rejected("the model called a tool instead of answering with operations")
+        operations, summary = parse_output(reply.text)
+        if not operations:          # nothing proposed: nothing to apply or to check
+            return operations, summary, current
+        result = apply_operations(current, operations, known, used_ids=used_ids)
+    except Destructive:
+        raise
+    except (Rejected, InvalidAgent) as exc:
+        raise _Repairable(exc) from None
     check_result(current, result, max_shrink, operations, used_ids)
     if current is not before:         # a later chunk: guard the whole pass too
         check_result(before, result, max_shrink, used_ids=used_ids)
@@ -342,7 +397,8 @@ class PassResult:
 
 def run_pass(agent: Agent, spec: ModelSpec, *, apply_it: bool = True, max_cost: float | None = None,
              max_tokens: int | None = None,
-             on_retry: Callable[[ModelError, float], None] | None = None) -> PassResult:
+             on_retry: Callable[[ModelError, float], None] | None = None,
+             repair: bool = True) -> PassResult:
     """Propose and (unless apply_it is False) apply one pass, holding the agent's sleep lock;
     errors become a failed result whose message is one line."""
     lock = agent.sleep_lock()
@@ -352,7 +408,7 @@ def run_pass(agent: Agent, spec: ModelSpec, *, apply_it: bool = True, max_cost: 
         return PassResult(agent, False, exc.message)    # its hint ("wait") is for a person
     try:
         proposal = propose(agent, spec, max_cost=max_cost, max_tokens=max_tokens,
-                           on_retry=on_retry)
+                           on_retry=on_retry, repair=repair)
         if proposal is None:
             return PassResult(agent, True, "nothing new since the last sleep")
         if not apply_it:
