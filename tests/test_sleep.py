@@ -185,7 +185,8 @@ def test_max_cost_uses_the_price_table(cli, learner: Agent, model):
     assert event["kind"] == "sleep" and event["usage"]["cost"] == pytest.approx(1.2)
 
 
-def test_backlog_too_big_for_the_window_is_chunked_into_one_version(learner: Agent, model):
+def backlog_over_a_small_window(learner: Agent) -> ModelSpec:
+    """60 long new events, and a sleep model whose 6,500-token window needs several chunks."""
     from agentmem import llm
 
     llm.litellm().register_model({"scripted/small": {
@@ -193,7 +194,11 @@ def test_backlog_too_big_for_the_window_is_chunked_into_one_version(learner: Age
         "mode": "chat", "max_input_tokens": 6500}})
     learner.journal.append(*({"kind": "user", "content": f"message {n} " + "x" * 400}
                              for n in range(60)))
-    spec = ModelSpec("scripted/small", None, "test")
+    return ModelSpec("scripted/small", None, "test")
+
+
+def test_backlog_too_big_for_the_window_is_chunked_into_one_version(learner: Agent, model):
+    spec = backlog_over_a_small_window(learner)
     plan = core.plan(learner, spec)
     assert len(plan.chunks) >= 2
     for _ in plan.chunks:
@@ -1113,14 +1118,7 @@ def test_a_pass_that_changes_nothing_is_a_sleep_that_found_nothing(cli, learner:
 
 
 def test_the_summaries_of_a_chunked_pass_are_kept_apart(learner: Agent, model):
-    from agentmem import llm
-
-    llm.litellm().register_model({"scripted/small": {
-        "input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "litellm_provider": "scripted",
-        "mode": "chat", "max_input_tokens": 6500}})
-    learner.journal.append(*({"kind": "user", "content": f"message {n} " + "x" * 400}
-                             for n in range(60)))
-    spec = ModelSpec("scripted/small", None, "test")
+    spec = backlog_over_a_small_window(learner)
     chunks = len(core.plan(learner, spec).chunks)
     assert chunks >= 2
     for n in range(chunks):

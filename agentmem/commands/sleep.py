@@ -66,11 +66,6 @@ def open_agents(specs: list[str]) -> list[Agent]:
     return list(found.values())
 
 
-def expand(specs: list[str]) -> list[Path]:
-    """The folders of the agents `specs` name (see open_agents)."""
-    return [agent.folder for agent in open_agents(specs)]
-
-
 def _one(agent: Agent, yes: bool, dry_run: bool, json_: bool, model: str | None,
          max_cost: float | None, max_tokens: int | None, repair: bool) -> None:
     from agentmem import console
