@@ -10,12 +10,15 @@ from typer.core import TyperGroup
 
 from agentmem import __version__
 from agentmem.commands import (
+    batches,
     blame,
     chat,
     diff,
     eval,
+    export,
     forget,
     history,
+    import_,
     new,
     revert,
     show,
@@ -72,7 +75,8 @@ def root(version: bool = typer.Option(False, "--version", callback=_version, is_
     """LLM agents as plain-text folders that learn."""
 
 
-for module in (new, show, chat, sleep, watch, eval, blame, history, diff, revert, forget):
+for module in (new, show, chat, sleep, watch, eval, blame, history, diff, revert, forget, batches,
+               import_, export):
     module.register(app)
 
 
