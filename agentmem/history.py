@@ -28,7 +28,7 @@ from agentmem.fsutil import decode_text, read_text, write_all
 from agentmem.redact import redact
 
 TRACKED = ("persona.md", "lessons.md", "tools.yaml", "archive.md")
-AUTHORS = ("human", "agent", "sleep", "revert", "import", "new", "forget")
+AUTHORS = ("human", "agent", "sleep", "revert", "import", "new", "forget", "sync")
 AUTHOR_TRAILER = "Agentmem-Author"
 LOG_TRAILER = "Agentmem-Log"
 UNTRUSTED_LINE = "Agentmem-Untrusted"       # ends an agent version made after tool output
@@ -36,7 +36,10 @@ CURSOR_TRAILER = "Agentmem-Sleep-Cursor"     # "EVENT OFFSET": where a sleep pas
 _SEP = "\x1f"
 _REC = "\x1e"
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"   # git's empty tree (SHA-1 repositories)
-COUNT_FILE = "agentmem-versions"     # "COMMIT N end": N versions lead up to COMMIT (a cache)
+COUNT_FILE = "agentmem-versions"     # "COMMIT N end untrusted=3,7": N versions lead up to
+                                     # COMMIT, of which 3 and 7 are agent edits made after
+                                     # untrusted tool output (a cache; the last field optional)
+UNTRUSTED_FIELD = "untrusted="
 WRITING = "writing"                  # ends that line while agentmem writes (see recover)
 REL = re.compile(r"^(?:HEAD|@)?~(\d+)$|^(?:HEAD|@)$")
 
@@ -154,12 +157,15 @@ class History:
 
     def commit(self, author: str, message: str, log_position: int | None,
                paths: list[str] | None = None,
-               contents: dict[str, bytes | None] | None = None) -> Version | None:
+               contents: dict[str, bytes | None] | None = None,
+               merge: str | None = None) -> Version | None:
         """Record the memory files (or only `paths`) as a version. None when nothing changed.
 
         `contents` records exactly those bytes (None: the file is gone) for those files and
         the rest as the latest version has them, whatever the files on disk hold by now: a
-        writer records what it wrote, and a save that landed since is a later version."""
+        writer records what it wrote, and a save that landed since is a later version.
+        `merge` (a commit) makes the version a merge of the latest one and that commit
+        (agentmem sync); it is recorded even when the files are the latest version's."""
         assert author in AUTHORS, author
         trailers = f"\n\n{AUTHOR_TRAILER}: {author}"
         if log_position is not None:
@@ -167,9 +173,9 @@ class History:
         text = gitstore.clean_message(self.redact_message(message).strip() + trailers)
         with self._writing():
             try:
-                return self._commit_in_process(author, text, paths, contents)
+                return self._commit_in_process(author, text, paths, contents, merge)
             except gitstore.Unsupported:
-                return self._commit_with_git(author, text, paths, contents)
+                return self._commit_with_git(author, text, paths, contents, merge)
 
     @staticmethod
     def redact_message(message: str) -> str:
@@ -237,7 +243,8 @@ class History:
         return removed
 
     def _commit_in_process(self, author: str, text: str, paths: list[str] | None,
-                           given: dict[str, bytes | None] | None) -> Version | None:
+                           given: dict[str, bytes | None] | None,
+                           merge: str | None = None) -> Version | None:
         store = gitstore.Store(self.git_dir)
         ref = store.branch()
         parent = self.head()
@@ -260,14 +267,18 @@ class History:
             else:
                 entries[name], data, stats[name] = found
                 contents.append(data)
-        if parent and entries == self._entries(parent):      # the parent's tree, cached
+        if parent and entries == self._entries(parent) and not merge:   # the parent's tree
             return None
         tree = gitstore.tree_body(entries)
-        number = self._count(parent) + 1
+        if merge and parent:       # every version either side made, and this one
+            number = int(self.git("rev-list", "--count", parent, merge).stdout.strip()) + 1
+        else:
+            number = self._count(parent) + 1
         when = time.time()
         who = gitstore.ident(f"agentmem ({author})", f"{author}@agentmem", when)
         body = f"tree {gitstore.object_id('tree', tree)}\n" + \
-            (f"parent {parent}\n" if parent else "") + f"author {who}\ncommitter {who}\n\n{text}"
+            (f"parent {parent}\n" if parent else "") + (f"parent {merge}\n" if merge else "") + \
+            f"author {who}\ncommitter {who}\n\n{text}"
         commit = store.write_objects([*(("blob", data) for data in contents), ("tree", tree),
                                       ("commit", body.encode())])[-1]
         subject = " ".join(text.split("\n\n", 1)[0].split("\n"))   # git's %s
@@ -277,15 +288,21 @@ class History:
             store.write_index(entries, stats)
         except (gitstore.Unsupported, OSError):
             pass       # git's own cache of the tree; agentmem never reads it, git re-reads files
-        self._save_count(commit, number)
-        self._tree = (commit, entries)
         version = _version(number, commit, int(when), subject, text)
+        if merge:        # numbers on both lines may have moved: the flagged ones are read anew
+            self._count_line(f"{commit} {number} end")
+            self._counted = True
+        else:
+            flagged = self._untrusted(parent) if parent else []
+            self._save_count(commit, number, [*flagged, number] if _flagged(version) else flagged)
+        self._tree = (commit, entries)
         previous = self._versions
         self._versions = [version, *previous] if previous and previous[0].commit == parent else None
         return version
 
     def _commit_with_git(self, author: str, text: str, paths: list[str] | None,
-                         given: dict[str, bytes | None] | None) -> Version | None:
+                         given: dict[str, bytes | None] | None,
+                         merge: str | None = None) -> Version | None:
         if given is None:
             self.git("add", "-A", "--", *[n for n in (paths or TRACKED)
                                            if (self.folder / n).exists() or self._tracked(n)])
@@ -302,8 +319,11 @@ class History:
                                        self.git_dir)
                 self.git("update-index", "--add", "--cacheinfo",
                          f"100644,{sha.stdout.decode().strip()},{name}")
-        if self.git("diff", "--cached", "--quiet", check=False).returncode == 0 and self.head():
+        if self.git("diff", "--cached", "--quiet", check=False).returncode == 0 and self.head() \
+                and not merge:
             return None
+        if merge:       # git commit records MERGE_HEAD as the second parent
+            (self.git_dir / "MERGE_HEAD").write_text(merge + "\n")
         name = f"agentmem ({author})"
         env = {"GIT_AUTHOR_NAME": name, "GIT_COMMITTER_NAME": name,
                "GIT_AUTHOR_EMAIL": f"{author}@agentmem", "GIT_COMMITTER_EMAIL": f"{author}@agentmem"}
@@ -320,16 +340,40 @@ class History:
         """How many versions lead up to `commit`: from a one-line cache, else from git."""
         if commit is None:
             return 0
-        try:
-            cached, count, end = read_text(self.git_dir / COUNT_FILE).split()[:3]
-            if cached == commit and end == "end":
-                return int(count)
-        except (OSError, ValueError):
-            pass
+        cached = self._cached(commit)
+        if cached is not None:
+            return cached[0]
         return int(self.git("rev-list", "--count", commit).stdout.strip())
 
-    def _save_count(self, commit: str, count: int) -> None:
-        self._count_line(f"{commit} {count} end")
+    def _cached(self, commit: str) -> tuple[int, list[int] | None] | None:
+        """The count cache's line for `commit`: (versions, the flagged ones or None when the
+        line does not say); None when the line is about another commit or cut short."""
+        try:
+            fields = read_text(self.git_dir / COUNT_FILE).split("\n")[0].split()
+            if len(fields) < 3 or fields[0] != commit or fields[2] != "end":
+                return None
+            flagged = None
+            if len(fields) > 3 and fields[3].startswith(UNTRUSTED_FIELD):
+                listed = fields[3][len(UNTRUSTED_FIELD):]
+                flagged = [int(n) for n in listed.split(",")] if listed else []
+            return int(fields[1]), flagged
+        except (OSError, ValueError):
+            return None
+
+    def untrusted(self) -> list[int]:
+        """The numbers of the agent's own versions made after untrusted tool output, oldest
+        first: from the count cache (kept by every commit), else from every version."""
+        head = self.head() if self.exists else None
+        return self._untrusted(head) if head else []
+
+    def _untrusted(self, commit: str) -> list[int]:
+        cached = self._cached(commit)
+        if cached is not None and cached[1] is not None:
+            return cached[1]
+        return sorted(v.number for v in self._log(commit, 0, None) if _flagged(v))
+
+    def _save_count(self, commit: str, count: int, untrusted: list[int]) -> None:
+        self._count_line(f"{commit} {count} end {UNTRUSTED_FIELD}{','.join(map(str, untrusted))}")
         self._counted = True
 
     def _count_line(self, line: str) -> None:
@@ -372,27 +416,61 @@ class History:
         them from the repository (as another process would see them)."""
         self._versions = None
 
-    def versions(self) -> list[Version]:
-        """All versions, newest first."""
+    def versions(self, limit: int | None = None) -> list[Version]:
+        """All versions, newest first; with `limit`, only the newest `limit` (git reads only
+        those, numbered from the version-count cache)."""
+        if limit is not None and limit <= 0:
+            return []
         head = self.head() if self.exists else None
         if head is None:
             return []
         if self._versions is not None and self._versions[0].commit == head:
-            return self._versions
-        fmt = _SEP.join(["%H", "%ct", "%s", "%B"]) + _REC
-        out = self.git("log", f"--format={fmt}").stdout
-        records = [r.strip("\n") for r in out.split(_REC) if r.strip("\n")]
-        versions = []
-        for n, record in enumerate(records):
-            commit, ts, subject, body = record.split(_SEP, 3)
-            versions.append(_version(len(records) - n, commit, int(ts), subject, body))
+            return self._versions[:limit] if limit is not None else self._versions
+        if limit is not None:
+            return self._log(head, 0, limit)
+        versions = self._log(head, 0, None)
         self._versions = versions
         return versions
 
+    def latest(self) -> Version | None:
+        """The latest version (None: none yet), reading that one commit only."""
+        found = self.versions(1)
+        return found[0] if found else None
+
+    def back(self, steps: int) -> Version | None:
+        """The version `steps` before the latest (0: the latest) in `versions()`'s order, reading
+        only the commits up to it; None when there are not that many."""
+        head = self.head() if self.exists else None
+        if head is None or steps < 0:
+            return None
+        if self._versions is not None and self._versions[0].commit == head:
+            return self._versions[steps] if steps < len(self._versions) else None
+        found = self._log(head, steps, 1)
+        return found[0] if found else None
+
+    def _log(self, head: str, skip: int, limit: int | None) -> list[Version]:
+        """Versions from `head` back in git log's order, skipping `skip`, at most `limit`; each
+        numbered from the count of versions up to `head`."""
+        fmt = _SEP.join(["%H", "%ct", "%s", "%B"]) + _REC
+        args = ["log", f"--format={fmt}"]
+        if skip:
+            args.append(f"--skip={skip}")
+        if limit is not None:
+            args.append(f"-n{limit}")
+        out = self.git(*args, head).stdout
+        records = [r.strip("\n") for r in out.split(_REC) if r.strip("\n")]
+        total = len(records) if limit is None and not skip else self._count(head)
+        versions = []
+        for n, record in enumerate(records):
+            commit, ts, subject, body = record.split(_SEP, 3)
+            versions.append(_version(total - skip - n, commit, int(ts), subject, body))
+        return versions
+
     def resolve(self, ref: str) -> Version:
-        """A version by number (`12`), relative position (`HEAD`, `HEAD~2`, `~2`) or short hash."""
-        versions = self.versions()
-        if not versions:
+        """A version by number (`12`), relative position (`HEAD`, `HEAD~2`, `~2`) or short hash.
+        Reads only the commits up to the one named by number or position."""
+        total = self.latest_number() if self.exists else 0
+        if not total:
             raise NotFound("this agent has no versions yet")
         ref = ref.strip()
         if ref.startswith("#"):
@@ -400,25 +478,51 @@ class History:
         rel = REL.match(ref)
         if rel:
             back = int(rel.group(1) or 0)
-            if back >= len(versions):
-                raise NotFound(f"'{ref}' goes back further than the {len(versions)} versions",
+            if back >= total:
+                raise NotFound(f"'{ref}' goes back further than the {total} versions",
                                "see them with: agentmem history AGENT")
-            return versions[back]
+            return self._found(self.back(back))
         if ref.isdigit() and len(ref) < 7:
             number = int(ref)
-            for version in versions:
-                if version.number == number:
-                    return version
-            raise NotFound(f"no version {number} (versions are 1 to {len(versions)})",
+            if 1 <= number <= total:
+                return self._found(self.back(total - number))
+            raise NotFound(f"no version {number} (versions are 1 to {total})",
                            "see them with: agentmem history AGENT")
         if re.fullmatch(r"[0-9a-fA-F]{4,40}", ref):
-            matches = [v for v in versions if v.commit.startswith(ref.lower())]
+            head = self.head()
+            commits = self.git("rev-list", head).stdout.split() if head else []
+            matches = [i for i, c in enumerate(commits) if c.startswith(ref.lower())]
             if len(matches) == 1:
-                return matches[0]
+                return self._found(self.back(matches[0]))
             if len(matches) > 1:
                 raise UsageError(f"'{ref}' matches {len(matches)} versions; give more characters")
         raise NotFound(f"unknown version '{ref}'", "name a version by number (12), position "
                        "(HEAD~1) or hash (3f2a9c1); see: agentmem history AGENT")
+
+    @staticmethod
+    def _found(version: Version | None) -> Version:
+        if version is None:        # the repository changed under us between two reads
+            raise NotFound("that version is gone (the history changed meanwhile); try again")
+        return version
+
+    def last_by(self, author: str) -> Version | None:
+        """The latest version by `author`: git searches the messages (no whole-history read
+        here), then only the commits down to that one are read."""
+        head = self.head() if self.exists else None
+        if head is None:
+            return None
+        if self._versions is not None and self._versions[0].commit == head:
+            return next((v for v in self._versions if v.author == author), None)
+        found = self.git("log", "-n1", "--format=%H", f"--grep=^{AUTHOR_TRAILER}: {author}$",
+                         head).stdout.split()
+        if not found:
+            return None
+        number = int(self.git("rev-list", "--count", found[0]).stdout.strip())
+        version = self.back(self._count(head) - number)
+        if version is not None and version.author == author:
+            return version
+        # the trailer git matched is not the one that counts (the last): read them all
+        return next((v for v in self.versions() if v.author == author), None)
 
     def has_sleep_cursor(self, event: int, offset: int) -> bool:
         """Whether a committed sleep version recorded this cursor (used after a crash)."""
@@ -430,9 +534,16 @@ class History:
         return bool(proc.stdout.strip())
 
     def parent(self, version: Version) -> Version | None:
-        versions = self.versions()
-        index = versions.index(version)
-        return versions[index + 1] if index + 1 < len(versions) else None
+        """The version before `version` (None for the first), reading no further back."""
+        head = self.head() if self.exists else None
+        if head is not None and self._versions is not None and self._versions[0].commit == head:
+            versions = self._versions
+            index = versions.index(version)
+            return versions[index + 1] if index + 1 < len(versions) else None
+        pair = self._log(head, self.latest_number() - version.number, 2) if head else []
+        if not pair or pair[0] != version:
+            raise ValueError(f"version {version.number} is not in this history")
+        return pair[1] if len(pair) > 1 else None
 
     def file_at(self, version: Version | None, name: str) -> str | None:
         """A file's text in a version, as read_text reads the work file; None when absent."""
@@ -491,6 +602,11 @@ class History:
         if new is not None:
             args.append(new.commit)
         return self.git(*args, "--", *TRACKED).stdout
+
+
+def _flagged(version: Version) -> bool:
+    """An edit of the agent's own made after untrusted tool output (show lists these)."""
+    return version.author == "agent" and after_untrusted(version.message)
 
 
 def after_untrusted(message: str) -> bool:

@@ -60,11 +60,48 @@ class Lesson:
         return f"{self.title}\n{self.body.strip()}"
 
 
+class _Parts(list):  # type: ignore[type-arg]
+    """A document's parts: a list that counts its own changes, so that the index of lessons by
+    id (LessonsDoc.get) knows when it must be rebuilt, however the list is changed."""
+
+    changes = 0
+
+    def _changed(self) -> None:
+        self.changes += 1
+
+
+def _counting(name: str) -> object:
+    method = getattr(list, name)
+
+    def changing(self: _Parts, *args: object) -> object:
+        self._changed()
+        return method(self, *args)
+    changing.__name__ = name
+    return changing
+
+
+for _name in ("__setitem__", "__delitem__", "__iadd__", "__imul__", "append", "extend", "insert",
+              "pop", "remove", "clear", "sort", "reverse"):
+    setattr(_Parts, _name, _counting(_name))
+
+
 @dataclass
 class LessonsDoc:
-    """The file as a sequence of parts: free text (preamble, pin markers) and lessons."""
+    """The file as a sequence of parts: free text (preamble, pin markers) and lessons.
+
+    Lookups by id go through an index built on first use and rebuilt after any change to
+    `parts`; a lesson is changed by putting a new one in its place (Lesson.changed), never by
+    setting its id."""
 
     parts: list[str | Lesson]
+
+    def __post_init__(self) -> None:
+        self._index: tuple[_Parts, int, dict[str, int]] | None = None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "parts" and isinstance(value, list) and not isinstance(value, _Parts):
+            value = _Parts(value)
+        object.__setattr__(self, name, value)
 
     @property
     def lessons(self) -> list[Lesson]:
@@ -97,10 +134,21 @@ class LessonsDoc:
         self.parts.append(lesson)
 
     def get(self, lesson_id: str) -> Lesson | None:
-        for lesson in self.lessons:
-            if lesson.id == lesson_id:
-                return lesson
-        return None
+        """The (first) lesson with this id, from the index by id."""
+        parts = self.parts
+        assert isinstance(parts, _Parts)
+        index = self._index
+        if index is None or index[0] is not parts or index[1] != parts.changes:
+            by_id: dict[str, int] = {}
+            for i, part in enumerate(parts):
+                if isinstance(part, Lesson) and part.id is not None:
+                    by_id.setdefault(part.id, i)
+            index = self._index = (parts, parts.changes, by_id)
+        at = index[2].get(lesson_id)
+        if at is None:
+            return None
+        found = parts[at]
+        return found if isinstance(found, Lesson) and found.id == lesson_id else None
 
     def next_id(self, reserved: set[str] | frozenset[str] = frozenset()) -> str:
         """A fresh id, never one in use or in `reserved` (ids of removed or archived lessons)."""
@@ -111,9 +159,12 @@ class LessonsDoc:
     def with_ids(self, reserved: set[str] | frozenset[str] = frozenset()) -> LessonsDoc:
         """A copy where every unpinned lesson without metadata has been given a fresh id."""
         doc = LessonsDoc(list(self.parts))
+        fresh = None                   # the number next_id would give, kept (one scan, not n)
         for i, part in enumerate(doc.parts):
             if isinstance(part, Lesson) and part.id is None and not part.pinned:
-                doc.parts[i] = part.changed(id=doc.next_id(reserved))
+                fresh = fresh or int(doc.next_id(reserved)[1:])
+                doc.parts[i] = part.changed(id=f"L{fresh}")
+                fresh += 1
         return doc
 
 

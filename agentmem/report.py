@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from agentmem import ratings
 from agentmem.agent import Agent
 from agentmem.errors import NotFound, UsageError
-from agentmem.history import Version, after_untrusted
+from agentmem.history import Version
 from agentmem.timefmt import ago
 from agentmem.tokens import estimate
 
@@ -33,7 +34,7 @@ def summarize(spec: str) -> dict[str, Any]:
         tokens = estimate(memory.persona.body if name == "persona.md" else text)
         files.append({"file": name, "tokens": tokens, "budget": budget, "detail": detail,
                       "over_budget": bool(budget and tokens > budget)})
-    versions = agent.history.versions()
+    latest = agent.history.latest()           # one commit read, not every version
     cursor = agent.sleep_cursor()
     last_event = agent.journal.last_event_number()
     slept = last_sleep(agent)
@@ -45,11 +46,11 @@ def summarize(spec: str) -> dict[str, Any]:
         "sleep_model": settings.get("sleep_model"),
         "files": files,
         "lessons": len(memory.lessons.lessons),
+        "ratings": ratings.top(memory.lessons),      # most helpful and most harmful lessons
         "log": {"events": last_event, "since_sleep": agent.journal.count_new(cursor)},
-        "versions": len(versions),
-        "latest_version": versions[0].to_json() if versions else None,
-        "after_untrusted": [v.number for v in reversed(versions) if v.author == "agent"
-                            and after_untrusted(v.message)],
+        "versions": latest.number if latest else 0,
+        "latest_version": latest.to_json() if latest else None,
+        "after_untrusted": agent.history.untrusted(),
         "last_sleep": slept,
         "uncommitted": agent.history.dirty(),
     }
@@ -72,11 +73,11 @@ def last_sleep(agent: Agent) -> dict[str, Any] | None:
                 at = agent.history.latest_number()
             return {"time": when.isoformat(), "ago": ago(when), "version": state.get("version"),
                     "operations": state.get("operations"), "at_version": at}
-    sleeps = [v for v in agent.history.versions() if v.author == "sleep"]
-    if not sleeps:
+    latest = agent.history.last_by("sleep")
+    if latest is None:
         return None
-    return {"time": sleeps[0].time.isoformat(), "ago": ago(sleeps[0].time),
-            "version": sleeps[0].number, "operations": None, "at_version": sleeps[0].number}
+    return {"time": latest.time.isoformat(), "ago": ago(latest.time),
+            "version": latest.number, "operations": None, "at_version": latest.number}
 
 
 @dataclass
@@ -88,8 +89,8 @@ class DiffSpec:
 
 def pick_diff(agent: Agent, frm: str | None, to: str | None, since_sleep: bool) -> DiffSpec:
     history = agent.history
-    versions = history.versions()
-    if not versions:
+    latest = history.latest()
+    if latest is None:
         raise NotFound("this agent has no versions yet")
     if since_sleep:
         if frm or to:
@@ -98,7 +99,7 @@ def pick_diff(agent: Agent, frm: str | None, to: str | None, since_sleep: bool) 
         if slept is None:
             raise NotFound("this agent has never slept", "run: agentmem sleep AGENT")
         at = history.resolve(str(slept["at_version"]))
-        new = None if history.dirty() else versions[0]
+        new = None if history.dirty() else latest
         return DiffSpec(at, new, f"since the last sleep ({slept['ago']}, at version "
                                  f"{at.number}), to now")
     if frm and to:
@@ -108,8 +109,7 @@ def pick_diff(agent: Agent, frm: str | None, to: str | None, since_sleep: bool) 
         v = history.resolve(frm)
         return DiffSpec(history.parent(v), v, f"version {v.number} ({v.author}): {v.subject}")
     if history.dirty():
-        return DiffSpec(versions[0], None, "uncommitted hand edits")
-    latest = versions[0]
+        return DiffSpec(latest, None, "uncommitted hand edits")
     return DiffSpec(history.parent(latest), latest,
                     f"version {latest.number} ({latest.author}): {latest.subject}")
 

@@ -371,7 +371,7 @@ def test_versions_written_in_process_are_an_ordinary_git_repository(blank: Agent
         (4, "human"), (3, "agent"), (2, "human"), (1, "new")]
     assert git(blank, "rev-list", "--count", "HEAD").strip() == "4"
     cache = blank.folder / ".agentmem" / "git" / "agentmem-versions"
-    assert cache.read_text() == f"{versions[0].commit} 4 end\n"
+    assert cache.read_text() == f"{versions[0].commit} 4 end untrusted=\n"
     # git commit's clean-up (trailing spaces, runs of blank lines), but a '#' line is kept
     assert versions[1].subject == "# Not a comment"
     assert versions[1].message == "# Not a comment\n\nNote\n\nbrevity"
@@ -436,7 +436,7 @@ def test_a_stale_version_count_is_not_trusted(blank: Agent):
     add_lesson(blank, "Two", "2")
     version = Agent.open(str(blank.folder)).record_hand_edits()
     assert version is not None and version.number == 3
-    assert cache.read_text() == f"{version.commit} 3 end\n"
+    assert cache.read_text() == f"{version.commit} 3 end untrusted=\n"
     cache.write_text(f"{version.commit} 9 en")    # cut short by a crash: no whole "end"
     add_lesson(blank, "Three", "3")
     version = Agent.open(str(blank.folder)).record_hand_edits()

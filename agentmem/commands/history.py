@@ -21,9 +21,7 @@ def history(
     from agentmem.timefmt import ago
 
     a = Agent.open(agent)
-    versions = a.history.versions()
-    if limit > 0:
-        versions = versions[:limit]
+    versions = a.history.versions(limit if limit > 0 else None)   # reads only those shown
     dirty = a.history.dirty()
     if json_:
         console.print_json({"uncommitted": dirty, "versions": [v.to_json() for v in versions]})
