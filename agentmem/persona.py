@@ -22,13 +22,18 @@ SETTINGS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "temperature": ((int, float), "sampling temperature"),
     "context_window": (int, "the model's context window in tokens (when litellm does not know it)"),
     "budgets": (dict, "token budgets: persona, lessons"),
-    "sleep": (dict, "sleep settings: idle_minutes, min_events, max_shrink"),
+    "sleep": (dict, "sleep settings: idle_minutes, min_events, max_shrink, output, check, "
+                       "retire_margin"),
     "allow_tools": (list, "tools that run without asking"),
     "tags": (list, "free-form tags"),
+    "remote": (str, "git remote agentmem sync pushes to and pulls from (a path or URL)"),
 }
 BUDGET_KEYS = ("persona", "lessons")
 SLEEP_KEYS: dict[str, type | tuple[type, ...]] = {
-    "idle_minutes": (int, float), "min_events": int, "max_shrink": (int, float)}
+    "idle_minutes": (int, float), "min_events": int, "max_shrink": (int, float),
+    "retire_margin": int}    # harmful - helpful at which sleep retires a lesson (sleep/retire)
+# sleep settings that name one of a few choices; output: how a pass asks for its JSON answer
+SLEEP_CHOICES: dict[str, tuple[str, ...]] = {"output": ("auto", "schema", "json", "prompt")}
 
 
 @dataclass
@@ -106,19 +111,57 @@ def validate_settings(data: dict[str, Any], file: str = FILE) -> list[Problem]:
     sleep = data.get("sleep")
     if isinstance(sleep, dict):
         for key, value in sleep.items():
-            if key not in SLEEP_KEYS:
+            if key == "check":          # the regression check: true, false or a mapping
+                problems += [Problem(file, at(sleep, key), what) for what in check_problems(value)]
+            elif key in SLEEP_CHOICES:
+                if value not in SLEEP_CHOICES[key]:
+                    problems.append(Problem(file, at(sleep, key), f"sleep setting '{key}' must "
+                                            f"be one of: {', '.join(SLEEP_CHOICES[key])}"))
+            elif key not in SLEEP_KEYS:
                 problems.append(Problem(file, at(sleep, key), f"unknown sleep setting '{key}' "
-                                        f"(known: {', '.join(SLEEP_KEYS)})"))
+                                        f"(known: {', '.join([*SLEEP_KEYS, *SLEEP_CHOICES, 'check'])})"))
             elif not isinstance(value, SLEEP_KEYS[key]) or isinstance(value, bool) or value < 0:  # type: ignore[operator]
                 problems.append(Problem(file, at(sleep, key),
                                         f"sleep setting '{key}' must be a non-negative number"))
+        if sleep.get("retire_margin") == 0 and not isinstance(sleep["retire_margin"], bool):
+            problems.append(Problem(file, at(sleep, "retire_margin"), "sleep setting "
+                                    "'retire_margin' must be at least 1 (0 would retire a lesson "
+                                    "rated harmful as often as helpful)"))
     window = data.get("context_window")
     if isinstance(window, int) and (isinstance(window, bool) or window < 1024):
         problems.append(Problem(file, at(data, "context_window"),
                                 "context_window must be a number of tokens, at least 1024"))
+    remote = data.get("remote")
+    if isinstance(remote, str) and (not remote.strip() or remote.startswith("-")
+                                    or any(c in remote for c in "\r\n\0")):
+        problems.append(Problem(file, at(data, "remote"), "remote must be a path or URL of a git "
+                                "repository (one line, not starting with '-')"))
     tools = data.get("allow_tools")
     if isinstance(tools, list) and not all(isinstance(t, str) for t in tools):
         problems.append(Problem(file, at(data, "allow_tools"), "allow_tools must list tool names"))
+    return problems
+
+
+CHECK_KEYS = ("turns", "margin", "judge")    # sleep: check: (agentmem.sleep.check)
+
+
+def check_problems(value: Any) -> list[str]:
+    """What is wrong with `check:` under `sleep:`: true, false, or a mapping of turns (at
+    least 1), margin (at least 0) and judge (a model)."""
+    if isinstance(value, bool):
+        return []
+    if not isinstance(value, dict):
+        return ["sleep setting 'check' must be true, false, or a mapping (turns, margin, judge)"]
+    problems = []
+    for key, item in value.items():
+        least = 1 if key == "turns" else 0
+        if key not in CHECK_KEYS:
+            problems.append(f"unknown check setting '{key}' (known: {', '.join(CHECK_KEYS)})")
+        elif key == "judge":
+            if not isinstance(item, str) or not item.strip():
+                problems.append("check setting 'judge' must be a model name")
+        elif not isinstance(item, int) or isinstance(item, bool) or item < least:
+            problems.append(f"check setting '{key}' must be a whole number, at least {least}")
     return problems
 
 

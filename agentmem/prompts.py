@@ -109,3 +109,61 @@ def judge_messages(criterion: str, answer: str) -> list[dict[str, str]]:
     """`agentmem eval`'s judge: one answer graded against one criterion, YES or NO."""
     return [{"role": "system", "content": JUDGE_SYSTEM},
             {"role": "user", "content": JUDGE_USER.format(criterion=criterion, answer=answer)}]
+
+# -- the regression check (sleep --check): two answers to one request, compared blind ----------
+CHECK_JUDGE_SYSTEM = """\
+You compare two answers an AI assistant gave to the same request, each written with a different
+version of its memory. You are not told which version wrote which answer. Decide which answer
+serves the user better: correct, consistent with what the user said about this request before
+(their ratings and corrections, when given) and with the criteria, when given. Length and style
+alone do not make an answer better.
+Reply with ONLY one word: A, B, or TIE (when neither is better)."""
+
+CHECK_JUDGE_USER = """\
+# Request
+
+{question}
+{context}
+# Answer A
+
+{a}
+
+# Answer B
+
+{b}
+
+Which answer is better? Reply A, B or TIE."""
+
+CHECK_EARLIER = """
+# When this was asked before
+
+The assistant answered:
+{reply}
+{reaction}
+"""
+
+CHECK_CRITERIA = """
+# A good answer
+
+{lines}
+"""
+
+CHECK_RATED = "The user rated that answer {rating}."
+CHECK_FEEDBACK = "The user's feedback on it: {text}"
+CHECK_CORRECTION = "The user then said (a correction the assistant recorded): {text}"
+
+
+def check_judge_messages(question: str, a: str, b: str, *, earlier: str = "", reaction: str = "",
+                         must: list[str] | None = None,
+                         must_not: list[str] | None = None) -> list[dict[str, str]]:
+    """The regression check's judge: answers A and B to one request, which is better."""
+    context = ""
+    if earlier:
+        context += CHECK_EARLIER.format(reply=earlier.strip(), reaction=reaction.strip())
+    lines = [f"- must: {x}" for x in must or []] + [f"- must not: {x}" for x in must_not or []]
+    if lines:
+        context += CHECK_CRITERIA.format(lines="\n".join(lines))
+    return [{"role": "system", "content": CHECK_JUDGE_SYSTEM},
+            {"role": "user", "content": CHECK_JUDGE_USER.format(
+                question=question.strip(), context=context, a=a.strip() or "(empty)",
+                b=b.strip() or "(empty)")}]

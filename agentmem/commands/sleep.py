@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from agentmem.agent import Agent
     from agentmem.chat import ChatSession
     from agentmem.sleep import Proposal
+    from agentmem.sleep.check import Settings as CheckSettings
 
 
 def register(app: typer.Typer) -> None:
@@ -27,22 +28,47 @@ def sleep(
                                    "form at once, without sending it back to be fixed."),
     max_tokens: int = typer.Option(None, "--max-tokens", help="Refuse a pass estimated above this "
                                    "many tokens."),
+    check: bool = typer.Option(False, "--check", help="Replay recent turns with the current and "
+                               "the proposed memory, have a judge compare them, and refuse a "
+                               "pass that makes answers worse."),
+    judge_model: str = typer.Option(None, "--judge-model", help="The check's judge (else the "
+                                    "persona's check judge:, then the sleep model)."),
+    batch: bool = typer.Option(False, "--batch", help="Submit the passes as one provider batch "
+                               "(about half price, answered within 24 h); see --collect."),
+    collect: bool = typer.Option(False, "--collect", help="Apply the answers of submitted "
+                                 "batches that came back (needs --yes to apply)."),
 ) -> None:
     """Consolidate new experience into memory: small checked edits, reviewed before they apply.
 
     Examples: agentmem sleep ./reviewer; agentmem sleep ./reviewer --dry-run;
-    agentmem sleep ./agents --yes --jobs 50 --max-cost 0.10
+    agentmem sleep ./agents --yes --jobs 50 --max-cost 0.10; agentmem sleep ./reviewer --check --yes
+    agentmem sleep ./agents --batch; agentmem sleep ./agents --collect --yes
     """
     from agentmem.errors import UsageError
 
+    if judge_model and not check:
+        raise UsageError("--judge-model is the regression check's judge", "add --check")
     found = open_agents(agents)
+    if batch or collect:
+        from agentmem.commands import batches
+
+        if batch and collect:
+            raise UsageError("--batch submits and --collect collects: use one at a time",
+                             "submit with --batch, later apply with --collect --yes")
+        if batch:
+            batches.submit(found, model, max_cost, json_)
+        else:
+            batches.collect(found, yes, json_)
+        return
     if len(found) == 1:
-        _one(found[0], yes, dry_run, json_, model, max_cost, max_tokens, not no_repair)
+        _one(found[0], yes, dry_run, json_, model, max_cost, max_tokens, not no_repair,
+             check=check, judge_model=judge_model)
         return
     if not (yes or dry_run):
         raise UsageError(f"{len(found)} agents: add --yes to apply their passes, or --dry-run",
                          "review agents one at a time by naming one")
-    _many(found, not dry_run, json_, model, jobs, max_cost, max_tokens, not no_repair)
+    _many(found, not dry_run, json_, model, jobs, max_cost, max_tokens, not no_repair,
+          check=check, judge_model=judge_model)
 
 
 def open_agents(specs: list[str]) -> list[Agent]:
@@ -67,13 +93,19 @@ def open_agents(specs: list[str]) -> list[Agent]:
 
 
 def _one(agent: Agent, yes: bool, dry_run: bool, json_: bool, model: str | None,
-         max_cost: float | None, max_tokens: int | None, repair: bool) -> None:
+         max_cost: float | None, max_tokens: int | None, repair: bool, *, check: bool = False,
+         judge_model: str | None = None) -> None:
     from agentmem import console
     from agentmem import sleep as core
+    from agentmem.sleep import check as checking
 
     spec = core.prepare(agent, model)
     console.info(spec.describe("sleep model"))
+    settings = checking.settings(agent, spec, enabled=check, judge_model=judge_model)
+    _say_check(settings)
     with agent.sleep_lock():
+        if settings is not None:
+            checking.precheck(agent, spec, settings, max_cost)
         proposal = core.propose(agent, spec, max_cost=max_cost, max_tokens=max_tokens,
                                 on_retry=console.retrying, repair=repair)
         if proposal is None:
@@ -81,6 +113,8 @@ def _one(agent: Agent, yes: bool, dry_run: bool, json_: bool, model: str | None,
                 console.print_json({"agent": str(agent.folder), "operations": [], "events": 0})
             console.info("nothing new since the last sleep")
             return
+        if settings is not None:
+            _verify(proposal, settings, max_cost, json_)
         for warning in proposal.warnings:
             console.warn(warning)
         if json_:
@@ -106,6 +140,33 @@ def _one(agent: Agent, yes: bool, dry_run: bool, json_: bool, model: str | None,
             console.line(f"{version.number} {version.short} ", version.subject)
         else:
             console.line("no change to memory; the cursor moved past these events")
+
+
+def _say_check(settings: CheckSettings | None) -> None:
+    """Which models the regression check will use, before anything is sent."""
+    from agentmem import console
+
+    if settings is not None:
+        console.info(settings.replay.describe("check replay model"))
+        console.info(settings.judge.describe("check judge"))
+
+
+def _verify(proposal: Proposal, settings: CheckSettings, max_cost: float | None,
+            json_: bool) -> None:
+    """The regression check on a proposal; its score is shown, and with --json a refused
+    proposal is printed (with the score) before the one error line."""
+    from agentmem import console
+    from agentmem.errors import Refused
+    from agentmem.sleep import check as checking
+
+    try:
+        report = checking.verify(proposal, settings, on_retry=console.retrying,
+                                 max_cost=max_cost)
+    except Refused:
+        if json_ and proposal.check is not None:
+            console.print_json({**proposal.to_json(), "version": None, "refused": True})
+        raise
+    console.info(report.line())
 
 
 def show(proposal: Proposal) -> None:
@@ -145,7 +206,8 @@ def _ask(proposal: Proposal) -> list[int] | None:
 
 
 def _many(agents: list[Agent], apply_it: bool, json_: bool, model: str | None, jobs: int,
-          max_cost: float | None, max_tokens: int | None, repair: bool) -> None:
+          max_cost: float | None, max_tokens: int | None, repair: bool, *, check: bool = False,
+          judge_model: str | None = None) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from agentmem import console
@@ -158,7 +220,8 @@ def _many(agents: list[Agent], apply_it: bool, json_: bool, model: str | None, j
         results = core.run_many(agents, jobs=jobs, on_result=lambda _: progress.advance(task),
                                 model=model, apply_it=apply_it, max_cost=max_cost,
                                 max_tokens=max_tokens, with_proposal=json_,   # only --json prints them
-                                on_retry=console.retrying, repair=repair)
+                                on_retry=console.retrying, repair=repair, check=check,
+                                judge_model=judge_model)
     results.sort(key=lambda r: r["agent"])
     failed = [r for r in results if not r["ok"]]
     if json_:
@@ -183,11 +246,17 @@ def interactive_sleep(session: ChatSession) -> None:
     agent = session.agent
     spec = core.prepare(agent, None, fallback=session.spec)   # never a provider it did not choose
     console.info(spec.describe("sleep model"))
+    from agentmem.sleep import check as checking
+
+    settings = checking.settings(agent, spec)     # only when persona.md turns the check on
+    _say_check(settings)
     with agent.sleep_lock():
         proposal = core.propose(agent, spec, on_retry=console.retrying)
         if proposal is None:
             console.info("nothing new since the last sleep")
             return
+        if settings is not None:
+            _verify(proposal, settings, None, False)
         show(proposal)
         selected = _ask(proposal)
         if selected == []:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from agentmem import baton, llm
 from agentmem.agent import Agent
 from agentmem.errors import AgentmemError, ModelError
+from agentmem.sleep.check import settings as check_settings
 from agentmem.sleep.passes import prepare, run_pass
 
 if TYPE_CHECKING:
@@ -36,18 +37,23 @@ AGENTS_PER_PROCESS = 50           # fewer agents than this per core: threads in 
 def sleep_one(agent: Agent | str, model: str | None, apply_it: bool, max_cost: float | None,
               max_tokens: int | None, with_proposal: bool = True,
               on_retry: Callable[[ModelError, float], None] | None = None,
-              repair: bool = True) -> Summary:
+              repair: bool = True, check: bool = False,
+              judge_model: str | None = None) -> Summary:
     """One agent's pass as a plain summary (it may cross a process boundary); its proposal
-    (operations, usage, diff) too, unless with_proposal=False. In a worker process the agent
-    arrives as its folder, and is opened here."""
+    (operations, usage, diff, the check's score) too, unless with_proposal=False. In a worker
+    process the agent arrives as its folder, and is opened here. `check` (--check) turns the
+    regression check on, as `sleep: check:` in the agent's persona.md does; `judge_model` is
+    its --judge-model."""
     folder = agent if isinstance(agent, str) else str(agent.folder)
     summary: Summary = {"agent": folder, "ok": False, "message": "", "version": None,
                         "proposal": None, "warnings": []}
     try:
         if isinstance(agent, str):
             agent = Agent.open(agent)
-        result = run_pass(agent, prepare(agent, model), apply_it=apply_it, max_cost=max_cost,
-                          max_tokens=max_tokens, on_retry=on_retry, repair=repair)
+        spec = prepare(agent, model)
+        checking = check_settings(agent, spec, enabled=check, judge_model=judge_model)
+        result = run_pass(agent, spec, apply_it=apply_it, max_cost=max_cost,
+                          max_tokens=max_tokens, on_retry=on_retry, repair=repair, check=checking)
     except AgentmemError as exc:
         summary["message"] = exc.message
         return summary

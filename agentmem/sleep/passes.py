@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentmem import llm, models, prompts
 from agentmem.agent import INTENT, Agent
@@ -27,18 +28,24 @@ from agentmem.journal import Cursor
 from agentmem.memory import ARCHIVE, Memory, validate
 from agentmem.models import ModelSpec
 from agentmem.redact import redact_obj
-from agentmem.sleep import context
+from agentmem.sleep import context, retire
 from agentmem.sleep.guards import DEFAULT_MAX_SHRINK, check_result
 from agentmem.sleep.ops import (
     MAX_OUTPUT_CHARS,
+    OUTPUT_MODES,
     OUTPUT_TOKENS,
     Operation,
     Texts,
     apply_operations,
     describe,
     parse_output,
+    response_format,
 )
 from agentmem.tokens import estimate
+
+if TYPE_CHECKING:
+    from agentmem.sleep.check import CheckReport
+    from agentmem.sleep.check import Settings as CheckSettings
 
 
 def prepare(agent: Agent, model: str | None, fallback: ModelSpec | None = None) -> ModelSpec:
@@ -68,9 +75,11 @@ class Proposal:
     cost: float = 0.0
     calls: int = 0
     repaired: list[str] = field(default_factory=list)   # reasons a repair round fixed
+    output_mode: str = "prompt"      # how the answer was asked for: ops.OUTPUT_MODES
     warnings: list[str] = field(default_factory=list)
     raw: list[str] = field(default_factory=list)
     max_shrink: float = DEFAULT_MAX_SHRINK
+    check: CheckReport | None = None      # the regression check's score (sleep --check)
 
     @property
     def usage(self) -> dict[str, Any]:
@@ -97,7 +106,9 @@ class Proposal:
         return {"agent": str(self.agent.folder), "model": self.spec.model, "events": self.events,
                 "operations": self.operations, "summary": self.summary,
                 "usage": {**self.usage, "calls": self.calls}, "repaired": self.repaired,
-                "warnings": self.warnings, "diff": self.diff()}
+                "output_mode": self.output_mode,
+                "warnings": self.warnings, "diff": self.diff(),
+                **({"check": self.check.to_json()} if self.check is not None else {})}
 
 
 # -- planning and proposing ------------------------------------------------------------------
@@ -183,7 +194,8 @@ def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
     max_shrink = float((memory.persona.settings.get("sleep") or {}).get("max_shrink",
                                                                         DEFAULT_MAX_SHRINK))
     proposal = Proposal(agent, spec, [], before, before, p.cursor, len(p.events),
-                        warnings=p.warnings, max_shrink=max_shrink)
+                        warnings=p.warnings, max_shrink=max_shrink,
+                        output_mode=output_mode(spec, memory.persona.settings))
     summaries = []
     used_ids = agent.used_lesson_ids()
     for n, chunk in enumerate(p.chunks, 1):
@@ -215,6 +227,14 @@ def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
         proposal.operations += operations
         if summary:
             summaries.append(summary)
+    try:        # the ratings rule's retirements (sleep/retire.py), guarded like the model's
+        ruled, warned, current = retire.add_retirements(current, before, p.events, known,
+                                                         max_shrink, used_ids)
+    except (Rejected, InvalidAgent) as exc:
+        raise Refused(f"sleep pass refused, nothing was changed: {exc}", "the model's raw "
+                      f"output is in {keep_refused(agent, proposal, str(exc))}") from None
+    proposal.operations += ruled
+    proposal.warnings += warned
     proposal.after = current
     proposal.summary = (summaries[0] if len(summaries) == 1 else   # one per chunk
                         "; ".join(s.rstrip(" .;") for s in summaries))
@@ -231,11 +251,48 @@ class _Repairable(Exception):
         self.error = error
 
 
+def request_options(spec: ModelSpec, mode: str = "prompt") -> dict[str, Any]:
+    """The request settings of a sleep call beside its messages, shared by a live pass (_ask)
+    and a batch request line (agentmem.sleep.batch), so both ask the same thing; `mode` is how
+    the answer is asked for (output_mode)."""
+    options: dict[str, Any] = {"max_tokens": OUTPUT_TOKENS, "temperature": 0}
+    wanted = response_format(mode)
+    if wanted is not None:
+        options["response_format"] = wanted
+    return options
+
+
+def output_mode(spec: ModelSpec, settings: dict[str, Any]) -> str:
+    """How a pass asks for its answer: persona.md's `sleep: {output: ...}` when it names a mode,
+    else (auto) the best litellm says the model takes: a JSON schema, JSON mode, or the prompt
+    alone."""
+    wanted = str((settings.get("sleep") or {}).get("output", "auto"))
+    return wanted if wanted in OUTPUT_MODES else llm.structured_output(spec.model)
+
+
+# a provider's 400 that blames what was asked of the answer's form (response_format, the
+# schema, JSON mode), not the messages
+_FORMAT_REFUSED = re.compile(r"response_format|json_schema|schema|format|json mode", re.I)
+
+
 def _ask(spec: ModelSpec, messages: list[dict[str, Any]], proposal: Proposal,
          on_retry: Callable[[ModelError, float], None] | None) -> llm.Completion:
+    """One sleep call. A provider that refuses the schema or JSON mode (a 400 naming it) is
+    asked once more with the prompt alone, and so is the rest of the pass; the fallback is
+    named among the proposal's warnings."""
     try:
-        reply = llm.complete(spec, messages, max_tokens=OUTPUT_TOKENS, temperature=0,
-                             on_retry=on_retry)
+        try:
+            reply = llm.complete(spec, messages, on_retry=on_retry,
+                                 **request_options(spec, proposal.output_mode))
+        except ModelError as exc:
+            if (proposal.output_mode == "prompt" or exc.kind != "bad_request"
+                    or not _FORMAT_REFUSED.search(exc.message)):
+                raise
+            proposal.warnings.append(f"{spec.model} refused the answer's {proposal.output_mode} "
+                                     f"form ({exc.message}); asked again with the prompt alone")
+            proposal.output_mode = "prompt"
+            reply = llm.complete(spec, messages, on_retry=on_retry,
+                                 **request_options(spec, proposal.output_mode))
     except ModelError as exc:
         raise ModelError(f"sleep pass stopped, nothing was changed: {exc.message}", exc.hint,
                          retryable=exc.retryable, kind=exc.kind) from None
@@ -256,6 +313,17 @@ def _check_repair_cost(spec: ModelSpec, messages: list[dict[str, Any]], reply: l
     if cost is None or cost > max_cost:
         raise Rejected(f"{error} (no repair round: it could take the pass over --max-cost "
                        f"{max_cost})")
+
+
+def check_answer(reply: llm.Completion, texts: Texts, known: set[str], max_shrink: float,
+                 used_ids: set[str]) -> tuple[list[Operation], str, Texts]:
+    """One whole answer (a batch line: no repair round) read through every guard a live pass's
+    answer goes through: its operations, summary and the texts after them; Rejected or
+    InvalidAgent with the reason when it is refused."""
+    try:
+        return _read_reply(reply, texts, texts, known, max_shrink, used_ids)
+    except _Repairable as exc:
+        raise exc.error from None
 
 
 def _read_reply(reply: llm.Completion, before: Texts, current: Texts, known: set[str],
@@ -297,7 +365,8 @@ def budget_warnings(texts: Texts) -> list[str]:
     return out
 
 
-def keep_refused(agent: Agent, proposal: Proposal, reason: str) -> str:
+def keep_refused(agent: Agent, proposal: Proposal, reason: str,
+                 check: dict[str, Any] | None = None) -> str:
     """Keep a refused pass's raw output for inspection, its secrets redacted: a pass is refused
     for putting a key in memory, and the key must not stay on disk here either."""
     folder = agent.state_dir / "sleep"
@@ -306,15 +375,19 @@ def keep_refused(agent: Agent, proposal: Proposal, reason: str) -> str:
     outputs = [raw if len(raw) <= MAX_OUTPUT_CHARS else
                raw[:MAX_OUTPUT_CHARS] + f"\n[... {len(raw) - MAX_OUTPUT_CHARS} more characters not kept]"
                for raw in proposal.raw]      # what is kept of a runaway reply is bounded too
-    kept = redact_obj({"reason": reason, "model": proposal.spec.model, "outputs": outputs})
+    kept = redact_obj({"reason": reason, "model": proposal.spec.model, "outputs": outputs,
+                       **({"check": check} if check is not None else {})})
     atomic_write(path, json.dumps(kept, indent=2) + "\n")
     return str(path)
 
 
 # -- writing ---------------------------------------------------------------------------------
-def apply(proposal: Proposal, selected: list[int] | None = None) -> Version | None:
+def apply(proposal: Proposal, selected: list[int] | None = None, *,
+          state: dict[str, Any] | None = None) -> Version | None:
     """Write the proposal (or the selected operations) as ONE `sleep` version, then move the
-    cursor. Refused when memory changed since the proposal was made."""
+    cursor. Refused when memory changed since the proposal was made. `state`: more values for
+    state.json, written in the same write as the version and the cursor (a batch marks its
+    answer applied there)."""
     agent = proposal.agent
     operations = proposal.operations if selected is None else [
         proposal.operations[i] for i in selected]
@@ -336,7 +409,8 @@ def apply(proposal: Proposal, selected: list[int] | None = None) -> Version | No
                                "operations": len(operations),
                                # memory as this pass left it: where --since-sleep starts
                                "at_version": (version.number if version
-                                              else agent.history.latest_number())}}
+                                              else agent.history.latest_number())},
+                **(state or {})}
 
     with agent.locked():    # one lock for the pass's writes (each takes it again, cheaply)
         version = None
@@ -383,6 +457,8 @@ def _message(proposal: Proposal, operations: list[Operation]) -> list[str]:
         lines.append(f"({declined} proposed operation(s) were declined in review; the model "
                      f"said: {proposal.summary})" if proposal.summary else
                      f"({declined} proposed operation(s) were declined in review)")
+    if proposal.check is not None:
+        lines += ["", proposal.check.line()]
     return lines
 
 
@@ -398,28 +474,41 @@ class PassResult:
 def run_pass(agent: Agent, spec: ModelSpec, *, apply_it: bool = True, max_cost: float | None = None,
              max_tokens: int | None = None,
              on_retry: Callable[[ModelError, float], None] | None = None,
-             repair: bool = True) -> PassResult:
+             repair: bool = True, check: CheckSettings | None = None) -> PassResult:
     """Propose and (unless apply_it is False) apply one pass, holding the agent's sleep lock;
-    errors become a failed result whose message is one line."""
+    errors become a failed result whose message is one line. With `check`, the regression
+    check (agentmem.sleep.check) scores the proposal before it is applied; a pass it refuses
+    is a failed result that keeps its proposal (and the score)."""
     lock = agent.sleep_lock()
     try:
         lock.acquire()
     except Locked as exc:
         return PassResult(agent, False, exc.message)    # its hint ("wait") is for a person
+    proposal = None
     try:
+        if check is not None:
+            from agentmem.sleep import check as checking
+
+            checking.precheck(agent, spec, check, max_cost)
         proposal = propose(agent, spec, max_cost=max_cost, max_tokens=max_tokens,
                            on_retry=on_retry, repair=repair)
         if proposal is None:
             return PassResult(agent, True, "nothing new since the last sleep")
+        if check is not None:
+            checking.verify(proposal, check, on_retry=on_retry, max_cost=max_cost)
         if not apply_it:
             return PassResult(agent, True, f"{len(proposal.operations)} operation(s) proposed",
                               proposal=proposal)
         version = apply(proposal)
         what = f"version {version.number}" if version else "no change"
+        scored = proposal.check
+        score = (f", check {scored.wins} won {scored.losses} lost {scored.ties} tied"
+                 if scored is not None and scored.turns else "")
         return PassResult(agent, True, f"{len(proposal.operations)} operation(s), {what}, "
                           f"{proposal.prompt_tokens}+{proposal.completion_tokens} tokens, "
-                          f"${proposal.cost:.4f}", version=version, proposal=proposal)
+                          f"${proposal.cost:.4f}{score}", version=version, proposal=proposal)
     except AgentmemError as exc:
-        return PassResult(agent, False, exc.message + (f" ({exc.hint})" if exc.hint else ""))
+        return PassResult(agent, False, exc.message + (f" ({exc.hint})" if exc.hint else ""),
+                          proposal=proposal)
     finally:
         lock.release()
