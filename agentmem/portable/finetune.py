@@ -2,8 +2,9 @@
 
 Each chat session is one line: `{"messages": [system, user, assistant, tool, ...]}`. The system
 message is the prompt chat built from the memory version current when the session began
-(`chat.build_system` on that version's files), so the model learns from what it was shown then;
-a session from before the first version (an imported log) gets the first version's prompt.
+(`chat.build_system` on that version's files: the newest version recorded before the session's
+first event), so the model learns from what it was shown then; a session older than every
+version (an imported log) gets the first version's prompt.
 Tool calls are the assistant's `tool_calls` (arguments as a JSON string), each answered by a
 `tool` message with its `tool_call_id`; a call left unanswered is dropped. A line ends with the
 last reply that is not a tool call. Everything is redacted again (redact.py) on the way out.
@@ -19,12 +20,12 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
 from typing import Any
 
 from agentmem.agent import Agent
 from agentmem.chat import build_system
 from agentmem.history import Version
+from agentmem.journal import event_number
 from agentmem.memory import validate
 from agentmem.portable.export import Exported
 from agentmem.redact import env_secrets, redact_obj
@@ -45,13 +46,6 @@ def reverted_versions(versions: list[Version]) -> set[int]:
         elif match := _RESTORE.match(version.subject):
             out.update(range(int(match.group(1)) + 1, version.number))
     return out
-
-
-def _when(event: dict[str, Any]) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(event.get("time", "")).replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def _arguments(value: Any) -> str:
@@ -137,7 +131,7 @@ def finetune(agent: Agent, *, min_rating: str | None = None,
         if min_rating and all(m.get("weight") == 0 for m in messages if m["role"] == "assistant"):
             left_out["all rated bad"] += 1
             continue
-        version = _version_at(versions, _when(session_events[0]))
+        version = _version_at(versions, event_number(session_events[0].get("id")))
         if version is None:
             left_out["invalid memory"] += 1
             continue
@@ -158,17 +152,16 @@ def finetune(agent: Agent, *, min_rating: str | None = None,
     return Exported("".join(lines), notes)
 
 
-def _version_at(versions: list[Version], when: datetime | None) -> Version | None:
-    """The version current at `when` (versions oldest first): the last one made at or before
-    it, or the first one for a time before any (an imported log)."""
+def _version_at(versions: list[Version], first_event: int | None) -> Version | None:
+    """The version current when the session began (versions oldest first): the newest one
+    recorded before the session's first event was logged (its Agentmem-Log trailer is below
+    that event's number), or the first version for a log older than any (an imported one)."""
     if not versions:
         return None
-    if when is None:
+    if first_event is None:
         return versions[-1]
     current = versions[0]
     for version in versions:
-        if version.time <= when:
+        if version.log_position is not None and version.log_position < first_event:
             current = version
-        else:
-            break
     return current
