@@ -47,11 +47,14 @@ class ScenarioModel:
 
     def __init__(self) -> None:
         self.intents: deque[Any] = deque()
+        self.check: dict[str, Any] | None = None    # a sleep_check's answers, while it runs
 
     def queue(self, *intents: Any) -> None:
         self.intents.extend(intents)
 
     def __call__(self, messages: list[dict[str, Any]]) -> Reply:
+        if not self.intents and self.check is not None:
+            return self._checked(messages)
         if not self.intents:
             raise AssertionError("scenario model: no scripted answer left for this call")
         intent = self.intents.popleft()
@@ -66,6 +69,22 @@ class ScenarioModel:
         if isinstance(intent, (Reply, ToolCall)):
             return intent if isinstance(intent, Reply) else Reply(tool_calls=[intent])
         return Reply(text=str(intent))
+
+
+    def _checked(self, messages: list[dict[str, Any]]) -> Reply:
+        """sleep --check's calls: a replayed request is answered as a probe is (the learned
+        answer when the marker is in the memory it was given); the judge prefers the learned
+        answer, and calls two that are both or neither a tie."""
+        assert self.check is not None
+        learned = self.check["learned_reply"].strip()
+        if messages[0].get("content") == prompts.CHECK_JUDGE_SYSTEM:
+            text = str(messages[-1].get("content") or "")
+            a = text.split("# Answer A\n\n", 1)[-1].split("\n\n# Answer B", 1)[0].strip()
+            b = text.split("# Answer B\n\n", 1)[-1].split("\n\nWhich answer", 1)[0].strip()
+            return Reply(text="A" if a == learned != b else "B" if b == learned != a else "TIE")
+        system = str(messages[0].get("content") or "").lower()
+        return Reply(text=learned if self.check["marker"].lower() in system
+                     else self.check["unlearned_reply"])
 
 
 # -- running -----------------------------------------------------------------------------
@@ -93,6 +112,8 @@ class ScenarioResult:
     events: int = 0
     error: str | None = None
     kept: str | None = None         # the scenario's folders, kept after an error or refusal
+    checks: list[dict[str, Any]] = field(default_factory=list)   # sleep_check: each pass's score
+    check_refused: int = 0          # passes the check refused, as the scenario wants (must_refuse)
 
     def passed(self, condition: str, kind: str | None = None) -> tuple[int, int]:
         """(passed, graded): an answer with a judge criterion and no judge model counts in
@@ -109,6 +130,7 @@ class ScenarioResult:
                 "probes": {c: dict(zip(("passed", "total"), self.passed(c), strict=True))
                            for c in CONDITIONS},
                 "probe_details": [p.__dict__ for p in self.probes],
+                "checks": self.checks, "check_refused": self.check_refused,
                 "memory_checks": [{"check": n, "ok": ok, "detail": d} for n, ok, d in self.memory]}
 
 
@@ -183,6 +205,7 @@ class Runner:
         self.seeded = _memory_texts(start)
         transcript: list[dict[str, Any]] = []
         self.turn_events: dict[str, str] = {}
+        self.scenario_check: dict[str, Any] | None = data.get("sleep_check")
         every = int(data.get("sleep_every") or 0)
         sleeps = deque(data.get("scripted_sleeps") or [])
         for n, session in enumerate(scenario.sessions, 1):
@@ -230,11 +253,31 @@ class Runner:
             for _ in planned.chunks:
                 self.model.queue(Reply(text=json.dumps(ops)))
                 ops = {"operations": [], "summary": ""}
+        wanted = self.scenario_check
+        check = None
+        if wanted is not None:      # the regression check, with this run's models
+            from agentmem.sleep.check import DEFAULT_TURNS, Settings
+
+            check = Settings(self.spec, self.judge_spec or self.spec,
+                             turns=wanted.get("turns", DEFAULT_TURNS),
+                             margin=wanted.get("margin", 0))
+            self.model.check = wanted if self.offline else None
         # no repair round: a scenario's scripted sleep answer is given once, as written
-        passed = sleep_core.run_pass(agent, self.spec, apply_it=True, repair=False)
+        try:
+            passed = sleep_core.run_pass(agent, self.spec, apply_it=True, repair=False,
+                                         check=check)
+        finally:
+            self.model.check = None
         result.sleeps += 1
         if passed.proposal is not None:
             result.cost += passed.proposal.cost
+        scored = passed.proposal.check if passed.proposal is not None else None
+        if check is not None and scored is not None:
+            lost = scored.losses - scored.wins > check.margin
+            result.checks.append({**scored.to_json(), "refused": not passed.ok and lost})
+            if not passed.ok and lost and wanted and wanted.get("must_refuse"):
+                result.check_refused += 1       # what the scenario is there to show
+                return
         if not passed.ok:
             result.refused.append(passed.message)
 
@@ -303,6 +346,11 @@ class Runner:
                        if text != self.seeded.get(name)]
             add(("memory unchanged (lessons.md, persona.md body)", not changed,
                  ", ".join(changed)))
+        wanted = data.get("sleep_check") or {}
+        if wanted.get("must_refuse"):
+            scores = "; ".join(f"{c['wins']} won, {c['losses']} lost, {c['ties']} tied"
+                               for c in result.checks) or "no pass was checked"
+            add(("the regression check refused the sleep pass", result.check_refused > 0, scores))
         cap = checks.get("max_lessons_tokens")
         if cap:
             tokens = estimate(lessons)
@@ -346,6 +394,7 @@ def totals(results: list[ScenarioResult]) -> dict[str, Any]:
                             "after": sum(r.tokens_after for r in ran)}
     out["cost"] = round(sum(r.cost for r in results), 6)
     out["refused_passes"] = sum(len(r.refused) for r in results)
+    out["check_refused"] = sum(r.check_refused for r in results)
     out["sleeps"] = sum(r.sleeps for r in results)
     out["errors"] = sum(1 for r in results if r.error)
     return out

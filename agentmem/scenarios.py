@@ -65,7 +65,7 @@ class Scenario:
 
 
 SCENARIO_KEYS = {"name", "description", "persona", "lessons", "budgets", "canary", "sessions",
-                 "sleep_every", "probes", "memory", "scripted_sleeps"}
+                 "sleep_every", "probes", "memory", "scripted_sleeps", "sleep_check"}
 TURN_KEYS = {"user", "reply", "feedback", "rating", "agent_edit"}
 PROBE_KEYS = {"user", "expect", "learned_reply", "unlearned_reply", "marker", "kind"}
 EXPECT_KEYS = ("contains", "not_contains", "regex", "judge")
@@ -74,6 +74,9 @@ OFFLINE_KEYS = ("marker", "learned_reply", "unlearned_reply")
 MEMORY_WORDS = ("contains", "not_contains", "persona_contains", "archived")
 MEMORY_FLAGS = ("canary_survives", "no_duplicates", "unchanged")
 MEMORY_KEYS = {*MEMORY_WORDS, *MEMORY_FLAGS, "max_lessons_tokens"}
+# sleep --check in a scenario: its settings, whether the check must refuse the passes, and
+# (offline) how the scripted agent answers a replayed request (see OFFLINE_KEYS)
+SLEEP_CHECK_KEYS = ("turns", "margin", "must_refuse", *OFFLINE_KEYS)
 
 
 def load_suite(path: Path) -> list[Scenario]:
@@ -195,6 +198,23 @@ class _Validator:
             self.probe(probe, f"probe {n}")
         if data.get("memory") is not None:
             self.memory(self.mapping(data["memory"], "'memory'", MEMORY_KEYS), "memory")
+        if data.get("sleep_check") is not None:
+            self.sleep_check(self.mapping(data["sleep_check"], "'sleep_check'",
+                                          SLEEP_CHECK_KEYS))
+
+    def sleep_check(self, check: dict[str, Any]) -> None:
+        if check.get("turns") is not None:
+            self.count(check["turns"], "sleep_check: turns", least=1)
+        if check.get("margin") is not None:
+            self.count(check["margin"], "sleep_check: margin", least=0)
+        if check.get("must_refuse") is not None and not isinstance(check["must_refuse"], bool):
+            raise self.bad("sleep_check: must_refuse is true or false")
+        given = [key for key in OFFLINE_KEYS if key in check]
+        if given and len(given) < len(OFFLINE_KEYS):
+            raise self.bad(f"sleep_check: {', '.join(OFFLINE_KEYS)} go together (the offline "
+                           "answers to a replayed request)")
+        for key in given:
+            self.text(check[key], f"sleep_check: {key}", required=True)
 
     def turn(self, turn: Any, where: str) -> None:
         if not isinstance(turn, dict) or set(turn) - TURN_KEYS or not (
@@ -258,10 +278,13 @@ class _Validator:
 
 def offline_problems(scenarios: list[Scenario]) -> list[str]:
     """Probes an offline run cannot answer: the scripted model needs each one's marker and
-    its learned and unlearned replies."""
+    its learned and unlearned replies (and a sleep_check's, for the requests it replays)."""
     return [f"{s.path}: probe {n} needs {', '.join(OFFLINE_KEYS)} for --offline"
             for s in scenarios for n, probe in enumerate(s.probes, 1)
-            if not all(key in probe for key in OFFLINE_KEYS)]
+            if not all(key in probe for key in OFFLINE_KEYS)] + [
+        f"{s.path}: sleep_check needs {', '.join(OFFLINE_KEYS)} for --offline"
+        for s in scenarios if s.data.get("sleep_check") is not None
+        and not all(key in s.data["sleep_check"] for key in OFFLINE_KEYS)]
 
 
 def _check(expect: dict[str, Any]) -> Check:

@@ -276,3 +276,52 @@ def test_a_judge_model_without_a_key_is_named_before_anything_runs(cli, monkeypa
     assert result.exit_code == 1
     assert "no API key for anthropic/claude-sonnet-4-5 (model from --judge-model)" in result.stderr
     assert "running" not in result.stderr           # refused before the first scenario
+
+
+def test_the_regression_check_scenario_refuses_its_harmful_pass(cli, offline):
+    result = cli("eval", EVALS / "check-refuses-harmful-pass.yaml", "--offline", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    [scenario] = data["scenarios"]
+    assert scenario["check_refused"] == 1 and scenario["refused"] == []
+    [score] = scenario["checks"]
+    assert {k: score[k] for k in ("wins", "losses", "ties", "refused")} == {
+        "wins": 0, "losses": 1, "ties": 0, "refused": True}
+    assert score["judge"] == "scripted/judge"
+    assert {"check": "the regression check refused the sleep pass", "ok": True,
+            "detail": "0 won, 1 lost, 0 tied"} in scenario["memory_checks"]
+    assert data["totals"]["check_refused"] == 1 and data["totals"]["refused_passes"] == 0
+
+
+def test_a_check_scenario_fails_when_its_pass_is_not_refused_or_is_refused_unasked(
+        cli, offline, tmp_path: Path):
+    harmless = _variant(tmp_path, "check-refuses-harmful-pass", (
+        "      - op: retire\n        id: L1\n",
+        "      - op: counter\n        id: L1\n        helpful: 1\n        harmful: 0\n"))
+    result = cli("eval", harmless, "--offline", "--json")
+    assert result.exit_code == 1
+    [scenario] = json.loads(result.stdout)["scenarios"]
+    assert scenario["check_refused"] == 0 and scenario["checks"][0]["refused"] is False
+    assert {"check": "the regression check refused the sleep pass", "ok": False,
+            "detail": "0 won, 0 lost, 1 tied"} in scenario["memory_checks"]
+    unasked = _variant(tmp_path, "check-refuses-harmful-pass",
+                       ("  must_refuse: true\n", "  must_refuse: false\n"))
+    result = cli("eval", unasked, "--offline")
+    assert result.exit_code == 1
+    assert "regression check found the proposed memory worse" in result.stderr.replace("\n", " ")
+
+
+@pytest.mark.parametrize("check,message", [
+    ("{turns: 0}", "sleep_check: turns must be a whole number >= 1"),
+    ("{must_refuse: maybe}", "sleep_check: must_refuse is true or false"),
+    ("{marker: m}", "sleep_check: marker, learned_reply, unlearned_reply go together"),
+    ("{judge: x}", "'sleep_check': unknown key(s) judge"),
+])
+def test_a_bad_sleep_check_gets_a_clear_error(tmp_path: Path, check: str, message: str):
+    from agentmem.errors import UsageError
+
+    path = tmp_path / "s.yaml"
+    path.write_text(f"{OK}sleep_check: {check}\n")
+    with pytest.raises(UsageError) as err:
+        load_scenario(path)
+    assert message in str(err.value)
