@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -23,6 +24,7 @@ from agentmem.commands import (
     revert,
     show,
     sleep,
+    sync,
     watch,
 )
 from agentmem.errors import AgentmemError, Reported
@@ -76,9 +78,45 @@ def root(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 
 for module in (new, show, chat, sleep, watch, eval, blame, history, diff, revert, forget, batches,
-               import_, export):
+               import_, export, sync):
     module.register(app)
 
 
 def main() -> None:
-    app()
+    """The console script (and `python -m agentmem`). When this process is the agentmem command
+    itself and the command imported litellm (a chat, a sleep), it ends without the
+    interpreter's teardown, which there takes longer than the rest of a one-shot chat after its
+    answer: everything that must last is on disk by then (log lines, memory files and versions
+    are fsynced as they are written), so only stdout and stderr are flushed. Other commands,
+    and a program or test that calls main(), end as usual (SystemExit)."""
+    try:
+        app()
+    except SystemExit as exc:
+        if "litellm" in sys.modules and _entry_point():
+            _exit_now(exc.code)
+        raise
+
+
+def _entry_point() -> bool:
+    """Whether the program running is the agentmem command, not one that imported main()."""
+    top = sys.modules.get("__main__")
+    spec = getattr(top, "__spec__", None)
+    if spec is not None:
+        return bool(spec.name == "agentmem.__main__")
+    return os.path.basename(getattr(top, "__file__", None) or "") in ("agentmem", "agentmem.exe")
+
+
+def _exit_now(code: object) -> None:
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:                            # sys.exit("text"): print it, as the interpreter would
+        sys.stderr.write(f"{code}\n")
+        status = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):    # a closed pipe or stream: nothing more can be said
+            status = status or 1
+    os._exit(status)

@@ -208,8 +208,10 @@ def complete(spec: ModelSpec, messages: list[dict[str, Any]], *,
              on_text: Callable[[str], None] | None = None,
              max_tokens: int | None = None,
              temperature: float | None = None,
-             on_retry: Callable[[ModelError, float], None] | None = None) -> Completion:
-    """One model call (streamed to `on_text` when given), retried on transient failures.
+             on_retry: Callable[[ModelError, float], None] | None = None,
+             response_format: dict[str, Any] | None = None) -> Completion:
+    """One model call (streamed to `on_text` when given), retried on transient failures;
+    `response_format` as OpenAI's API has it (litellm maps it to each provider's own form).
 
     This is the only retry layer: litellm's and the provider SDK's own retries are turned off,
     so AGENTMEM_RETRIES=0 is exactly one request, and the default at most three. Each retry
@@ -228,7 +230,7 @@ def complete(spec: ModelSpec, messages: list[dict[str, Any]], *,
         try:
             with baton.model_call():
                 return _call(spec, messages, tools, sink if on_text else None, max_tokens,
-                             temperature, limit)
+                             temperature, limit, response_format)
         except ScriptExhausted:
             raise
         except ModelError:
@@ -249,7 +251,8 @@ def complete(spec: ModelSpec, messages: list[dict[str, Any]], *,
 
 def _call(spec: ModelSpec, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
           on_text: Callable[[str], None] | None, max_tokens: int | None,
-          temperature: float | None, limit: float) -> Completion:
+          temperature: float | None, limit: float,
+          response_format: dict[str, Any] | None = None) -> Completion:
     lib = litellm()
     if spec.model.startswith(SCRIPTED + "/"):
         _price_scripted(lib, spec.model)
@@ -270,6 +273,8 @@ def _call(spec: ModelSpec, messages: list[dict[str, Any]], tools: list[dict[str,
         kwargs["max_tokens"] = max_tokens
     if temperature is not None:
         kwargs["temperature"] = temperature
+    if response_format is not None:
+        kwargs["response_format"] = response_format
     if on_text is None:
         response = lib.completion(**kwargs)
     else:
@@ -355,6 +360,33 @@ def _price_scripted(lib: Any, model: str) -> None:
             "max_tokens": 128000}})
 
 
+# providers whose litellm form of JSON mode needs a schema: Anthropic's is a forced tool call
+# (or its native output format) built from the schema; a bare {"type": "json_object"} is dropped
+_JSON_MODE_NEEDS_SCHEMA = {"anthropic"}
+
+
+@functools.lru_cache(maxsize=64)
+def structured_output(model: str) -> str:
+    """How litellm can ask `model` for a JSON answer, from its tables (no request): "schema"
+    (response_format with a json_schema), "json" (JSON mode: {"type": "json_object"}) or
+    "prompt" (neither, so only the prompt asks for JSON)."""
+    from agentmem.models import provider_of
+
+    lib = litellm()
+    try:
+        if lib.supports_response_schema(model=model):
+            return "schema"
+    except Exception:  # noqa: BLE001 - a model litellm does not know: ask what its provider takes
+        pass
+    try:
+        params = lib.get_supported_openai_params(model=model) or []
+    except Exception:  # noqa: BLE001
+        params = []
+    if "response_format" not in params:
+        return "prompt"
+    return "schema" if provider_of(model) in _JSON_MODE_NEEDS_SCHEMA else "json"
+
+
 @functools.lru_cache(maxsize=64)
 def context_window(model: str, default: int = 8192) -> int:
     if _local_lookup(model):
@@ -365,6 +397,130 @@ def context_window(model: str, default: int = 8192) -> int:
         return int(info.get("max_input_tokens") or info.get("max_tokens") or default)
     except Exception:  # noqa: BLE001
         return default
+
+
+# -- provider batch APIs (files and batches) -------------------------------------------------
+BATCH_PROVIDERS = ("openai", "azure", "hosted_vllm", "litellm_proxy")   # litellm speaks their batches
+
+
+def batch_provider(spec: ModelSpec) -> str:
+    """The provider whose files and batches API a batch for `spec` goes through; an
+    AgentmemError for a model whose provider has none litellm speaks."""
+    from agentmem.models import provider_of
+
+    provider = provider_of(spec.model)
+    if provider not in BATCH_PROVIDERS:
+        raise AgentmemError(f"{spec.model}: batch sleep needs a provider with a batch API "
+                            f"({', '.join(BATCH_PROVIDERS)}), not {provider or 'this one'}",
+                            "choose one with --model (e.g. openai/gpt-4.1-mini), or sleep "
+                            "without --batch")
+    return provider
+
+
+def batch_model_name(spec: ModelSpec) -> str:
+    """The model as a batch request line names it: without litellm's provider prefix."""
+    provider = batch_provider(spec)
+    prefix = provider + "/"
+    return spec.model[len(prefix):] if spec.model.startswith(prefix) else spec.model
+
+
+def _batch_kwargs(spec: ModelSpec) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"custom_llm_provider": batch_provider(spec), "timeout": timeout(),
+                              "max_retries": 0}
+    if spec.api_base:
+        kwargs["api_base"] = spec.api_base
+        from agentmem.models import KEYS, provider_of
+
+        var = KEYS.get(provider_of(spec.model))
+        if var and not os.environ.get(var):
+            kwargs["api_key"] = "no-key-needed"   # OpenAI-compatible local servers ignore it
+    return kwargs
+
+
+def _batch_call(spec: ModelSpec, what: str, call: Callable[[Any], Any]) -> Any:
+    """One files/batches request; a provider failure becomes a ModelError naming `what`."""
+    lib = litellm()
+    try:
+        return call(lib)
+    except ModelError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every provider failure is translated here
+        error = translate(exc, spec)
+        raise ModelError(f"{what}: {error.message}", error.hint, retryable=error.retryable,
+                         kind=error.kind) from None
+
+
+def batch_submit(spec: ModelSpec, path: str, metadata: dict[str, str] | None = None
+                 ) -> dict[str, Any]:
+    """Upload the JSONL request file at `path` (purpose=batch) and create one batch of chat
+    completions over it, answered within 24 h: the batch object, as a dict."""
+    kwargs = _batch_kwargs(spec)
+    with open(path, "rb") as handle:
+        uploaded = _batch_call(spec, "uploading the batch file", lambda lib: lib.create_file(
+            file=("agentmem-sleep.jsonl", handle, "application/jsonl"), purpose="batch",
+            **kwargs))
+    created = _batch_call(spec, "creating the batch", lambda lib: lib.create_batch(
+        completion_window="24h", endpoint="/v1/chat/completions", input_file_id=uploaded.id,
+        metadata=metadata, **kwargs))
+    return _as_dict(created)
+
+
+def batch_retrieve(spec: ModelSpec, batch_id: str) -> dict[str, Any]:
+    """The batch object (status, request_counts, output_file_id, error_file_id, ...)."""
+    kwargs = _batch_kwargs(spec)
+    return _as_dict(_batch_call(spec, f"reading batch {batch_id}",
+                                lambda lib: lib.retrieve_batch(batch_id=batch_id, **kwargs)))
+
+
+def batch_file(spec: ModelSpec, file_id: str) -> bytes:
+    """A batch's output or error file: JSONL bytes."""
+    kwargs = _batch_kwargs(spec)
+    content = _batch_call(spec, f"downloading file {file_id}",
+                          lambda lib: lib.file_content(file_id=file_id, **kwargs))
+    return bytes(content.content)
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    dump = getattr(obj, "model_dump", None)
+    return dict(dump() if dump else obj)
+
+
+def batch_price(model: str) -> tuple[float, float, str] | None:
+    """(input, output) USD per token at batch prices, and where they come from: litellm's
+    `*_cost_per_token_batches` for the model when it has them, else half the live price (what
+    OpenAI, Anthropic, Azure and Vertex charge for batches); None when no price is known."""
+    live = price(model)
+    if live is None:
+        return None
+    info: dict[str, Any] = {}
+    try:
+        info = dict(litellm().get_model_info(model))
+    except Exception:  # noqa: BLE001 - unknown model: the live price said so already
+        pass
+    batch_in, batch_out = (info.get("input_cost_per_token_batches"),
+                           info.get("output_cost_per_token_batches"))
+    if batch_in is not None and batch_out is not None:
+        return float(batch_in), float(batch_out), "litellm's batch price"
+    return live[0] / 2, live[1] / 2, "half the live price"
+
+
+def batch_completion(model: str, body: dict[str, Any],
+                     prices: tuple[float, float, str] | None) -> Completion:
+    """A batch output line's `response.body` (a chat.completion object) as a Completion, its
+    cost at batch prices."""
+    choice = (body.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    calls = [ToolRequest(id=c.get("id") or f"call_{i}",
+                         name=(c.get("function") or {}).get("name") or "",
+                         arguments=(c.get("function") or {}).get("arguments") or "{}")
+             for i, c in enumerate(message.get("tool_calls") or [])]
+    used = body.get("usage") or {}
+    prompt = int(used.get("prompt_tokens") or 0)
+    completion = int(used.get("completion_tokens") or 0)
+    cost = prompt * prices[0] + completion * prices[1] if prices else 0.0
+    return Completion(text=message.get("content") or "", tool_calls=calls,
+                      finish_reason=choice.get("finish_reason") or "stop", prompt_tokens=prompt,
+                      completion_tokens=completion, cost=cost, model=model)
 
 
 # -- the scripted model --------------------------------------------------------------------

@@ -55,10 +55,13 @@ def sleep(
         if batch and collect:
             raise UsageError("--batch submits and --collect collects: use one at a time",
                              "submit with --batch, later apply with --collect --yes")
+        if batch and check:
+            raise UsageError("the regression check runs when the answers are applied",
+                             "give --check to sleep --collect")
         if batch:
             batches.submit(found, model, max_cost, json_)
         else:
-            batches.collect(found, yes, json_)
+            batches.collect(found, yes, json_, check, judge_model)
         return
     if len(found) == 1:
         _one(found[0], yes, dry_run, json_, model, max_cost, max_tokens, not no_repair,

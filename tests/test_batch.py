@@ -1,0 +1,396 @@
+"""Batch sleep end to end through the CLI: `sleep DIR --batch`, `sleep DIR --collect`,
+`agentmem batches`, against a loopback stand-in for OpenAI's Files and Batches API."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import wire
+from conftest import snapshot
+from wire.openai_batch import BatchStandIn
+
+from agentmem.agent import Agent
+
+LESSONS = """\
+# Lessons
+
+What I have learned.
+
+## Lint with flake8
+<!-- id: L1; helpful: 1; harmful: 0 -->
+Run flake8 on every pull request before commenting on style.
+
+## Ask for the Python 2 compatibility check
+<!-- id: L2; helpful: 0; harmful: 0 -->
+Every change must still run on Python 2.7.
+"""
+
+MODEL = "openai/gpt-4o-mini"          # litellm knows its batch price: half the live one
+ADD = json.dumps({"summary": "The team lints with ruff.", "operations": [
+    {"op": "add", "title": "Lint with ruff, not flake8", "body": "The team uses ruff.",
+     "rationale": "the user corrected me", "evidence": ["e3"]}]})
+RETIRE = json.dumps({"summary": "Python 2 is gone.", "operations": [
+    {"op": "retire", "id": "L2", "rationale": "Python 2 was dropped", "evidence": ["e3"]}]})
+
+
+@pytest.fixture
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[BatchStandIn]:
+    monkeypatch.setenv("AGENTMEM_BATCHES", str(tmp_path / "batches"))
+    monkeypatch.setenv("AGENTMEM_RETRIES", "0")
+    with wire.offline():
+        stand_in = BatchStandIn(lambda line: ADD)
+        try:
+            wire.config(api_base=stand_in.url + "/v1")
+            yield stand_in
+        finally:
+            stand_in.close()
+
+
+def make_fleet(root: Path, count: int) -> list[Agent]:
+    agents = []
+    for n in range(count):
+        agent = Agent.create(str(root / f"a{n}"))
+        agent.write({"lessons.md": LESSONS}, "human", "Seed lessons")
+        agent.journal.append(
+            {"session": "s1", "kind": "user", "content": "Review my PR"},                   # e1
+            {"session": "s1", "kind": "assistant", "content": "Please run flake8 first."},  # e2
+            {"session": "s1", "kind": "user", "content": "No: we use ruff, not flake8."},   # e3
+        )
+        agents.append(agent)
+    return agents
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> list[Agent]:
+    return make_fleet(tmp_path / "fleet", 3)
+
+
+def state(agent: Agent) -> dict[str, Any]:
+    return Agent.open(agent.folder).read_state()
+
+
+def versions(agent: Agent) -> list[Any]:
+    opened = Agent.open(agent.folder)
+    opened.history.refresh()
+    return opened.history.versions()
+
+
+def by_name(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {Path(r["agent"]).name: r for r in results}
+
+
+def submit(cli, root: Path, *more: str) -> Any:
+    result = cli("sleep", root, "--batch", "--model", MODEL, *more)
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
+def test_submit_then_collect_applies_each_pass_as_a_live_pass_would(cli, tmp_path, fleet, server,
+                                                                    model):
+    root = tmp_path / "fleet"
+    twin = Agent.open(shutil.copytree(fleet[0].folder, tmp_path / "twin"))
+    result = submit(cli, root)
+    assert "submitted batch batch_" in result.stdout and "3 agent(s)" in result.stdout
+    assert server.requests[:2] == [("POST", "/v1/files"), ("POST", "/v1/batches")]
+    [upload] = server.files.values()
+    assert upload["purpose"] == "batch"
+    [(batch_id, lines)] = server.inputs.items()
+    assert [x["custom_id"] for x in lines] == ["agent-0", "agent-1", "agent-2"]
+    assert {x["url"] for x in lines} == {"/v1/chat/completions"}
+    assert {x["body"]["model"] for x in lines} == {"gpt-4o-mini"}
+    entry = state(fleet[0])["batch"]
+    assert entry["id"] == batch_id and entry["status"] == "submitted"
+    assert entry["start"]["event"] == 0 and entry["end"]["event"] == 3
+
+    # the request is exactly what a live pass over the same agent sends
+    model.push(ADD)
+    assert cli("sleep", twin.folder, "--yes", "--model", "scripted/x").exit_code == 0
+    [live] = model.calls
+    assert lines[0]["body"]["messages"] == live["messages"]
+    assert {k: lines[0]["body"][k] for k in ("max_tokens", "temperature")} == {
+        k: live["params"][k] for k in ("max_tokens", "temperature")}
+
+    # not finished yet: nothing to apply, no --yes needed, nothing changes
+    before = [snapshot(a) for a in fleet]
+    result = cli("sleep", root, "--collect")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.count("wait") == 3 and "in_progress" in result.stdout
+    # finished: without --yes it refuses, with the hint, and writes nothing
+    result = cli("sleep", root, "--collect")
+    assert result.exit_code == 2
+    assert "3 agent(s) have batch results to collect: add --yes" in result.stderr
+    assert [snapshot(a) for a in fleet] == before
+    result = cli("sleep", root, "--collect", "--yes", "--json")
+    assert result.exit_code == 0, result.stderr
+    results = by_name(json.loads(result.stdout))
+    assert {r["status"] for r in results.values()} == {"applied"}
+    for agent in fleet:
+        [latest, *_] = versions(agent)
+        assert latest.author == "sleep" and latest.subject == "The team lints with ruff."
+        assert "## Lint with ruff, not flake8" in (agent.folder / "lessons.md").read_text()
+        assert Agent.open(agent.folder).sleep_cursor().event == 3
+        assert state(agent)["batch"]["status"] == "applied"
+        [event] = wire.events(agent, "sleep")
+        assert event["model"] == MODEL and event["usage"]["prompt_tokens"] == 210
+    # nothing pending any more: a second collect applies nothing twice
+    result = cli("sleep", root, "--collect", "--yes")
+    assert result.exit_code == 0 and "no batch is pending" in result.stderr
+    assert all(len(versions(a)) == 3 for a in fleet)
+
+
+def test_costs_are_at_batch_prices(cli, tmp_path, fleet, server):
+    from agentmem import llm
+
+    submit(cli, tmp_path / "fleet")
+    cli("sleep", tmp_path / "fleet", "--collect", "--yes")       # in progress
+    assert cli("sleep", tmp_path / "fleet", "--collect", "--yes").exit_code == 0
+    info = llm.litellm().get_model_info(MODEL)
+    one = 210 * info["input_cost_per_token_batches"] + 40 * info["output_cost_per_token_batches"]
+    assert one == pytest.approx((210 * info["input_cost_per_token"]
+                                 + 40 * info["output_cost_per_token"]) / 2)
+    [event] = wire.events(fleet[0], "sleep")
+    assert event["usage"]["cost"] == pytest.approx(one)
+    data = json.loads(cli("batches", "--json").stdout)
+    assert data[0]["cost"] == pytest.approx(3 * one) and data[0]["applied"] == 3
+
+
+def test_a_model_without_a_batch_price_costs_half_its_live_price():
+    from agentmem import llm
+
+    live = llm.price("openai/gpt-4")
+    assert live is not None
+    assert llm.batch_price("openai/gpt-4") == (live[0] / 2, live[1] / 2, "half the live price")
+    completion = llm.batch_completion("openai/gpt-4", {"choices": [{"message": {
+        "content": "hi"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 1000,
+                                                              "completion_tokens": 10}},
+        llm.batch_price("openai/gpt-4"))
+    assert completion.cost == pytest.approx((1000 * live[0] + 10 * live[1]) / 2)
+
+
+def test_refusals_and_line_errors_are_per_agent_and_resubmitted(cli, tmp_path, fleet, server):
+    root = tmp_path / "fleet"
+    answers = {"agent-0": ADD, "agent-1": "Sure! I would add a lesson about ruff.",
+               "agent-2": {"status_code": 400, "message": "Invalid 'max_tokens': too large."}}
+    server.answer = lambda line: answers[line["custom_id"]]
+    submit(cli, root)
+    before = {a.folder.name: snapshot(a) for a in fleet}
+    cli("sleep", root, "--collect", "--yes")
+    result = cli("sleep", root, "--collect", "--yes", "--json")
+    assert result.exit_code == 1
+    assert "2 of 3 agents were not applied; 1 ok" in result.stderr
+    results = by_name(json.loads(result.stdout))
+    assert results["a0"]["status"] == "applied"
+    assert results["a1"]["status"] == "refused"
+    assert "sleep pass refused, nothing was changed" in results["a1"]["message"]
+    assert results["a2"]["status"] == "failed"
+    assert "HTTP 400: Invalid 'max_tokens': too large." in results["a2"]["message"]
+    for name in ("a1", "a2"):      # nothing written but the batch's entry in state.json
+        agent = Agent.open(tmp_path / "fleet" / name)
+        now = snapshot(agent)
+        assert now["files"] == before[name]["files"] and now["versions"] == before[name]["versions"]
+        assert agent.sleep_cursor().event == 0
+    [kept] = (fleet[1].state_dir / "sleep").glob("refused-*.json")
+    assert json.loads(kept.read_text())["outputs"] == [answers["agent-1"]]
+    assert state(fleet[1])["batch"]["status"] == "refused"
+    assert state(fleet[2])["batch"]["status"] == "failed"
+    # --batch again: only the two without an applied answer have anything to send
+    server.answer = lambda line: ADD
+    result = submit(cli, root)
+    assert "2 agent(s)" in result.stdout and "a0: not submitted: nothing new" in result.stderr
+    second = list(server.inputs.values())[-1]
+    assert len(second) == 2
+    cli("sleep", root, "--collect", "--yes")
+    assert cli("sleep", root, "--collect", "--yes").exit_code == 0
+    assert all(state(a)["batch"]["status"] == "applied" for a in fleet)
+    assert all(len(versions(a)) == 3 for a in fleet)    # new, seed, ONE sleep
+
+
+def test_a_non_http_line_error_is_reported(cli, tmp_path, fleet, server):
+    server.answer = lambda line: {"code": "batch_expired", "message": "This request could not "
+                                  "be executed before the completion window expired."}
+    submit(cli, tmp_path / "fleet")
+    cli("sleep", tmp_path / "fleet", "--collect", "--yes")
+    result = cli("sleep", tmp_path / "fleet", "--collect", "--yes")
+    assert result.exit_code == 1
+    assert "batch_expired: This request could not be executed" in result.stdout
+
+
+def test_memory_changed_after_submission(cli, tmp_path, fleet, server):
+    """a0's person edited persona.md: the answer still applies cleanly. a1's person removed the
+    lesson the answer retires: refused, with the reason."""
+    root = tmp_path / "fleet"
+    server.answer = lambda line: RETIRE
+    submit(cli, root)
+    persona = (fleet[0].folder / "persona.md").read_text() + "\nBe brief.\n"
+    fleet[0].write({"persona.md": persona}, "human", "a person's edit")
+    fleet[1].write({"lessons.md": LESSONS.split("## Ask for")[0]}, "human", "drop L2 by hand")
+    cli("sleep", root, "--collect", "--yes")
+    result = cli("sleep", root, "--collect", "--yes", "--json")
+    assert result.exit_code == 1
+    results = by_name(json.loads(result.stdout))
+    assert results["a0"]["status"] == "applied"
+    assert any("memory changed after the batch was submitted" in w
+               for w in results["a0"]["warnings"])
+    lessons = (fleet[0].folder / "lessons.md").read_text()
+    assert "Python 2" not in lessons and "Be brief." in (fleet[0].folder / "persona.md").read_text()
+    assert results["a1"]["status"] == "refused"
+    assert "memory changed after the batch was submitted, and the answer no longer applies " \
+           "cleanly" in results["a1"]["message"] and "L2" in results["a1"]["message"]
+    assert versions(fleet[1])[0].subject == "drop L2 by hand"
+    assert Agent.open(fleet[1].folder).sleep_cursor().event == 0
+    assert results["a2"]["status"] == "applied"
+
+
+def test_a_live_pass_meanwhile_makes_the_answer_stale(cli, tmp_path, fleet, server, model):
+    submit(cli, tmp_path / "fleet")
+    model.push(json.dumps({"operations": [], "summary": "nothing"}))
+    assert cli("sleep", fleet[0].folder, "--yes", "--model", "scripted/x").exit_code == 0
+    cli("sleep", tmp_path / "fleet", "--collect", "--yes")
+    result = cli("sleep", tmp_path / "fleet", "--collect", "--yes", "--json")
+    results = by_name(json.loads(result.stdout))
+    assert results["a0"]["status"] == "refused"
+    assert "slept on since it was submitted" in results["a0"]["message"]
+    assert "Lint with ruff" not in (fleet[0].folder / "lessons.md").read_text()
+
+
+def test_an_expired_batch_is_reported_per_agent_and_resubmitted(cli, tmp_path, fleet, server):
+    root = tmp_path / "fleet"
+    server.statuses, server.answered = ["in_progress", "expired"], 1
+    submit(cli, root)
+    cli("sleep", root, "--collect", "--yes")
+    result = cli("sleep", root, "--collect", "--yes", "--json")
+    assert result.exit_code == 1
+    results = by_name(json.loads(result.stdout))
+    assert results["a0"]["status"] == "applied"            # answered before it expired
+    for name in ("a1", "a2"):
+        assert results[name]["status"] == "lost"
+        assert "expired without an answer for this agent: resubmit with sleep --batch" in \
+            results[name]["message"]
+    listed = json.loads(cli("batches", "--json").stdout)
+    assert listed[0]["status"] == "expired" and listed[0]["request_counts"] == {
+        "total": 3, "completed": 1, "failed": 0}
+    server.statuses, server.answered = ["completed"], None
+    result = submit(cli, root)
+    assert "2 agent(s)" in result.stdout
+    assert [x["custom_id"] for x in list(server.inputs.values())[-1]] == ["agent-0", "agent-1"]
+    assert cli("sleep", root, "--collect", "--yes").exit_code == 0
+    assert all(len(versions(a)) == 3 for a in fleet)
+
+
+def test_a_failed_batch_leaves_its_agents_free_to_resubmit(cli, tmp_path, fleet, server):
+    root = tmp_path / "fleet"
+    server.fail_validation = "the model gpt-4o-mini does not support batches"
+    submit(cli, root)
+    result = cli("sleep", root, "--batch", "--model", MODEL)      # not pending: it failed
+    assert result.exit_code == 0 and "3 agent(s)" in result.stdout
+    assert len(server.inputs) == 2
+    # and a pending batch is not submitted twice
+    result = cli("sleep", root, "--batch", "--model", MODEL)
+    assert "nothing to submit" in result.stderr and result.stderr.count("is still") == 3
+
+
+def test_a_killed_collect_applies_the_rest_next_time_and_none_twice(cli, tmp_path, fleet, server,
+                                                                    monkeypatch):
+    """Killed (Ctrl-C) after a1's version was recorded, before its state.json write."""
+    root = tmp_path / "fleet"
+    submit(cli, root)
+    cli("sleep", root, "--collect", "--yes")
+    real = Agent.update_state
+
+    def killed(self: Agent, **values: Any) -> None:
+        if "sleep_cursor" in values and self.folder.name == "a1":
+            raise KeyboardInterrupt("killed after the version, before the state write")
+        return real(self, **values)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Agent, "update_state", killed)
+        result = cli("sleep", root, "--collect", "--yes")
+    assert result.exit_code == 130
+    assert state(fleet[0])["batch"]["status"] == "applied"
+    assert state(fleet[1])["batch"]["status"] == "submitted"      # its version landed, though
+    assert versions(fleet[1])[0].author == "sleep"
+    assert state(fleet[2])["batch"]["status"] == "submitted"
+    result = cli("sleep", root, "--collect", "--yes", "--json")
+    assert result.exit_code == 0, result.stderr
+    results = by_name(json.loads(result.stdout))
+    assert "a0" not in results                       # collected already: not even looked at
+    assert results["a1"]["status"] == "already" and results["a2"]["status"] == "applied"
+    assert [len(versions(a)) for a in fleet] == [3, 3, 3]
+    # a1's log event comes after its state write, as in a live pass: the kill took it
+    assert [len(wire.events(a, "sleep")) for a in fleet] == [1, 0, 1]
+    assert all(state(a)["batch"]["status"] == "applied" for a in fleet)
+
+
+def test_batches_lists_status_counts_and_cost(cli, tmp_path, fleet, server):
+    other = make_fleet(tmp_path / "other", 1)
+    submit(cli, tmp_path / "fleet")
+    submit(cli, tmp_path / "other")
+    result = cli("batches")
+    assert result.exit_code == 0
+    assert result.stdout.count("batch_") == 2 and "in_progress" in result.stdout
+    assert "3 agent(s)" in result.stdout and "estimated" in result.stdout
+    data = json.loads(cli("batches", tmp_path / "other", "--json").stdout)
+    assert len(data) == 1 and data[0]["agents"] == 1 and data[0]["model"] == MODEL
+    assert data[0]["id"] == state(other[0])["batch"]["id"]
+    assert data[0]["status"] == "completed"       # asked again: one more step
+    assert data[0]["request_counts"] == {"total": 1, "completed": 1, "failed": 0}
+    assert data[0]["estimate"] > 0 and data[0]["cost"] is None
+
+
+def test_no_batches_yet(cli, server):
+    result = cli("batches")
+    assert result.exit_code == 0 and "no batches submitted" in result.stderr
+    assert json.loads(cli("batches", "--json").stdout) == []
+
+
+def test_a_provider_without_a_batch_api_is_refused_before_any_work(cli, tmp_path, fleet, server):
+    before = [snapshot(a) for a in fleet]
+    result = cli("sleep", tmp_path / "fleet", "--batch", "--model", "scripted/x")
+    assert result.exit_code == 2
+    assert "batch sleep needs a provider with a batch API" in result.stderr
+    assert server.requests == [] and [snapshot(a) for a in fleet] == before
+
+
+def test_batch_and_collect_together_is_a_usage_error(cli, tmp_path, fleet, server):
+    result = cli("sleep", tmp_path / "fleet", "--batch", "--collect")
+    assert result.exit_code == 2 and "use one at a time" in result.stderr
+
+
+def test_max_cost_skips_a_pass_over_it_at_batch_prices(cli, tmp_path, fleet, server):
+    result = cli("sleep", tmp_path / "fleet", "--batch", "--model", MODEL, "--max-cost", "1e-9")
+    assert result.exit_code == 0
+    assert result.stderr.count("at batch prices, over --max-cost") == 3
+    assert server.requests == []
+
+
+def test_a_backlog_over_the_window_sends_its_first_chunk_and_stops_there(cli, tmp_path, server):
+    from agentmem import llm
+    from agentmem import sleep as core
+    from agentmem.models import ModelSpec
+
+    llm.litellm().register_model({"openai/small-window": {
+        "input_cost_per_token": 1e-7, "output_cost_per_token": 1e-7, "litellm_provider": "openai",
+        "mode": "chat", "max_input_tokens": 6500}})
+    [agent] = make_fleet(tmp_path / "fleet", 1)
+    agent.journal.append(*({"kind": "user", "content": f"message {n} " + "x" * 400}
+                           for n in range(60)))
+    plan = core.plan(agent, ModelSpec("openai/small-window", None, "test"))
+    assert len(plan.chunks) >= 2
+    first = len(plan.chunks[0])
+    server.answer = lambda line: ADD
+    submit_result = cli("sleep", tmp_path / "fleet", "--batch", "--model", "openai/small-window")
+    assert submit_result.exit_code == 0, submit_result.stderr
+    [lines] = server.inputs.values()
+    user = lines[0]["body"]["messages"][-1]["content"]
+    assert f"e{first} " in user and f"e{first + 1} " not in user
+    cli("sleep", tmp_path / "fleet", "--collect", "--yes")
+    assert cli("sleep", tmp_path / "fleet", "--collect", "--yes").exit_code == 0
+    assert Agent.open(agent.folder).sleep_cursor().event == first
+    # the rest is the next pass's
+    rest = core.plan(Agent.open(agent.folder), ModelSpec("openai/small-window", None, "test"))
+    assert rest.events[0]["id"] == f"e{first + 1}"
