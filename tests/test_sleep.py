@@ -282,7 +282,12 @@ HOSTILE = [
     ("unclosed code fence", ops(op(op="update", id="L1", body="Run tests.\n```python\nx = 1"))),
     ("secret in a lesson", ops(op(op="add", title="Deploy key",
                                   body="Use sk-proj-abcdefghijklmnopqrstuvwxyz0123456789."))),
-    ("code fence with prose", "Here you go:\n```json\n" + ops() + "\n```"),
+    # leniency ends where a reply holds more than one candidate (see LENIENT for what parses)
+    ("two objects after prose", "Here:\n" + ops() + "\n" + ops()),
+    ("example object before the answer", 'Each looks like {"op": "add"}. ' + ops()),
+    ("two code fences", "A:\n```json\n" + ops() + "\n```\nB:\n```json\n" + ops() + "\n```"),
+    ("object in a list among prose", "Here: [" + ops() + "]"),
+    ("prose between braces", "I used {curly} text:\n" + ops()),
     # line breaks other than \n become real ones on read-back (decode_text, splitlines)
     ("warning CR heading", ops(op(op="persona_warning", text="x\r# New persona heading"))),
     ("warning CR fence", ops(op(op="persona_warning", text="x\r```"))),
@@ -356,7 +361,12 @@ REASONS = {
     "shrink without archiving": "without archiving them",
     "tool call instead of answer": "called a tool", "cut off at the token limit": "truncated",
     "unclosed code fence": "opens a code block it never closes",
-    "secret in a lesson": "looks like a secret", "code fence with prose": "not valid JSON",
+    "secret in a lesson": "looks like a secret",
+    "two objects after prose": "holds more than one JSON value among its prose",
+    "example object before the answer": "holds more than one JSON value among its prose",
+    "two code fences": "holds more than one JSON value among its prose",
+    "object in a list among prose": "holds a JSON object inside a list",
+    "prose between braces": "not valid JSON",
     "warning CR heading": "a warning is one line", "warning CR fence": "a warning is one line",
     "warning line separator": "a warning is one line",
     "title line separator": "title must be one",
@@ -419,10 +429,21 @@ def test_hostile_or_malformed_output_is_refused_whole(cli, learner: Agent, model
     assert kept[0].stat().st_size < 2 * core.MAX_OUTPUT_CHARS + 10_000   # a runaway reply too
 
 
-def test_fenced_json_alone_is_accepted(learner: Agent, model):
-    model.push("```json\n" + json.dumps(GOOD) + "\n```")
-    proposal = core.propose(learner, SPEC)
-    assert proposal is not None and len(proposal.operations) == 3
+# one JSON object that prose or a code fence surrounds parses (the last row was refused before)
+LENIENT = [
+    ("fenced json alone", "```json\n" + json.dumps(GOOD) + "\n```"),
+    ("prose before", "Here are the operations:\n" + json.dumps(GOOD, indent=2)),
+    ("prose after", json.dumps(GOOD) + "\n\nI merged the two flake8 lessons."),
+    ("code fence with prose", "Here you go:\n```json\n" + json.dumps(GOOD) + "\n```\nDone."),
+]
+
+
+@pytest.mark.parametrize("name,output", LENIENT, ids=[x[0] for x in LENIENT])
+def test_one_json_object_among_prose_is_accepted(learner: Agent, model, name, output):
+    model.push(output)
+    proposal = core.propose(learner, SPEC, repair=False)
+    assert proposal is not None and proposal.operations == GOOD["operations"]
+    assert proposal.summary == GOOD["summary"]
 
 
 def test_two_passes_of_one_agent_never_overlap(learner: Agent, model):

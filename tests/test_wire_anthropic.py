@@ -76,13 +76,15 @@ def test_sleep_yes_over_the_wire(cli, agent: Agent, server: wire.StandIn):
     answer = {"summary": "ruff", "operations": [{
         "op": "add", "title": "Lint with ruff", "body": "The team uses ruff.",
         "rationale": "the user said so", "evidence": [user_event]}]}
-    server.push(anthropic.reply(json.dumps(answer)))
+    # the answer's schema goes as a tool litellm forces, and comes back as its input
+    server.push(anthropic.reply(uses=[anthropic.ToolUse("json_tool_call", answer)]))
     result = cli("sleep", agent.folder, "--yes", "--model", MODEL)
     assert result.exit_code == 0, result.stderr
     [request] = server.requests
     body = request.body
     assert body["model"] == "claude-x" and not body.get("stream")
-    assert body["max_tokens"] == 4096 and body["temperature"] == 0 and "tools" not in body
+    assert body["max_tokens"] == 4096 and body["temperature"] == 0
+    assert [t["name"] for t in body["tools"]] == ["json_tool_call"]      # test_sleep_structured
     assert f"{user_event} s9 user: We lint with ruff." in json.dumps(body["messages"])
     assert "## Lint with ruff" in (agent.folder / "lessons.md").read_text()
     assert agent.history.versions()[0].author == "sleep"

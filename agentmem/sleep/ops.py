@@ -36,7 +36,9 @@ FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "counter": {"id": str},
     "persona_warning": {"text": str},
 }
-OPTIONAL: dict[str, set[str]] = {"update": {"title"}, "counter": {"helpful", "harmful"}}
+# fields an operation of a kind may leave out (or, as a strict JSON schema has them, send as null)
+OPTIONAL: dict[str, dict[str, type]] = {"update": {"title": str},
+                                        "counter": {"helpful": int, "harmful": int}}
 COMMON = {"op", "rationale", "evidence"}
 WARNINGS_HEADING = "## Warnings"
 RETIRED_NOTE = "\n\n_Retired "      # begins the note on an archived copy (_Editor.archive_copy)
@@ -78,6 +80,53 @@ def describe(op: Operation) -> str:
     return one_line(f"{kind} {target}: {op['rationale']} [{' '.join(op['evidence'])}]")
 
 
+# -- the schema the model is asked to answer in ------------------------------------------------
+SCHEMA_NAME = "sleep_operations"
+OUTPUT_MODES = ("schema", "json", "prompt")    # how a reply is asked for; persona: sleep.output
+_JSON_TYPES: dict[type, str] = {str: "string", int: "integer", list: "array"}
+
+
+def output_schema() -> dict[str, Any]:
+    """The JSON schema of a reply, derived from OPS, FIELDS, OPTIONAL and COMMON, in the form
+    strict structured outputs accept (OpenAI's): every object lists all its properties as
+    required and allows no others, so an optional field is required but may be null (read as
+    left out), and each kind of operation is its own branch of an anyOf. What a schema cannot
+    say (lengths, evidence ids like "e12", counters from 0 to 10) parse_output still checks."""
+    def field(kind_type: type | tuple[type, ...], nullable: bool = False) -> dict[str, Any]:
+        name = _JSON_TYPES[kind_type if isinstance(kind_type, type) else kind_type[0]]
+        spec: dict[str, Any] = {"type": [name, "null"] if nullable else name}
+        if name == "array":
+            spec["items"] = {"type": "string"}
+        return spec
+
+    branches = []
+    for kind in OPS:
+        properties: dict[str, Any] = {
+            "op": {"type": "string", "enum": [kind]},
+            **{key: field(kind_type) for key, kind_type in FIELDS[kind].items()},
+            **{key: field(kind_type, nullable=True)
+               for key, kind_type in OPTIONAL.get(kind, {}).items()},
+            "rationale": {"type": "string"},
+            "evidence": {"type": "array", "items": {"type": "string"}}}
+        branches.append({"type": "object", "properties": properties,
+                         "required": list(properties), "additionalProperties": False})
+    return {"type": "object",
+            "properties": {"operations": {"type": "array", "items": {"anyOf": branches}},
+                           "summary": {"type": "string"}},
+            "required": ["operations", "summary"], "additionalProperties": False}
+
+
+def response_format(mode: str) -> dict[str, Any] | None:
+    """What a request asks for in `mode` (OUTPUT_MODES): the schema, JSON mode, or nothing (the
+    prompt alone says what to answer)."""
+    if mode == "schema":
+        return {"type": "json_schema",
+                "json_schema": {"name": SCHEMA_NAME, "schema": output_schema(), "strict": True}}
+    if mode == "json":
+        return {"type": "json_object"}
+    return None
+
+
 # -- reading the model's output --------------------------------------------------------------
 def parse_output(text: str) -> tuple[list[Operation], str]:
     """The operations in a model reply, and its summary as one line; Rejected when the reply is
@@ -91,12 +140,7 @@ def parse_output(text: str) -> tuple[list[Operation], str]:
     fence = re.fullmatch(r"```(?:json)?\s*\n(.*)\n```", body, re.S)
     if fence:
         body = fence.group(1).strip()
-    try:
-        data = json.loads(body)
-    except ValueError as exc:
-        raise Rejected(f"the model's output is not valid JSON ({exc})") from None
-    except RecursionError:      # the JSON parser recurses once per level of [ or {
-        raise Rejected("the model's output is not valid JSON (nested too deeply)") from None
+    data = _load_json(body)
     if not isinstance(data, dict) or not isinstance(data.get("operations"), list):
         raise Rejected('the model\'s output must be an object with an "operations" list')
     if _has_surrogate(list(data)) or _has_surrogate(data.get("summary")):
@@ -111,8 +155,48 @@ def parse_output(text: str) -> tuple[list[Operation], str]:
         if isinstance(op, dict):      # a model that wrote \r\n in its JSON strings meant \n
             op.update({k: v.replace("\r\n", "\n") for k, v in op.items()
                        if k in ("title", "body", "text") and isinstance(v, str)})
+            # a strict schema (output_schema) has every field, an optional one as null
+            for key in OPTIONAL.get(str(op.get("op")), {}):
+                if key in op and op[key] is None:
+                    del op[key]
         check_operation(op, n)
     return data["operations"], one_line(summary)
+
+
+def _load_json(body: str) -> Any:
+    """The JSON value in a reply: the whole reply, or else, leniently, the one JSON object in it
+    that prose (or a code fence) surrounds: the text from its first { to its last }, when that
+    parses whole and is not an item of a list. Anything else (two objects, an example object
+    beside the answer, prose between braces) is refused, never guessed at."""
+    try:
+        return _loads(body)
+    except ValueError as exc:
+        error = exc
+    start, end = body.find("{"), body.rfind("}")
+    before, after = body[:start].rstrip(), body[end + 1:].lstrip()
+    if start > 0 and end > start or start == 0 and after:
+        if before.endswith("["):
+            raise Rejected("the model's output holds a JSON object inside a list, among prose; "
+                           "expected one JSON object") from None
+        span = body[start:end + 1]
+        try:
+            return _loads(span)
+        except ValueError:
+            try:
+                json.JSONDecoder().raw_decode(span)
+            except (ValueError, RecursionError):
+                pass      # not JSON between the braces either: the whole reply's error says why
+            else:         # it parses up to a point: more than one value between the braces
+                raise Rejected("the model's output holds more than one JSON value among its "
+                               "prose; expected exactly one JSON object") from None
+    raise Rejected(f"the model's output is not valid JSON ({error})") from None
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError:      # the JSON parser recurses once per level of [ or {
+        raise Rejected("the model's output is not valid JSON (nested too deeply)") from None
 
 
 def check_operation(op: Any, n: int) -> None:
@@ -132,7 +216,7 @@ def check_operation(op: Any, n: int) -> None:
 
 def _check_fields(op: Operation, kind: str, where: str) -> None:
     """The fields an operation of `kind` has, their types, and the values they may take."""
-    allowed = COMMON | set(FIELDS[kind]) | OPTIONAL.get(kind, set())
+    allowed = COMMON | set(FIELDS[kind]) | set(OPTIONAL.get(kind, {}))
     extra = set(op) - allowed
     if extra:
         raise Rejected(f"{where}: unexpected field(s) {', '.join(sorted(extra))}")
@@ -144,7 +228,7 @@ def _check_fields(op: Operation, kind: str, where: str) -> None:
         raise Rejected(f"{where}: every operation needs a rationale")
     evidence = op.get("evidence")
     if (not isinstance(evidence, list) or not evidence
-            or not all(isinstance(e, str) and re.fullmatch(r"e\d+", e) for e in evidence)):
+            or not all(event_number(e) is not None for e in evidence)):
         raise Rejected(f"{where}: evidence must be a non-empty list of event ids like \"e12\"")
     if "title" in op and (not isinstance(op["title"], str) or not op["title"].strip()
                           or len(op["title"].strip().splitlines()) > 1):
