@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agentmem import llm, prompts, toolrun
+from agentmem import llm, prompts, ratings, toolrun
 from agentmem.agent import Agent
 from agentmem.errors import ModelError
 from agentmem.history import Version
@@ -61,26 +61,35 @@ class ContextOverflow(ModelError):
 
 
 def fit_lessons(doc: LessonsDoc, budget: int) -> tuple[str, int]:
+    """lessons.md as sent, and how many lessons were left out of it (shown_doc)."""
+    kept = shown_doc(doc, budget)
+    return kept.render(), len(doc.lessons) - len(kept.lessons)
+
+
+def shown_doc(doc: LessonsDoc, budget: int) -> LessonsDoc:
     """lessons.md as sent: whole when within budget, else without the lowest-rated lessons."""
-    text = doc.render()
-    if estimate(text) <= budget:
-        return text, 0
+    if estimate(doc.render()) <= budget:
+        return doc
     ranked = sorted((lesson for lesson in doc.lessons if not lesson.pinned),
                     key=lambda x: (x.helpful - 2 * x.harmful, x.line))
     kept = LessonsDoc(list(doc.parts))
-    dropped = 0
     for lesson in ranked:
         if estimate(kept.render()) <= budget:
             break
         kept.parts.remove(lesson)
-        dropped += 1
-    return kept.render(), dropped
+    return kept
 
 
-def build_system(memory: Memory) -> tuple[str, list[str]]:
+def build_system(memory: Memory, shown: dict[str, str] | None = None) -> tuple[str, list[str]]:
+    """The system prompt and warnings about what did not fit; `shown`, when given, gets the id
+    and text of each lesson sent (what /good and /bad may count)."""
     budgets = memory.persona.budgets
     warnings = []
-    lessons_text, omitted = fit_lessons(memory.lessons, budgets["lessons"])
+    kept = shown_doc(memory.lessons, budgets["lessons"])
+    lessons_text = kept.render()
+    omitted = len(memory.lessons.lessons) - len(kept.lessons)
+    if shown is not None:
+        shown.update((lesson.id, lesson.text) for lesson in kept.lessons if lesson.id)
     if omitted:
         warnings.append(f"lessons.md is over its {budgets['lessons']}-token budget: {omitted} "
                         "lower-rated lessons were left out of the context (run agentmem sleep)")
@@ -107,6 +116,8 @@ class ChatSession:
         self.last_event: str | None = None
         self.last_assistant: str | None = None
         self.user_event: str | None = None
+        self.last_turn: ratings.Turn | None = None   # the last completed reply, to rate
+        self._shown: dict[str, str] = {}          # lessons in this turn's prompts, by id
         self._untrusted: list[str] = []          # tools whose output came in this turn
         self._lock = agent.session_lock()
         self._window = 0                          # tokens: the setting, else what litellm says
@@ -146,7 +157,7 @@ class ChatSession:
         oldest exchanges dropped first. The current turn (the latest user message and the tool
         loop after it) is never dropped; when it cannot fit, ContextOverflow."""
         self.memory = self.agent.load()       # picks up hand edits made since the last turn
-        system, warnings = build_system(self.memory)
+        system, warnings = build_system(self.memory, self._shown)
         if self._model_window is None:
             self._model_window = llm.context_window(self.spec.model)
         self._window = self.memory.persona.settings.get("context_window") or self._model_window
@@ -201,6 +212,7 @@ class ChatSession:
         user_event = self.user_event = user["id"]
         self.turns.append({"role": "user", "content": text})
         self._untrusted = []
+        self._shown, self.last_turn = {}, None
         result = TurnResult(text="")
         try:
             for _ in range(MAX_STEPS):
@@ -218,14 +230,14 @@ class ChatSession:
                 if not reply.tool_calls:
                     if reply.finish_reason == "length":
                         result.warnings.append("the reply was cut off at the model's token limit")
-                    return result
+                    return self._finish(text, result)
                 for call in reply.tool_calls:
                     result.tool_calls += 1
                     output = self._run_tool(call, user_event, result, on_tool)
                     self.turns.append({"role": "tool", "tool_call_id": call.id,
                                        "content": output})
             result.warnings.append(f"stopped after {MAX_STEPS} model calls in one turn")
-            return result
+            return self._finish(text, result)
         except ModelError as exc:
             self._log({"kind": "turn_failed", "error": exc.message, "error_kind": exc.kind})
             self._drop_unanswered()
@@ -234,6 +246,12 @@ class ChatSession:
             self._log({"kind": "turn_cancelled"})
             self._drop_unanswered()
             raise
+
+    def _finish(self, text: str, result: TurnResult) -> TurnResult:
+        """A completed turn: kept as the reply /good and /bad rate."""
+        self.last_turn = ratings.Turn(self.last_assistant or "", text, result.text,
+                                      dict(self._shown), list(result.memory_versions))
+        return result
 
     def _record_reply(self, reply: llm.Completion, result: TurnResult) -> None:
         """A model reply: logged, added to the session's messages, counted in the turn."""
@@ -318,6 +336,18 @@ class ChatSession:
     def feedback(self, rating: str | None, text: str = "") -> dict[str, Any]:
         return self._log({"kind": "feedback", "rating": rating, "content": text,
                           "about": self.last_assistant})
+
+    def rate(self, rating: str, text: str = "") -> ratings.Counted | None:
+        """/good or /bad: the last reply's rating, counted for the lessons it rests on
+        (ratings.count) and logged as a feedback event naming them. None, with nothing logged,
+        when no reply of this session can be rated yet."""
+        turn = self.last_turn
+        if turn is None:
+            return None
+        counted = ratings.count(self.agent, turn, rating, self.agent_versions)
+        self._log({"kind": "feedback", "rating": rating, "content": text, "about": turn.reply,
+                   **counted.to_log()})
+        return counted
 
     def undo(self) -> Version | None:
         """Revert the agent's most recent memory edit in this session."""

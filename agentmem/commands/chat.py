@@ -18,7 +18,7 @@ HELP = """\
 /undo              undo the agent's last memory edit in this session
 /sleep             run a sleep pass now (shows the proposal and asks)
 /feedback TEXT     tell the agent something about its last answer (logged for sleep)
-/good, /bad        rate the last answer"""
+/good, /bad [TEXT] rate the last answer; counts for the lessons it rests on"""
 
 
 def register(app: typer.Typer) -> None:
@@ -197,6 +197,29 @@ def _reply(session: ChatSession, text: str) -> None:
                      + _flag(version))
 
 
+def _rate(session: ChatSession, rating: str, text: str) -> None:
+    from agentmem import console
+    from agentmem.errors import AgentmemError
+
+    try:
+        counted = session.rate(rating, text)
+    except AgentmemError as exc:
+        console.error(exc.message, exc.hint)
+        return
+    if counted is None:
+        console.warn(f"usage: /{rating} [TEXT] after a reply, to rate it (no reply yet)")
+        return
+    console.info(f"rated the last answer {rating}")
+    if counted.again:
+        console.info(f"this reply was rated {counted.again} already; no lesson counted again")
+    elif counted.lessons:
+        console.info(f"{counted.counter} +1 for " + ", ".join(counted.ids)
+                     + (f" (version {counted.version.number})" if counted.version else ""))
+    else:
+        console.info("no lesson counted: the agent edited none in that turn, and none shown "
+                     "shares enough distinctive words with it")
+
+
 def _show_tool(name: str, output: str) -> None:
     from agentmem import console
 
@@ -228,8 +251,7 @@ def _slash(session: ChatSession, text: str) -> str | None:
             session.feedback(None, rest)
             console.info("feedback logged; the next sleep pass will weigh it")
     elif command in ("/good", "/bad"):
-        session.feedback(command[1:], rest)
-        console.info(f"rated the last answer {command[1:]}")
+        _rate(session, command[1:], rest)
     elif command == "/sleep":
         from agentmem.commands.sleep import interactive_sleep
 

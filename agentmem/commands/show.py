@@ -11,7 +11,8 @@ def show(
     agent: str = typer.Argument(..., help="Agent folder or name."),
     json_: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Summarize an agent: files, tokens against budgets, lessons, versions, last sleep.
+    """Summarize an agent: files, tokens against budgets, lessons, versions, last sleep, and
+    the most helpful and most harmful lessons by their /good and /bad counts.
 
     Example: agentmem show ./reviewer
     """
@@ -52,6 +53,11 @@ def show(
     else:
         slept = f"{last['ago']}, nothing to change (memory at version #{last['at_version']})"
     o.print(f"  {'last sleep':<12} {slept}")
+    for kind in ("helpful", "harmful"):
+        for n, lesson in enumerate(summary["ratings"][kind]):
+            title = lesson["title"] if len(lesson["title"]) <= 70 else lesson["title"][:69] + "…"
+            console.line(f"  {'most ' + kind if n == 0 else '':<12} {lesson['id']} "
+                         f"(helpful {lesson['helpful']}, harmful {lesson['harmful']}) {title}")
     if summary["uncommitted"]:
         console.warn("uncommitted hand edits in " + ", ".join(summary["uncommitted"])
                      + " (recorded as a human version on the next write)")
