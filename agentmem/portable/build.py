@@ -68,9 +68,9 @@ def texts_of(imported: Imported) -> dict[str, str]:
             lesson = lesson.changed(id=doc.next_id(used))
             used.add(lesson.id or "")
         if item.pinned:
-            doc.parts.append(item.pin_marker.strip() + "\n")
-            doc.parts.append(lesson.changed())
-            doc.parts.append("<!-- /pin -->\n\n")
+            # one text part, so no blank line is put inside the markers
+            doc.parts.append(f"{item.pin_marker.strip()}\n{lesson.render().rstrip()}\n"
+                             "<!-- /pin -->\n\n")
         else:
             doc.parts.append(lesson.changed())
     tools = tooldefs.BLANK + "".join(f"{line}\n" for line in imported.tool_comments)

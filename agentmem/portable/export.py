@@ -39,6 +39,12 @@ def budget_order(lessons: list[Lesson]) -> list[Lesson]:
     return sorted(lessons, key=lambda x: (not x.pinned, -priority(x), x.line))
 
 
+def drop_order(lessons: list[Lesson]) -> list[Lesson]:
+    """The unpinned lessons in the order chat.fit_lessons leaves them out to fit a budget:
+    lowest priority first, and of equal ones the earliest in the file."""
+    return sorted((x for x in lessons if not x.pinned), key=lambda x: (priority(x), x.line))
+
+
 def _strip_markup(text: str) -> str:
     """Text without agentmem's comments (lesson metadata, pin markers); pinned text stays."""
     lines = [line for line in text.split("\n")
@@ -81,8 +87,9 @@ def markdown(agent: Agent, fmt: str, max_tokens: int | None = None) -> Exported:
             raise UsageError(f"the persona and pinned lessons alone take ~{estimate(floor)} tokens, "
                              f"over --max-tokens {max_tokens}; nothing was written",
                              "raise --max-tokens")
+        candidates = drop_order(kept)
         while estimate(render(kept)) > max_tokens:
-            lowest = next(x for x in reversed(kept) if not x.pinned)
+            lowest = candidates.pop(0)
             kept.remove(lowest)
             dropped.append(lowest)
     notes = []
@@ -149,7 +156,8 @@ def letta(agent: Agent) -> Exported:
     now = datetime.now(UTC).isoformat()
     blocks = [_block("block-0", "persona", memory.persona.body,
                      max(budgets["persona"] * CHARS_PER_TOKEN, len(memory.persona.body)), False,
-                     "The persona block: who I am and my standing instructions (persona.md).", {})]
+                     "The persona block: who I am and my standing instructions (persona.md).",
+                     {MARK: {"agent": name, "version": where, "budgets": dict(budgets)}})]
     lessons = memory.lessons.lessons
     lessons_text = memory.texts.get("lessons.md", "").split("\n")
     per_lesson = max(1, math.ceil(budgets["lessons"] * CHARS_PER_TOKEN / max(1, len(lessons))))
@@ -180,7 +188,7 @@ def letta(agent: Agent) -> Exported:
         "include_base_tools": False, "include_multi_agent_tools": False,
         "include_base_tool_rules": False, "include_default_source": False,
         "description": settings.get("description"),
-        "metadata": {MARK: {"agent": name, "version": where, "budgets": dict(budgets)}},
+        "metadata": None,
         "llm_config": _llm_config(memory), "embedding_config": dict(EMBEDDING),
         "model": None, "embedding": None, "model_settings": None, "compaction_settings": None,
         "context_window_limit": None, "embedding_chunk_size": None, "max_tokens": None,

@@ -115,8 +115,9 @@ def _v2(doc: dict[str, Any], where: str) -> Imported:
 def _agent(agent: dict[str, Any], blocks: list[dict[str, Any]], tools: list[dict[str, Any]],
            where: str, skipped: list[str], layout: str) -> Imported:
     name = str(agent.get("name") or "letta-agent").strip() or "letta-agent"
-    mark = _dict(agent, "metadata")
-    ours = _dict(mark, MARK) or None
+    # our own export marks its persona block (metadata.agentmem: agent, version, budgets)
+    ours = next((_dict(_dict(b, "metadata"), MARK) for b in blocks
+                 if b.get("label") == "persona" and _dict(_dict(b, "metadata"), MARK)), None)
     settings: dict[str, Any] = {"name": name}
     if isinstance(agent.get("description"), str) and agent["description"].strip():
         settings["description"] = " ".join(agent["description"].split())
