@@ -344,3 +344,23 @@ def test_many_agents_are_checked_each_on_its_own(cli, tmp_path: Path, model):
     assert {k: bad["proposal"]["check"][k] for k in ("wins", "losses", "ties", "cost")} == {
         "wins": 0, "losses": 1, "ties": 2, "cost": 0.0}
     assert good["ok"] and good["message"] == "nothing new since the last sleep"
+
+
+def test_sleep_in_a_chat_runs_the_check_when_the_persona_turns_it_on(cli, blank: Agent, model,
+                                                                     monkeypatch):
+    from agentmem import console
+
+    monkeypatch.setattr(console, "stdin_is_tty", lambda: True)
+    blank.write({"lessons.md": RUFF}, "human", "Seed lessons")
+    text = (blank.folder / "persona.md").read_text()
+    blank.write({"persona.md": text.replace("---\n", "---\nsleep: {check: true}\n", 1)},
+                "human", "check every pass")
+    model.push("Run ruff.", RETIRE_RUFF)          # the chat's reply, then the pass's answer
+    model.responder = answers
+    lessons = (blank.folder / "lessons.md").read_text()
+    result = cli("chat", blank.folder, input="Which linter should I run?\n/good\n/sleep\n/exit\n")
+    assert "check judge: scripted/test (from the sleep model, the chat session's " \
+        "$AGENTMEM_MODEL)" in result.stderr
+    assert "the regression check found the proposed memory worse: 1 loss(es)" in \
+        result.stderr.replace("\n", " ")
+    assert (blank.folder / "lessons.md").read_text() == lessons

@@ -14,6 +14,9 @@ and by batch sleep on collect, through one function:
 
     verify(proposal, settings, *, on_retry=None, max_cost=None, rng=None) -> CheckReport
 
+`settings` comes from `settings(agent, sleep_spec, enabled=..., judge_model=...)`, which is None
+when neither --check nor the persona's `sleep: check:` asks for the check (and checks the
+models' keys and checks.yaml before any call).
 It replays, judges, adds the check's usage to the proposal's, sets `proposal.check`, and raises
 Refused (the pass's output, the replies and the verdicts kept by passes.keep_refused) when the
 proposed memory loses. Under `max_cost` it refuses before any call when the proposal's cost so
