@@ -233,6 +233,16 @@ def validate_finetune(text: str) -> list[str]:
                 or not obj["messages"] or set(obj) - {"messages", "tools", "parallel_tool_calls"}:
             problems.append(f"{where}: not an object with a non-empty messages list")
             continue
+        declared = None
+        if "tools" in obj:
+            tools = obj["tools"]
+            if not isinstance(tools, list) or not all(
+                    isinstance(t, dict) and t.get("type") == "function"
+                    and isinstance((t.get("function") or {}).get("name"), str)
+                    and isinstance(t["function"].get("parameters", {}), dict) for t in tools):
+                problems.append(f"{where}: malformed tools")
+                continue
+            declared = {t["function"]["name"] for t in tools}
         open_calls: set[str] = set()
         for i, m in enumerate(obj["messages"]):
             role = m.get("role") if isinstance(m, dict) else None
@@ -258,6 +268,8 @@ def validate_finetune(text: str) -> list[str]:
                         json.loads(fn["arguments"])
                     except ValueError:
                         problems.append(f"{where}.{i}: arguments are not JSON")
+                    if declared is not None and fn["name"] not in declared:
+                        problems.append(f"{where}.{i}: calls {fn['name']}, not in tools")
                     open_calls.add(call["id"])
             elif not isinstance(content, str) or not content:
                 problems.append(f"{where}.{i}: {role} content must be a non-empty string")
@@ -290,6 +302,8 @@ def test_the_validator_catches_what_it_should():
     bad["messages"].append({"role": "user", "content": "u2"})
     found = validate_finetune(json.dumps(bad))
     assert len(found) == 3
+    declared = dict(good, tools=[{"type": "function", "function": {"name": "g", "parameters": {}}}])
+    assert validate_finetune(json.dumps(declared)) == ["line 1.2: calls f, not in tools"]
 
 
 LESSONS = """# Lessons
@@ -341,6 +355,8 @@ def test_finetune_has_one_valid_line_per_session_with_the_prompt_seen_then(cli, 
     assert call["id"] == "call-1" and call["function"]["name"] == "memory"
     assert json.loads(call["function"]["arguments"])["reason"] == "corrected about flake8"
     assert first[3]["tool_call_id"] == "call-1"
+    assert [t["function"]["name"] for t in lines[0]["tools"]] == ["memory"]
+    assert "tools" not in lines[1]                         # no tool calls, no tools
     assert "left out 1 sessions: no complete reply" in result.stderr
 
 

@@ -6,8 +6,10 @@ message is the prompt chat built from the memory version current when the sessio
 first event), so the model learns from what it was shown then; a session older than every
 version (an imported log) gets the first version's prompt.
 Tool calls are the assistant's `tool_calls` (arguments as a JSON string), each answered by a
-`tool` message with its `tool_call_id`; a call left unanswered is dropped. A line ends with the
-last reply that is not a tool call. Everything is redacted again (redact.py) on the way out.
+`tool` message with its `tool_call_id`; a call left unanswered is dropped. A line with tool calls
+carries `tools`: the memory tool's function schema and tools.yaml's, from the same version, when
+every tool it calls is among them (an imported Letta log calls Letta's tools: no `tools` then).
+A line ends with the last reply that is not a tool call. Everything is redacted again (redact.py) on the way out.
 
 Ratings (`min_rating="good"`): a reply rated /bad (its latest feedback event) is kept as
 context with `"weight": 0`, so nothing is learned from it; replies rated good or not rated are
@@ -27,6 +29,7 @@ from agentmem.chat import build_system
 from agentmem.history import Version
 from agentmem.journal import event_number
 from agentmem.memory import validate
+from agentmem.memory_tool import SCHEMA as MEMORY_SCHEMA
 from agentmem.portable.export import Exported
 from agentmem.redact import env_secrets, redact_obj
 
@@ -115,7 +118,7 @@ def finetune(agent: Agent, *, min_rating: str | None = None,
             ratings[str(event["about"])] = event.get("rating")
         if event.get("session"):
             sessions.setdefault(str(event["session"]), []).append(event)
-    systems: dict[str, str | None] = {}
+    systems: dict[str, tuple[str, list[dict[str, Any]]] | None] = {}
     env = env_secrets()
     lines: list[str] = []
     left_out = {"reverted": 0, "no reply": 0, "all rated bad": 0, "invalid memory": 0}
@@ -137,12 +140,20 @@ def finetune(agent: Agent, *, min_rating: str | None = None,
             continue
         if version.commit not in systems:
             memory, problems = validate(agent.history.files_at(version))
-            systems[version.commit] = build_system(memory)[0] if memory and not problems else None
-        system = systems[version.commit]
-        if system is None:
+            systems[version.commit] = (build_system(memory)[0], [
+                MEMORY_SCHEMA, *(t.schema() for t in memory.tools)]) \
+                if memory and not problems else None
+        seen = systems[version.commit]
+        if seen is None:
             left_out["invalid memory"] += 1
             continue
-        line = redact_obj({"messages": [{"role": "system", "content": system}, *messages]}, env)
+        system, tools = seen
+        record: dict[str, Any] = {"messages": [{"role": "system", "content": system}, *messages]}
+        called = {c["function"]["name"] for m in messages for c in m.get("tool_calls", [])}
+        offered = {t["function"]["name"] for t in tools if isinstance(t.get("function"), dict)}
+        if called and called <= offered:
+            record["tools"] = tools
+        line = redact_obj(record, env)
         lines.append(json.dumps(line, ensure_ascii=False) + "\n")
     notes = [f"{len(lines)} sessions exported"]
     reasons = {"reverted": "their memory edits were later reverted",
