@@ -9,7 +9,8 @@ Tool calls are the assistant's `tool_calls` (arguments as a JSON string), each a
 `tool` message with its `tool_call_id`; a call left unanswered is dropped. A line with tool calls
 carries `tools`: the memory tool's function schema and tools.yaml's, from the same version, when
 every tool it calls is among them (an imported Letta log calls Letta's tools: no `tools` then).
-A line ends with the last reply that is not a tool call. Everything is redacted again (redact.py) on the way out.
+A line ends with the last reply that is not a tool call. Everything is redacted again
+(redact.py) on the way out.
 
 Ratings (`min_rating="good"`): a reply rated /bad (its latest feedback event) is kept as
 context with `"weight": 0`, so nothing is learned from it; replies rated good or not rated are
