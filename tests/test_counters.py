@@ -398,3 +398,61 @@ def test_show_lists_nothing_without_ratings(cli, rated: Agent):
     assert "most harmful" not in cli("show", rated.folder).stdout
     assert json.loads(cli("show", rated.folder, "--json").stdout)["ratings"] == \
         {"helpful": [], "harmful": []}
+
+
+# -- the real terminal --------------------------------------------------------------------------
+def test_good_in_a_terminal_session(rated: Agent, tmp_path):
+    """The REPL in a pseudo-terminal against an OpenAI-compatible stand-in (ptychat.py)."""
+    import os
+
+    from ptychat import ChatStandIn, Reply, Terminal
+
+    stand_in = ChatStandIn()
+    stand_in.push(Reply([RUFF_A]))
+    persona = rated.folder / "persona.md"
+    persona.write_text(persona.read_text().replace(
+        "---\n", f"---\nmodel: openai/fake\napi_base: {stand_in.url}\n", 1))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR", "AGENTMEM_MODEL")}
+    env.update(OPENAI_API_KEY="dummy-key-for-the-stand-in", LITELLM_LOCAL_MODEL_COST_MAP="True",
+               TERM="xterm-256color", AGENTMEM_RETRIES="0")
+    term = Terminal(["chat", str(rated.folder)], env, tmp_path, columns=100)
+    try:
+        term.expect("you> ")
+        term.send("/bad\r")
+        assert "usage: /bad [TEXT] after a reply, to rate it (no reply yet)" in term.expect("you> ")
+        term.send(f"{RUFF_Q}\r")
+        assert "Quote the ruff rule codes." in term.expect("you> ")
+        term.send("/good spot on\r")
+        shown = term.expect("you> ")
+        assert "rated the last answer good" in shown and "helpful +1 for L1 (version" in shown
+        term.send("\x04")
+        assert term.wait() == 0
+    finally:
+        term.close()
+        stand_in.close()
+    assert lessons(rated) == {"L1": (1, 0), "L2": (0, 0), "L3": (0, 0), "L4": (0, 0)}
+    assert [(e["rating"], e["content"], e["lessons"]) for e in feedback(rated)] == \
+        [("good", "spot on", ["L1"])]
+
+
+def test_a_lesson_gone_by_the_rating_is_named_and_not_counted(cli, rated: Agent, model, tty,
+                                                              monkeypatch):
+    from agentmem.chat import ChatSession
+
+    path = rated.folder / "lessons.md"
+    finish = ChatSession._finish
+
+    def finish_then_delete(self: ChatSession, text: str, result: Any) -> Any:
+        # a person deletes the lesson after the reply, before the rating
+        lesson_1 = path.read_text().split("## Lint with ruff")[1].split("## Parametrize")[0]
+        path.write_text(path.read_text().replace("## Lint with ruff" + lesson_1, ""))
+        return finish(self, text, result)
+
+    monkeypatch.setattr(ChatSession, "_finish", finish_then_delete)
+    model.push(RUFF_A)
+    result = chat(cli, rated, RUFF_Q, "/good")
+    assert "not counted, no longer in lessons.md: L1" in result.stderr
+    assert "no lesson counted" not in result.stderr
+    assert "L1" not in lessons(rated)
+    assert feedback(rated)[-1]["lessons"] == []

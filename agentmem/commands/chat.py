@@ -215,9 +215,11 @@ def _rate(session: ChatSession, rating: str, text: str) -> None:
     elif counted.lessons:
         console.info(f"{counted.counter} +1 for " + ", ".join(counted.ids)
                      + (f" (version {counted.version.number})" if counted.version else ""))
-    else:
+    elif not counted.gone:
         console.info("no lesson counted: the agent edited none in that turn, and none shown "
                      "shares enough distinctive words with it")
+    if counted.gone:
+        console.info("not counted, no longer in lessons.md: " + ", ".join(counted.gone))
 
 
 def _show_tool(name: str, output: str) -> None:
