@@ -346,7 +346,7 @@ class Agent:
     def update(self, compute: Compute, author: str, message: str | Callable[[], str], *,
                check: Check | None = None,
                state: Callable[[Version | None], dict[str, Any]] | None = None,
-               retry: bool = True) -> Version | None:
+               retry: bool = True, merge: str | None = None) -> Version | None:
         """Like write, but `compute(current texts) -> changes` runs under the lock, after hand
         edits are recorded, so an edit is always computed from what is really on disk. If a
         person saves a file while it is written, nothing is overwritten: the save is recorded
@@ -354,10 +354,11 @@ class Agent:
         `message` may be a function, called after compute. `state(version)` gives values for
         state.json, written (in one write) once the version is recorded, or once nothing
         turned out to change. They are named in the write's intent too, so that a sleep cursor
-        among them survives a crash right after the version."""
+        among them survives a crash right after the version. `merge` (a commit) makes the
+        version a merge of the latest one and that commit (agentmem sync)."""
         with self.locked():
             for attempt in range(1, WRITE_TRIES + 1):
-                version, done = self._update_once(compute, author, message, check, state)
+                version, done = self._update_once(compute, author, message, check, state, merge)
                 if done:
                     return version
                 if not retry or attempt == WRITE_TRIES:
@@ -368,7 +369,7 @@ class Agent:
     def _update_once(self, compute: Compute, author: str, message: str | Callable[[], str],
                      check: Check | None,
                      state: Callable[[Version | None], dict[str, Any]] | None,
-                     ) -> tuple[Version | None, bool]:
+                     merge: str | None = None) -> tuple[Version | None, bool]:
         """One try of update: (version, True), or (None, False) when a save got in the way."""
         _, raw = self._record_pending()
         before = self._decode(raw)
@@ -406,7 +407,7 @@ class Agent:
             (self.state_dir / INTENT).unlink(missing_ok=True)
             return None, False
         version = self.history.commit(author, text, self.journal.last_event_number(),
-                                      contents=on_disk)
+                                      contents=on_disk, merge=merge)
         values = self._lesson_ids_to_remember(before, after)
         if state is not None:
             values.update(state(version), last_intent=intent["id"])

@@ -3,12 +3,19 @@
 One JSON object per line: id (e1, e2, ...), time, session, kind, content and extra fields.
 A torn or corrupt line is skipped with a warning and never causes other lines to be lost.
 Reading from a cursor (event number + byte offset) costs what the new events cost, not the log.
+
+An agent that syncs (agentmem.sync) has a machine tag, and the events it appends from then on
+are numbered `e<N>-<tag>` (e14-k3f9qa): N is one past the highest number in the log, whichever
+machine wrote it, and the tag keeps two machines' event N apart. Plain `eN` ids stay valid.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +29,9 @@ from agentmem.redact import env_secrets, redact_obj
 FILE = "log.jsonl"
 # kinds that record agentmem's own bookkeeping, not experience: no sleep pass learns from them,
 # and they do not count as new since the last sleep
-BOOKKEEPING = frozenset({"session_start", "session_end", "sleep"})
+BOOKKEEPING = frozenset({"session_start", "session_end", "sleep", "sync"})
+MACHINE_FILE = "machine"       # in .agentmem/: this copy's tag, host and folder (JSON)
+EVENT_ID = re.compile(r"e(\d+)(?:-([a-z0-9]{4,16}))?")
 _TAIL_CHUNK = 64 * 1024
 
 
@@ -48,8 +57,13 @@ def now_iso() -> str:
 
 
 def event_number(event_id: Any) -> int | None:
-    if isinstance(event_id, str) and event_id[:1] == "e" and event_id[1:].isdigit():
-        return int(event_id[1:])
+    """N of an event id `eN` or `eN-TAG`; None for anything else."""
+    if isinstance(event_id, str) and event_id[:1] == "e":
+        if event_id[1:].isdigit():
+            return int(event_id[1:])
+        found = EVENT_ID.fullmatch(event_id)
+        if found:
+            return int(found.group(1))
     return None
 
 
@@ -81,6 +95,33 @@ class Journal:
     def __init__(self, path: Path, lock_path: Path) -> None:
         self.path = path
         self._lock_path = lock_path
+        self._tag: tuple[str | None] | None = None       # read once: (tag or None,)
+
+    # -- the machine tag -------------------------------------------------------------------
+    def machine_tag(self, *, create: bool = False) -> str | None:
+        """This copy's tag for new event ids (None: it has never synced, ids stay `eN`). A
+        tag recorded for another host or folder (the folder was copied) is replaced by a new
+        one, so that two copies never mint the same id."""
+        if self._tag is not None and (self._tag[0] or not create):
+            return self._tag[0]
+        path = self._lock_path.parent / MACHINE_FILE
+        here = {"host": socket.gethostname(), "folder": str(self.path.parent.resolve())}
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            saved = None
+        tag = None
+        if isinstance(saved, dict) and isinstance(saved.get("tag"), str) and \
+                {k: saved.get(k) for k in here} == here and EVENT_ID.fullmatch(f"e1-{saved['tag']}"):
+            tag = saved["tag"]
+        elif saved is not None or create:
+            from agentmem.fsutil import atomic_write
+
+            alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+            tag = "".join(secrets.choice(alphabet) for _ in range(6))
+            atomic_write(path, json.dumps({"tag": tag, **here}) + "\n")
+        self._tag = (tag,)
+        return tag
 
     # -- writing ---------------------------------------------------------------------------
     def locked(self) -> FileLock:
@@ -92,9 +133,11 @@ class Journal:
         env = env_secrets()      # scanned once per append, not once per string
         with FileLock(str(self._lock_path), timeout=30):
             last = self.last_event_number()
+            tag = self.machine_tag()
+            suffix = f"-{tag}" if tag else ""
             stored = []
             for offset, event in enumerate(events, start=1):
-                record = {"id": f"e{last + offset}", "time": now_iso()}
+                record = {"id": f"e{last + offset}{suffix}", "time": now_iso()}
                 record.update({k: v for k, v in event.items() if k not in ("id",)})
                 stored.append(redact_obj(record, env))
             data = "".join(_line(e) for e in stored)
@@ -172,14 +215,13 @@ class Journal:
         return result
 
     def find(self, ids: list[str]) -> dict[str, dict[str, Any]]:
-        """The events with these ids (scans until the largest is passed)."""
-        wanted = {n for i in ids if (n := event_number(i)) is not None}
+        """The events with these ids (scans until all are found)."""
+        wanted = {i for i in ids if event_number(i) is not None}
         found: dict[str, dict[str, Any]] = {}
         if not wanted or not self.path.exists():
             return found
         for event, _, _ in self._scan(0):
-            number = event_number(event.get("id")) if event else None
-            if number in wanted and event is not None:
+            if event is not None and event.get("id") in wanted:
                 found[event["id"]] = event
                 if len(found) == len(wanted):
                     break
@@ -211,7 +253,7 @@ class Journal:
                 try:
                     event = json.loads(raw)
                     if not isinstance(event, dict) or event_number(event.get("id")) is None:
-                        raise ValueError("not an event object with an id like e12")
+                        raise ValueError("not an event object with an id like e12 or e12-k3f9qa")
                 except ValueError as exc:
                     reason = "torn line (no newline at the end)" if not complete else str(exc)
                     yield None, f"{where}: skipped an unreadable log line: {reason}", position

@@ -1,0 +1,318 @@
+"""agentmem sync: two machines (two folders) and a bare remote on disk."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from agentmem import lessons as lessons_fmt
+from agentmem import sleep as core
+from agentmem import sync
+from agentmem.agent import Agent
+from agentmem.errors import Conflict
+from agentmem.journal import Cursor, event_number
+from agentmem.models import ModelSpec
+from agentmem.sync import log as logmerge
+from agentmem.sync import remote as remotes
+from agentmem.sync.merge import merge_lessons
+from tests.conftest import snapshot
+
+SPEC = ModelSpec("scripted/sleep", None, "test")
+SEED = """# Lessons
+
+What I have learned.
+
+## Keep replies short
+<!-- id: L1; helpful: 0; harmful: 0 -->
+Three sentences at most unless asked for more.
+
+## Quote the failing line
+<!-- id: L2; helpful: 0; harmful: 0 -->
+When a test fails, quote the line that failed.
+"""
+
+
+def bare(tmp_path: Path, name: str = "remote.git") -> Path:
+    path = tmp_path / name
+    subprocess.run(["git", "init", "-q", "--bare", str(path)], check=True)
+    return path
+
+
+def fsck(git_dir: Path) -> None:
+    proc = subprocess.run(["git", f"--git-dir={git_dir}", "fsck", "--strict", "--no-progress"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def git(git_dir: Path, *args: str) -> str:
+    return subprocess.run(["git", f"--git-dir={git_dir}", *args], capture_output=True,
+                          text=True, check=True).stdout
+
+
+def events(agent: Agent) -> list[dict]:
+    return logmerge_events(agent.journal.path.read_bytes())
+
+
+def logmerge_events(data: bytes) -> list[dict]:
+    return [e.data for e in logmerge.parse(data)[0]]
+
+
+def titles(agent: Agent) -> dict[str, str]:
+    doc = lessons_fmt.parse((agent.folder / "lessons.md").read_text())[0]
+    assert doc is not None
+    return {lesson.title: lesson.id or "" for lesson in doc.lessons}
+
+
+def add_lesson_by_hand(agent: Agent, title: str, body: str, lesson_id: str) -> None:
+    path = agent.folder / "lessons.md"
+    path.write_text(path.read_text().rstrip("\n") + f"\n\n## {title}\n<!-- id: {lesson_id}; "
+                    f"helpful: 0; harmful: 0 -->\n{body}\n")
+
+
+@pytest.fixture
+def machines(tmp_path: Path, blank: Agent) -> tuple[Agent, Agent, Path]:
+    """Machine A (with a few plain-id events from before it ever synced), the remote it
+    pushed to, and machine B copied from that remote."""
+    blank.write({"lessons.md": SEED}, "human", "Seed lessons")
+    blank.journal.append({"session": "s0", "kind": "user", "content": "Hello"},
+                         {"session": "s0", "kind": "assistant", "content": "Hi."})
+    remote = bare(tmp_path)
+    first = sync.sync(blank, str(remote))
+    assert first.pushed and first.pulled == "nothing"
+    outcome = sync.clone(tmp_path / "laptop" / "blank", str(remote))
+    assert outcome.pulled == "clone" and outcome.events_in == 2
+    return blank, Agent.open(tmp_path / "laptop" / "blank"), remote
+
+
+def test_first_sync_fills_an_empty_remote_and_a_new_folder_copies_it(machines, tmp_path):
+    a, b, remote = machines
+    for name in ("persona.md", "lessons.md", "tools.yaml"):
+        assert (a.folder / name).read_bytes() == (b.folder / name).read_bytes()
+    assert a.journal.path.read_bytes() == b.journal.path.read_bytes()
+    assert [v.commit for v in a.history.versions()] == [v.commit for v in b.history.versions()]
+    assert b.history.dirty() == []
+    heads = git(remote, "for-each-ref", "--format=%(refname)").split()
+    assert heads == [remotes.LOG, remotes.MEMORY]
+    # each copy has its own tag for new event ids
+    assert a.journal.machine_tag() and b.journal.machine_tag()
+    assert a.journal.machine_tag() != b.journal.machine_tag()
+    for git_dir in (a.history.git_dir, b.history.git_dir, remote):
+        fsck(git_dir)
+
+
+def test_edits_on_both_machines_a_sleep_on_one_and_a_hand_edit_on_the_other(machines, model):
+    a, b, remote = machines
+    # A: a conversation, then a sleep pass that learns a lesson from it
+    a.journal.append({"session": "s1", "kind": "user", "content": "Use ruff, not flake8."},
+                     {"session": "s1", "kind": "assistant", "content": "Noted."})
+    said = [e["id"] for e in events(a) if e.get("content") == "Use ruff, not flake8."][0]
+    model.push(json.dumps({"summary": "ruff", "operations": [
+        {"op": "add", "title": "Lint with ruff", "body": "The team uses ruff, not flake8.",
+         "rationale": "corrected", "evidence": [said]}]}))
+    core.apply(core.propose(a, SPEC))
+    assert titles(a)["Lint with ruff"] == "L3"
+    # B: its own conversation and a hand edit that also adds a lesson numbered L3
+    b.journal.append({"session": "s2", "kind": "user", "content": "Answer in French."})
+    add_lesson_by_hand(b, "Answer in French", "The user reads French best.", "L3")
+    (b.folder / "tools.yaml").write_text((b.folder / "tools.yaml").read_text() + "# B's note\n")
+
+    first = sync.sync(a, str(remote))            # A pushes first: a fast-forward there
+    assert first.pushed and first.pulled == "nothing"
+    second = sync.sync(b, str(remote))           # B merges, renumbering the lesson from A
+    assert second.pulled == "merge" and second.pushed
+    assert second.renumbered == {"L3": "L4"}
+    assert second.events_in == 3                 # A's two events and its sleep event
+    third = sync.sync(a, str(remote))            # A takes the merge as it is
+    assert third.pulled == "fast-forward"
+
+    for name in ("persona.md", "lessons.md", "tools.yaml", "archive.md"):
+        assert (a.folder / name).read_bytes() == (b.folder / name).read_bytes() \
+            if (a.folder / name).exists() else not (b.folder / name).exists()
+    assert titles(a) == {"Keep replies short": "L1", "Quote the failing line": "L2",
+                         "Answer in French": "L3", "Lint with ruff": "L4"}
+    assert "# B's note" in (a.folder / "tools.yaml").read_text()
+    merged = a.history.latest()
+    assert merged is not None and merged.author == "sync"
+    assert "this machine's version" in merged.subject and "the remote's version" in merged.subject
+    assert a.history.dirty() == [] and b.history.dirty() == []
+    # every event of both machines, on both, with distinct ids
+    ids_a, ids_b = [e["id"] for e in events(a)], [e["id"] for e in events(b)]
+    assert len(set(ids_a)) == len(ids_a) and set(ids_a) == set(ids_b)
+    contents = {e.get("content") for e in events(a)}
+    assert {"Hello", "Use ruff, not flake8.", "Answer in French."} <= contents
+    # the lesson's evidence resolves on the machine that did not make it
+    lesson = lessons_fmt.parse((b.folder / "lessons.md").read_text())[0].get("L4")
+    assert lesson.evidence == [said]
+    assert b.journal.find([said])[said]["content"] == "Use ruff, not flake8."
+    for git_dir in (a.history.git_dir, b.history.git_dir, remote):
+        fsck(git_dir)
+    # nothing new: a sync changes nothing and pushes nothing
+    before = snapshot(b)
+    again = sync.sync(b, str(remote))
+    assert not again.pushed and again.pulled == "nothing" and snapshot(b) == before
+
+
+def test_a_sleep_after_sync_reads_each_arrived_event_exactly_once(machines, model):
+    a, b, remote = machines
+    # a copy starts from what the other machine learnt: the shared events are read already
+    assert core.propose(b, SPEC) is None
+    a.journal.append({"session": "s1", "kind": "user", "content": "from A"})
+    b.journal.append({"session": "s2", "kind": "user", "content": "from B"})
+    sync.sync(a, str(remote))
+    outcome = sync.sync(b, str(remote))
+    assert outcome.events_in >= 1
+    model.push(json.dumps({"operations": [], "summary": "nothing"}))
+    proposal = core.propose(b, SPEC)
+    assert proposal is not None and proposal.events == 2
+    sent = model.calls[-1]["messages"][1]["content"]
+    assert "from A" in sent and "from B" in sent and "Hello" not in sent
+    core.apply(proposal)
+    assert core.propose(b, SPEC) is None         # seen once: nothing new now
+    b.journal.append({"session": "s3", "kind": "user", "content": "later"})
+    new = [e for e in b.journal.read(b.sleep_cursor()).events if e["kind"] == "user"]
+    assert [e["content"] for e in new] == ["later"]
+    # numbered past every event of both machines
+    assert event_number(new[0]["id"]) == max(event_number(e["id"]) for e in events(b))
+
+
+def test_a_real_conflict_changes_nothing_and_names_file_and_lesson(machines, cli):
+    a, b, remote = machines
+    for agent, text in ((a, "Two sentences at most."), (b, "One paragraph, never a list.")):
+        path = agent.folder / "lessons.md"
+        path.write_text(path.read_text().replace("Three sentences at most unless asked for more.",
+                                                 text))
+    sync.sync(a, str(remote))
+    b.record_hand_edits()
+    before = snapshot(b)
+    log_before = b.journal.path.read_bytes()
+    result = cli("sync", b.folder, remote)
+    assert result.exit_code == 1
+    first = result.stderr.strip().splitlines()[0]
+    assert "lessons.md" in first and "L1" in first and "Keep replies short" in first
+    assert snapshot(b) == before and b.journal.path.read_bytes() == log_before
+    assert git(remote, "rev-parse", remotes.MEMORY).strip() == a.history.head()
+
+
+def test_a_rejected_push_is_retried_after_fetch_and_merge(machines, monkeypatch):
+    a, b, remote = machines
+    add_lesson_by_hand(a, "From A", "A's lesson.", "L3")
+    add_lesson_by_hand(b, "From B", "B's lesson.", "L3")
+    real = remotes.push
+    pushes: list[bool] = []
+
+    def b_gets_there_first(history, url, updates):
+        if not pushes:
+            pushes.append(True)
+            monkeypatch.setattr(remotes, "push", real)
+            sync.sync(b, url)                   # the other machine pushes in between
+            monkeypatch.setattr(remotes, "push", b_gets_there_first)
+        ok = real(history, url, updates)
+        pushes.append(ok)
+        return ok
+
+    monkeypatch.setattr(remotes, "push", b_gets_there_first)
+    outcome = sync.sync(a, str(remote))
+    assert pushes[1:] == [False, True] and outcome.tries == 2 and outcome.pushed
+    assert set(titles(a)) >= {"From A", "From B"}
+    assert git(remote, "rev-parse", remotes.MEMORY).strip() == a.history.head()
+    ids = list(titles(a).values())
+    assert len(set(ids)) == len(ids)
+    fsck(remote)
+
+
+def test_remote_from_persona_and_its_validation(machines, cli, tmp_path):
+    a, _, remote = machines
+    persona = a.folder / "persona.md"
+    persona.write_text(persona.read_text().replace("---\n", f"---\nremote: {remote}\n", 1))
+    result = cli("sync", a.folder, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["remote"] == str(remote)
+    persona.write_text(persona.read_text().replace(f"remote: {remote}", "remote: --upload-pack=x"))
+    bad = cli("sync", a.folder)
+    assert bad.exit_code == 1 and "remote must be a path or URL" in bad.stderr
+
+
+def test_an_agent_with_no_remote_is_told_how_to_set_one(blank: Agent, cli):
+    result = cli("sync", blank.folder)
+    assert result.exit_code == 2 and "remote:" in result.stderr
+
+
+def test_old_plain_ids_keep_resolving_and_new_ids_never_collide(machines):
+    a, b, remote = machines
+    assert [e["id"] for e in events(b)] == ["e1", "e2"]
+    assert b.journal.find(["e1"])["e1"]["content"] == "Hello"
+    new_a = a.journal.append({"kind": "user", "content": "a"})[0]["id"]
+    new_b = b.journal.append({"kind": "user", "content": "b"})[0]["id"]
+    assert event_number(new_a) == event_number(new_b) == 3 and new_a != new_b
+    sync.sync(a, str(remote))
+    sync.sync(b, str(remote))
+    found = b.journal.find([new_a, new_b, "e2"])
+    assert found[new_a]["content"] == "a" and found[new_b]["content"] == "b"
+    assert found["e2"]["content"] == "Hi."
+
+
+def test_a_copied_folder_gets_its_own_machine_tag(machines, tmp_path):
+    import shutil
+
+    a, _, _ = machines
+    copy = tmp_path / "copy"
+    shutil.copytree(a.folder, copy)
+    assert Agent.open(copy).journal.machine_tag() not in (None, a.journal.machine_tag())
+
+
+def test_forget_on_one_side_is_not_synced_back_nor_over(machines, tmp_path):
+    from agentmem import forget
+
+    a, b, remote = machines
+    add_lesson_by_hand(a, "Customer", "The customer is Jane Doe.", "L3")
+    sync.sync(a, str(remote))
+    sync.sync(b, str(remote))
+    forget.forget(a, forget.text_target("Jane Doe"))
+    assert "Jane Doe" not in (a.folder / "lessons.md").read_text()
+    before = snapshot(a)
+    remote_head = git(remote, "rev-parse", remotes.MEMORY)
+    with pytest.raises(Conflict, match="rewritten"):
+        sync.sync(a, str(remote))
+    assert snapshot(a) == before and git(remote, "rev-parse", remotes.MEMORY) == remote_head
+    assert "Jane Doe" not in (a.folder / "lessons.md").read_text()
+    # to a new, empty remote it syncs, without the text
+    fresh = bare(tmp_path, "fresh.git")
+    sync.sync(a, str(fresh))
+    assert "Jane Doe" not in git(fresh, "log", "-p", "--all")
+
+
+def test_an_event_that_differs_on_both_sides_is_refused():
+    line = b'{"id": "e1", "time": "t", "kind": "user", "content": "x"}\n'
+    other = b'{"id": "e1", "time": "t", "kind": "user", "content": "[forgotten f1]"}\n'
+    with pytest.raises(Conflict, match="event e1"):
+        logmerge.merge(line, other, Cursor(), "abcd12", {})
+
+
+def test_lessons_added_at_the_end_on_both_sides_both_survive():
+    base = SEED
+    mine = SEED + "\n## Mine\n<!-- id: L3; helpful: 0; harmful: 0 -->\nmine\n"
+    theirs = SEED + "\n## Theirs\n<!-- id: L4; helpful: 0; harmful: 0 -->\ntheirs\n"
+    merged = merge_lessons(base, mine, theirs, "lessons.md")
+    doc = lessons_fmt.parse(merged)[0]
+    assert [x.id for x in doc.lessons] == ["L1", "L2", "L3", "L4"]
+    # and one side's edit of a lesson with the other's addition
+    edited = SEED.replace("Three sentences", "Two sentences")
+    merged = merge_lessons(base, edited, theirs, "lessons.md")
+    assert "Two sentences" in merged and "## Theirs" in merged
+
+
+def test_a_missing_remote_is_one_clear_line(blank: Agent, cli, tmp_path):
+    before = snapshot(blank)
+    result = cli("sync", blank.folder, tmp_path / "nowhere.git")
+    assert result.exit_code == 1 and "cannot reach the remote" in result.stderr
+    assert snapshot(blank) == before
+
+
+def test_copying_from_a_remote_with_no_agent_leaves_no_folder(tmp_path, cli):
+    remote = bare(tmp_path)
+    result = cli("sync", tmp_path / "new", remote)
+    assert result.exit_code == 1 and "holds no agent" in result.stderr
+    assert not (tmp_path / "new").exists()
