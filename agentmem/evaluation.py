@@ -114,6 +114,7 @@ class ScenarioResult:
     kept: str | None = None         # the scenario's folders, kept after an error or refusal
     checks: list[dict[str, Any]] = field(default_factory=list)   # sleep_check: each pass's score
     check_refused: int = 0          # passes the check refused, as the scenario wants (must_refuse)
+    repaired: list[str] = field(default_factory=list)   # sleep_repair: what repair rounds fixed
 
     def passed(self, condition: str, kind: str | None = None) -> tuple[int, int]:
         """(passed, graded): an answer with a judge criterion and no judge model counts in
@@ -131,6 +132,7 @@ class ScenarioResult:
                            for c in CONDITIONS},
                 "probe_details": [p.__dict__ for p in self.probes],
                 "checks": self.checks, "check_refused": self.check_refused,
+                "repaired": self.repaired,
                 "memory_checks": [{"check": n, "ok": ok, "detail": d} for n, ok, d in self.memory]}
 
 
@@ -206,6 +208,9 @@ class Runner:
         transcript: list[dict[str, Any]] = []
         self.turn_events: dict[str, str] = {}
         self.scenario_check: dict[str, Any] | None = data.get("sleep_check")
+        # sleep_repair: the passes get a repair round; offline, the first is answered wrongly
+        self.repair = "sleep_repair" in data
+        self.first_answer: str | None = (data.get("sleep_repair") or {}).get("first_answer")
         every = int(data.get("sleep_every") or 0)
         sleeps = deque(data.get("scripted_sleeps") or [])
         for n, session in enumerate(scenario.sessions, 1):
@@ -251,6 +256,11 @@ class Runner:
                                                                        "summary": ""}
             planned = sleep_core.plan(agent, self.spec)
             for _ in planned.chunks:
+                if self.first_answer is not None:      # sleep_repair: once, before the fix
+                    self.model.queue(Reply(text=re.sub(r"\bs\d+\.t\d+\b",
+                                                       lambda m: self._resolve(m.group()),
+                                                       self.first_answer)))
+                    self.first_answer = None
                 self.model.queue(Reply(text=json.dumps(ops)))
                 ops = {"operations": [], "summary": ""}
         wanted = self.scenario_check
@@ -262,15 +272,18 @@ class Runner:
                              turns=wanted.get("turns", DEFAULT_TURNS),
                              margin=wanted.get("margin", 0))
             self.model.check = wanted if self.offline else None
-        # no repair round: a scenario's scripted sleep answer is given once, as written
+        # no repair round, unless the scenario is there to show one (sleep_repair): a scripted
+        # sleep answer is given once, as written
         try:
-            passed = sleep_core.run_pass(agent, self.spec, apply_it=True, repair=False,
+            passed = sleep_core.run_pass(agent, self.spec, apply_it=True, repair=self.repair,
                                          check=check)
         finally:
             self.model.check = None
         result.sleeps += 1
         if passed.proposal is not None:
             result.cost += passed.proposal.cost
+            if passed.ok:
+                result.repaired += passed.proposal.repaired
         scored = passed.proposal.check if passed.proposal is not None else None
         if check is not None and scored is not None:
             lost = scored.losses - scored.wins > check.margin
@@ -351,6 +364,9 @@ class Runner:
             scores = "; ".join(f"{c['wins']} won, {c['losses']} lost, {c['ties']} tied"
                                for c in result.checks) or "no pass was checked"
             add(("the regression check refused the sleep pass", result.check_refused > 0, scores))
+        if (data.get("sleep_repair") or {}).get("must_repair"):
+            add(("a repair round saved a sleep pass", bool(result.repaired),
+                 "; ".join(result.repaired) or "no pass needed one"))
         cap = checks.get("max_lessons_tokens")
         if cap:
             tokens = estimate(lessons)
@@ -395,6 +411,7 @@ def totals(results: list[ScenarioResult]) -> dict[str, Any]:
     out["cost"] = round(sum(r.cost for r in results), 6)
     out["refused_passes"] = sum(len(r.refused) for r in results)
     out["check_refused"] = sum(r.check_refused for r in results)
+    out["repaired_passes"] = sum(len(r.repaired) for r in results)
     out["sleeps"] = sum(r.sleeps for r in results)
     out["errors"] = sum(1 for r in results if r.error)
     return out

@@ -65,7 +65,8 @@ class Scenario:
 
 
 SCENARIO_KEYS = {"name", "description", "persona", "lessons", "budgets", "canary", "sessions",
-                 "sleep_every", "probes", "memory", "scripted_sleeps", "sleep_check"}
+                 "sleep_every", "probes", "memory", "scripted_sleeps", "sleep_check",
+                 "sleep_repair"}
 TURN_KEYS = {"user", "reply", "feedback", "rating", "agent_edit"}
 PROBE_KEYS = {"user", "expect", "learned_reply", "unlearned_reply", "marker", "kind"}
 EXPECT_KEYS = ("contains", "not_contains", "regex", "judge")
@@ -77,6 +78,10 @@ MEMORY_KEYS = {*MEMORY_WORDS, *MEMORY_FLAGS, "max_lessons_tokens"}
 # sleep --check in a scenario: its settings, whether the check must refuse the passes, and
 # (offline) how the scripted agent answers a replayed request (see OFFLINE_KEYS)
 SLEEP_CHECK_KEYS = ("turns", "margin", "must_refuse", *OFFLINE_KEYS)
+# the repair round in a scenario (eval's passes have none otherwise): offline, the sleep model's
+# first answer, of the wrong form (the first scripted_sleeps entry is its answer when told why),
+# and whether a repair round must have saved a pass
+SLEEP_REPAIR_KEYS = ("first_answer", "must_repair")
 
 
 def load_suite(path: Path) -> list[Scenario]:
@@ -201,6 +206,13 @@ class _Validator:
         if data.get("sleep_check") is not None:
             self.sleep_check(self.mapping(data["sleep_check"], "'sleep_check'",
                                           SLEEP_CHECK_KEYS))
+        if "sleep_repair" in data:
+            repair = self.mapping(data["sleep_repair"], "'sleep_repair'", SLEEP_REPAIR_KEYS)
+            self.text(repair.get("first_answer"), "sleep_repair: first_answer",
+                      required="first_answer" in repair)
+            if repair.get("must_repair") is not None and not isinstance(repair["must_repair"],
+                                                                        bool):
+                raise self.bad("sleep_repair: must_repair is true or false")
 
     def sleep_check(self, check: dict[str, Any]) -> None:
         if check.get("turns") is not None:
@@ -284,7 +296,10 @@ def offline_problems(scenarios: list[Scenario]) -> list[str]:
             if not all(key in probe for key in OFFLINE_KEYS)] + [
         f"{s.path}: sleep_check needs {', '.join(OFFLINE_KEYS)} for --offline"
         for s in scenarios if s.data.get("sleep_check") is not None
-        and not all(key in s.data["sleep_check"] for key in OFFLINE_KEYS)]
+        and not all(key in s.data["sleep_check"] for key in OFFLINE_KEYS)] + [
+        f"{s.path}: sleep_repair needs first_answer for --offline"
+        for s in scenarios if "sleep_repair" in s.data
+        and "first_answer" not in s.data["sleep_repair"]]
 
 
 def _check(expect: dict[str, Any]) -> Check:

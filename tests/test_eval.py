@@ -325,3 +325,60 @@ def test_a_bad_sleep_check_gets_a_clear_error(tmp_path: Path, check: str, messag
     with pytest.raises(UsageError) as err:
         load_scenario(path)
     assert message in str(err.value)
+
+
+def test_the_repair_scenario_is_saved_by_its_repair_round(cli, offline):
+    result = cli("eval", EVALS / "repair-saves-pass.yaml", "--offline", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    [scenario] = data["scenarios"]
+    assert scenario["refused"] == [] and scenario["sleeps"] == 1
+    assert scenario["repaired"] == ["operation 1 (add): unexpected field(s) text"]
+    assert {"check": "a repair round saved a sleep pass", "ok": True,
+            "detail": "operation 1 (add): unexpected field(s) text"} in scenario["memory_checks"]
+    assert scenario["probes"]["agentmem"] == {"passed": 1, "total": 1}      # the lesson learned
+    assert scenario["probes"]["no_memory"] == {"passed": 0, "total": 1}
+    assert data["totals"]["repaired_passes"] == 1 and data["totals"]["refused_passes"] == 0
+
+
+def test_without_sleep_repair_the_broken_answer_would_refuse_the_pass(cli, offline,
+                                                                      tmp_path: Path):
+    """The scenario's answer needs the round: a pass with repair off is refused by it, and a
+    pass that needed no repair fails must_repair."""
+    from agentmem.sleep.ops import parse_output
+
+    answer = load_scenario(EVALS / "repair-saves-pass.yaml").data["sleep_repair"]["first_answer"]
+    with pytest.raises(Exception, match="unexpected field"):
+        parse_output(answer.replace("s1.t2", "e2"))
+    fine = _variant(tmp_path, "repair-saves-pass", ('"text": "Never', '"body": "Never'))
+    result = cli("eval", fine, "--offline", "--json")
+    assert result.exit_code == 1
+    [scenario] = json.loads(result.stdout)["scenarios"]
+    assert scenario["repaired"] == [] and {
+        "check": "a repair round saved a sleep pass", "ok": False,
+        "detail": "no pass needed one"} in scenario["memory_checks"]
+
+
+@pytest.mark.parametrize("repair,message", [
+    ("{first_answer: ''}", "sleep_repair: first_answer must be non-empty text"),
+    ("{must_repair: maybe}", "sleep_repair: must_repair is true or false"),
+    ("{answers: [x]}", "'sleep_repair': unknown key(s) answers"),
+    ("[x]", "'sleep_repair' must be a mapping"),
+])
+def test_a_bad_sleep_repair_gets_a_clear_error(tmp_path: Path, repair: str, message: str):
+    from agentmem.errors import UsageError
+
+    path = tmp_path / "s.yaml"
+    path.write_text(f"{OK}sleep_repair: {repair}\n")
+    with pytest.raises(UsageError) as err:
+        load_scenario(path)
+    assert message in str(err.value)
+
+
+def test_offline_needs_the_first_answer_of_a_repair_scenario(cli, offline, tmp_path: Path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: x\npersona: p\nsleep_repair: {must_repair: true}\nprobes: [{user: q, "
+                    "expect: {contains: a}, marker: a, learned_reply: a, unlearned_reply: b}]\n")
+    result = cli("eval", path, "--offline")
+    assert result.exit_code != 0
+    assert "sleep_repair needs first_answer for --offline" in result.stderr
