@@ -364,3 +364,21 @@ def test_sleep_in_a_chat_runs_the_check_when_the_persona_turns_it_on(cli, blank:
     assert "the regression check found the proposed memory worse: 1 loss(es)" in \
         result.stderr.replace("\n", " ")
     assert (blank.folder / "lessons.md").read_text() == lessons
+
+
+def test_nothing_to_compare_is_said_and_the_pass_applies(blank: Agent, model):
+    blank.journal.append({"session": "s1", "kind": "user", "content": "We format with black."})
+    model.push(json.dumps({"summary": "black", "operations": [
+        {"op": "add", "title": "Format with black", "body": "Use black.", "rationale": "said",
+         "evidence": ["e1"]}]}))
+    proposal = core.propose(blank, SLEEP)
+    report = check.verify(proposal, SETTINGS)          # no answered turn, no checks.yaml
+    assert report.line() == ("Check: nothing compared (no answered request in the log, and no "
+                             "checks.yaml)") and report.calls == 0
+    version = core.apply(proposal)
+    assert version is not None and report.line() in version.message
+    blank.journal.append({"session": "s1", "kind": "user", "content": "ok"})
+    model.push(json.dumps({"summary": "", "operations": []}))
+    proposal = core.propose(blank, SLEEP)
+    assert check.verify(proposal, SETTINGS).line() == (
+        "Check: nothing compared (the proposal changes no memory)")

@@ -285,6 +285,7 @@ class CheckReport:
     cost: float = 0.0
     calls: int = 0
     compared: list[Compared] = field(default_factory=list)
+    skipped: str = ""               # why nothing was compared, when nothing was
 
     @property
     def turns(self) -> int:
@@ -307,7 +308,7 @@ class CheckReport:
     def line(self) -> str:
         """The score as a line of the version's message."""
         if not self.compared:
-            return "Check: nothing to replay (no answered turns in the log, no checks.yaml)"
+            return f"Check: nothing compared ({self.skipped or 'nothing to replay'})"
         return (f"Check: {self.wins} win(s), {self.losses} loss(es), {self.ties} tie(s) over "
                 f"{self.turns} replayed request(s) (judge {self.judge})")
 
@@ -382,10 +383,12 @@ def verify(proposal: Proposal, s: Settings, *, on_retry: Callable[[ModelError, f
     report = CheckReport(s.replay.model, s.judge.model)
     proposal.check = report
     if proposal.after == proposal.before:
-        return report                      # nothing would change: nothing to compare
+        report.skipped = "the proposal changes no memory"
+        return report
     before, after = _memory(proposal.before), _memory(proposal.after)
     items = select(agent, s.turns) + load_checks(agent)
     if not items:
+        report.skipped = "no answered request in the log, and no checks.yaml"
         return report
     (system_before, temperature), (system_after, _) = _system(before), _system(after)
     if max_cost is not None:
