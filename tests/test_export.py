@@ -420,3 +420,25 @@ def test_finetune_is_redacted(cli, blank: Agent, model, monkeypatch):
     assert secret not in result.stdout and "sk-envsecretvalue" not in result.stdout
     assert "[REDACTED]" in result.stdout
     assert validate_finetune(result.stdout) == []
+
+
+def test_imported_samples_export_to_agents_md_and_finetune(cli, tmp_path: Path):
+    from agentmem.chat import build_system
+
+    evie, v1 = SAMPLES / "v2_sleeptime_group_evie.af", SAMPLES / "v1legacy_memgpt_agent_with_convo.af"
+    if not (evie.is_file() and v1.is_file()):
+        pytest.skip(f"the Letta samples are not at {SAMPLES}")
+    assert cli("import", evie, tmp_path / "evie").exit_code == 0
+    text = cli("export", tmp_path / "evie", "-f", "agents-md").stdout
+    for lesson in Agent.open(tmp_path / "evie").load().lessons.lessons:
+        assert f"## {lesson.title}\n" in text
+        assert all(line in text for line in lesson.body.strip().splitlines())
+    assert cli("import", v1, tmp_path / "v1").exit_code == 0
+    agent = Agent.open(tmp_path / "v1")
+    result = cli("export", agent.folder, "-f", "finetune")
+    assert validate_finetune(result.stdout) == []
+    [line] = [json.loads(x) for x in result.stdout.splitlines()]
+    assert line["messages"][0]["content"] == build_system(agent.load())[0]
+    assert "tools" not in line                   # Letta's tools are not agentmem's
+    calls = [c["function"]["name"] for m in line["messages"] for c in m.get("tool_calls", [])]
+    assert "core_memory_replace" in calls
