@@ -218,6 +218,7 @@ class Watcher:
         """One pass, holding the agent's session lock, so that no chat starts meanwhile; None
         when a chat session (or another watcher's pass) holds it."""
         from agentmem import sleep as core
+        from agentmem.sleep import check as checking
 
         session = agent.session_lock()
         try:
@@ -227,6 +228,8 @@ class Watcher:
         try:
             spec = core.prepare(agent, self.model)
             self._attempted[agent.folder] = agent.journal.last_event_number()
-            return core.run_pass(agent, spec, apply_it=True)
+            # persona.md's `sleep: check:` holds here as in `agentmem sleep` (None when off)
+            return core.run_pass(agent, spec, apply_it=True,
+                                 check=checking.settings(agent, spec))
         finally:
             session.release()

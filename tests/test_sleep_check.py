@@ -382,3 +382,25 @@ def test_nothing_to_compare_is_said_and_the_pass_applies(blank: Agent, model):
     proposal = core.propose(blank, SLEEP)
     assert check.verify(proposal, SETTINGS).line() == (
         "Check: nothing compared (the proposal changes no memory)")
+
+
+def test_watch_runs_the_check_persona_md_turns_on(blank: Agent, model):
+    """`agentmem watch` sleeps through run_pass too: persona.md's `sleep: check:` holds there,
+    so a harmful background pass is refused, reported, and writes nothing."""
+    from agentmem.watcher import Watcher
+
+    with_log(blank, RUFF)
+    persona = (blank.folder / "persona.md").read_text()
+    blank.write({"persona.md": persona.replace("---\n", "---\nsleep:\n  check: true\n", 1)},
+                "human", "turn the check on")
+    model.push(RETIRE_RUFF)
+    model.responder = answers
+    before = snapshot(blank)
+    events = []
+    watcher = Watcher([blank], events.append, model="scripted/sleep", idle_minutes=0,
+                      min_events=1)
+    watcher.maybe_sleep(blank)
+    [failed] = [e for e in events if e.kind == "sleep_failed"]
+    assert "regression check found the proposed memory worse" in failed.message
+    assert snapshot(blank) == before
+    assert judge_calls(model)
