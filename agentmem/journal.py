@@ -95,33 +95,36 @@ class Journal:
     def __init__(self, path: Path, lock_path: Path) -> None:
         self.path = path
         self._lock_path = lock_path
-        self._tag: tuple[str | None] | None = None       # read once: (tag or None,)
+        self._tag: str | None = None        # this copy's machine tag, once read
 
     # -- the machine tag -------------------------------------------------------------------
     def machine_tag(self, *, create: bool = False) -> str | None:
         """This copy's tag for new event ids (None: it has never synced, ids stay `eN`). A
         tag recorded for another host or folder (the folder was copied) is replaced by a new
-        one, so that two copies never mint the same id."""
-        if self._tag is not None and (self._tag[0] or not create):
-            return self._tag[0]
+        one, so that two copies never mint the same id. Until there is a tag the file is looked
+        at on every append: a sync in another process may create it meanwhile."""
+        if self._tag is not None:
+            return self._tag
         path = self._lock_path.parent / MACHINE_FILE
-        here = {"host": socket.gethostname(), "folder": str(self.path.parent.resolve())}
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            if not create:
+                return None               # never synced: one failed open per append
+            saved = None
         except (OSError, ValueError):
             saved = None
-        tag = None
+        here = {"host": socket.gethostname(), "folder": str(self.path.parent.resolve())}
         if isinstance(saved, dict) and isinstance(saved.get("tag"), str) and \
                 {k: saved.get(k) for k in here} == here and EVENT_ID.fullmatch(f"e1-{saved['tag']}"):
-            tag = saved["tag"]
+            self._tag = saved["tag"]
         elif saved is not None or create:
             from agentmem.fsutil import atomic_write
 
             alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-            tag = "".join(secrets.choice(alphabet) for _ in range(6))
-            atomic_write(path, json.dumps({"tag": tag, **here}) + "\n")
-        self._tag = (tag,)
-        return tag
+            self._tag = "".join(secrets.choice(alphabet) for _ in range(6))
+            atomic_write(path, json.dumps({"tag": self._tag, **here}) + "\n")
+        return self._tag
 
     # -- writing ---------------------------------------------------------------------------
     def locked(self) -> FileLock:

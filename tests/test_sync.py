@@ -123,6 +123,10 @@ def test_edits_on_both_machines_a_sleep_on_one_and_a_hand_edit_on_the_other(mach
     assert first.pushed and first.pulled == "nothing"
     second = sync.sync(b, str(remote))           # B merges, renumbering the lesson from A
     assert second.pulled == "merge" and second.pushed
+    hand = [v for v in b.history.versions() if v.author == "human"][0]
+    assert hand.subject == "Hand edit of lessons.md, tools.yaml"    # recorded before the merge
+    latest = b.history.versions()[0]
+    assert latest.author == "sync" and hand.number < latest.number
     assert second.renumbered == {"L3": "L4"}
     assert second.events_in == 3                 # A's two events and its sleep event
     third = sync.sync(a, str(remote))            # A takes the merge as it is
@@ -159,23 +163,26 @@ def test_a_sleep_after_sync_reads_each_arrived_event_exactly_once(machines, mode
     a, b, remote = machines
     # a copy starts from what the other machine learnt: the shared events are read already
     assert core.propose(b, SPEC) is None
-    a.journal.append({"session": "s1", "kind": "user", "content": "from A"})
     b.journal.append({"session": "s2", "kind": "user", "content": "from B"})
+    model.push(json.dumps({"operations": [], "summary": "nothing"}))
+    core.apply(core.propose(b, SPEC))            # B's cursor is now past its e3 and e4
+    a.journal.append({"session": "s1", "kind": "user", "content": "from A"})    # A's e3
     sync.sync(a, str(remote))
     outcome = sync.sync(b, str(remote))
-    assert outcome.events_in >= 1
+    assert outcome.events_in == 1
     model.push(json.dumps({"operations": [], "summary": "nothing"}))
     proposal = core.propose(b, SPEC)
-    assert proposal is not None and proposal.events == 2
+    assert proposal is not None and proposal.events == 1
     sent = model.calls[-1]["messages"][1]["content"]
-    assert "from A" in sent and "from B" in sent and "Hello" not in sent
+    assert "from A" in sent and "from B" not in sent and "Hello" not in sent
     core.apply(proposal)
     assert core.propose(b, SPEC) is None         # seen once: nothing new now
     b.journal.append({"session": "s3", "kind": "user", "content": "later"})
     new = [e for e in b.journal.read(b.sleep_cursor()).events if e["kind"] == "user"]
     assert [e["content"] for e in new] == ["later"]
     # numbered past every event of both machines
-    assert event_number(new[0]["id"]) == max(event_number(e["id"]) for e in events(b))
+    numbers = [event_number(e["id"]) for e in events(b)]
+    assert event_number(new[0]["id"]) == max(numbers) and numbers.count(max(numbers)) == 1
 
 
 def test_a_real_conflict_changes_nothing_and_names_file_and_lesson(machines, cli):
@@ -316,3 +323,23 @@ def test_copying_from_a_remote_with_no_agent_leaves_no_folder(tmp_path, cli):
     result = cli("sync", tmp_path / "new", remote)
     assert result.exit_code == 1 and "holds no agent" in result.stderr
     assert not (tmp_path / "new").exists()
+
+
+def test_an_open_log_takes_the_tag_a_sync_elsewhere_created(blank: Agent, tmp_path):
+    journal = blank.journal                      # held open across the sync, as a chat holds it
+    assert journal.append({"kind": "user", "content": "before"})[0]["id"] == "e1"
+    sync.sync(Agent.open(blank.folder), str(bare(tmp_path)))
+    after = journal.append({"kind": "user", "content": "after"})[0]["id"]
+    assert after == f"e2-{Agent.open(blank.folder).journal.machine_tag()}"
+
+
+def test_the_command_says_what_it_did(blank: Agent, cli, tmp_path):
+    remote = bare(tmp_path)
+    pushed = cli("sync", blank.folder, remote)
+    assert pushed.exit_code == 0 and "nothing new there" in pushed.stdout and "pushed" in pushed.stdout
+    copied = cli("sync", tmp_path / "laptop" / "blank", "--remote", remote)
+    assert copied.exit_code == 0 and "copied" in copied.stdout and "version 1" in copied.stdout
+    again = cli("sync", blank.folder, remote)
+    assert "nothing to push" in again.stdout
+    twice = cli("sync", blank.folder, remote, "--remote", tmp_path / "other.git")
+    assert twice.exit_code == 2 and "once" in twice.stderr
