@@ -82,11 +82,14 @@ def test_an_answer_in_the_strict_shape_parses_with_its_nulls_read_as_left_out():
 
 
 def test_litellm_is_asked_which_form_each_model_takes():
-    assert llm.structured_output("openai/gpt-4.1-mini") == "schema"
-    assert llm.structured_output("openai/x") == "json"           # an OpenAI-compatible server
-    assert llm.structured_output("anthropic/claude-x") == "schema"   # a forced tool: needs one
-    assert llm.structured_output("ollama_chat/llama3") == "json"
-    assert llm.structured_output("scripted/x") == "prompt"
+    """From litellm's tables: nothing is asked of a server (an Ollama on localhost neither)."""
+    with wire.offline():
+        assert llm.structured_output("openai/gpt-4.1-mini") == "schema"
+        assert llm.structured_output("openai/x") == "json"           # OpenAI-compatible server
+        assert llm.structured_output("anthropic/claude-x") == "schema"   # a forced tool needs one
+        assert llm.structured_output("ollama_chat/llama3") == "json"
+        assert llm.structured_output("ollama/llama3") == "json"
+        assert llm.structured_output("scripted/x") == "prompt"
 
 
 # -- OpenAI --------------------------------------------------------------------------------------
