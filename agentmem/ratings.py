@@ -99,8 +99,8 @@ class Counted:
 def matching(shown: dict[str, str], exchange: str) -> list[tuple[str, list[str]]]:
     """The shown lessons the rule counts for an exchange (the user's message and the reply):
     (id, the distinctive words it shares), most shared first, at most MAX_SHOWN. A word is
-    distinctive for a lesson when at most a quarter of the shown lessons use it (any word, when
-    fewer than eight are shown and no other lesson uses it)."""
+    distinctive when at most a quarter of the shown lessons use it, or only one lesson does
+    (with fewer than eight shown, a quarter is less than two)."""
     vocab = {lesson_id: words(text) for lesson_id, text in shown.items()}
     spread = Counter(word for found in vocab.values() for word in found)
     limit = max(1, len(vocab) // 4)
@@ -121,9 +121,9 @@ def edited(history: History, versions: list[Version]) -> list[str]:
         before = history.file_at(history.parent(version), lessons_fmt.FILE)
         new, _ = lessons_fmt.parse(after or "")
         old, _ = lessons_fmt.parse(before or "")
-        if new is None or after == before:
-            continue
-        was = {x.id: x.text for x in old.lessons} if old is not None else {}
+        if new is None or old is None or after == before:
+            continue                  # an edit never leaves lessons.md invalid, nor finds it so
+        was = {x.id: x.text for x in old.lessons}
         out += [x.id for x in new.lessons if x.id and was.get(x.id) != x.text]
     return list(dict.fromkeys(out))
 
