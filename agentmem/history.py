@@ -297,7 +297,8 @@ class History:
             self._save_count(commit, number, [*flagged, number] if _flagged(version) else flagged)
         self._tree = (commit, entries)
         previous = self._versions
-        self._versions = [version, *previous] if previous and previous[0].commit == parent else None
+        self._versions = [version, *previous] if previous and previous[0].commit == parent \
+            and not merge else None          # a merge brings the other line's versions too
         return version
 
     def _commit_with_git(self, author: str, text: str, paths: list[str] | None,
@@ -539,11 +540,29 @@ class History:
         if head is not None and self._versions is not None and self._versions[0].commit == head:
             versions = self._versions
             index = versions.index(version)
-            return versions[index + 1] if index + 1 < len(versions) else None
+            return self._first_parent(version, versions[index + 1]
+                                      if index + 1 < len(versions) else None)
         pair = self._log(head, self.latest_number() - version.number, 2) if head else []
         if not pair or pair[0] != version:
             raise ValueError(f"version {version.number} is not in this history")
-        return pair[1] if len(pair) > 1 else None
+        return self._first_parent(version, pair[1] if len(pair) > 1 else None)
+
+    def _first_parent(self, version: Version, listed: Version | None) -> Version | None:
+        """`listed` (the version listed before `version`) when it is the commit's first parent,
+        as in a straight history; after `agentmem sync` merged two lines of versions, the one
+        listed before may be on the other line: then the first parent itself."""
+        try:
+            kind, body = gitstore.Store(self.git_dir).read(version.commit)
+            header = body.split(b"\n\n", 1)[0].decode("utf-8", "replace").splitlines()
+            first = next((line[7:] for line in header if line.startswith("parent ")), None)
+        except gitstore.Unsupported:
+            proc = self.git("rev-parse", "-q", "--verify", f"{version.commit}^", check=False)
+            first = proc.stdout.strip() or None
+        if first is None:
+            return None
+        if listed is not None and listed.commit == first:
+            return listed
+        return next((v for v in self.versions() if v.commit == first), None)
 
     def file_at(self, version: Version | None, name: str) -> str | None:
         """A file's text in a version, as read_text reads the work file; None when absent."""

@@ -343,3 +343,31 @@ def test_the_command_says_what_it_did(blank: Agent, cli, tmp_path):
     assert "nothing to push" in again.stdout
     twice = cli("sync", blank.folder, remote, "--remote", tmp_path / "other.git")
     assert twice.exit_code == 2 and "once" in twice.stderr
+
+
+def test_the_version_before_one_from_a_merged_line_is_its_own_parent(machines, monkeypatch):
+    import time
+    from types import SimpleNamespace
+
+    from agentmem import history as history_module
+
+    a, b, remote = machines
+    add_lesson_by_hand(a, "From A", "A's lesson.", "L3")
+    a.record_hand_edits()
+    sync.sync(a, str(remote))
+    # B's edit is dated after A's (its clock runs ahead): git lists it right after the merge,
+    # and A's version right after it
+    with monkeypatch.context() as patch:
+        patch.setattr(history_module, "time", SimpleNamespace(time=lambda: time.time() + 100))
+        (b.folder / "tools.yaml").write_text((b.folder / "tools.yaml").read_text() + "# B\n")
+        b.record_hand_edits()
+    sync.sync(b, str(remote))
+    versions = b.history.versions()
+    own = next(v for v in versions if v.subject == "Hand edit of tools.yaml")
+    assert versions[versions.index(own) + 1].subject == "Hand edit of lessons.md"
+    real = git(b.history.git_dir, "rev-parse", f"{own.commit}^").strip()
+    assert b.history.parent(own).commit == real
+    b.history.refresh()                          # the path that reads no further back too
+    assert b.history.parent(b.history.resolve(str(own.number))).commit == real
+    assert "# B" in b.history.diff(b.history.parent(own), own)
+    assert "From A" not in b.history.diff(b.history.parent(own), own)

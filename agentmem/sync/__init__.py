@@ -84,10 +84,14 @@ def sync(agent: Agent, url: str, *, tries: int = PUSH_TRIES) -> Outcome:
             _pull_memory(agent, theirs_memory, outcome)
             with agent.journal.locked():      # no event is appended while the log is rewritten
                 merged = logmerge.merge(_read_log(agent), remote_log, cursor, tag, fields)
+                if merged.cursor is not None:
+                    # first: on the log as it is now the new cursor reads from the same byte
+                    # (the kept part is unchanged) and only admits more events, so a crash
+                    # before the merged log is in place loses no arrived event to sleep
+                    agent.update_state(sleep_cursor=merged.cursor.to_json(),
+                                       pending_sleep_cursor=None)
                 if merged.arrived:
                     atomic_write(agent.journal.path, merged.data)
-            if merged.cursor is not None:
-                agent.update_state(sleep_cursor=merged.cursor.to_json(), pending_sleep_cursor=None)
             outcome.events_in += merged.arrived
             outcome.events_out = merged.sent
             log_commit = _commit_log(agent.history, theirs_log, merged.sent)
