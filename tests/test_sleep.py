@@ -429,7 +429,7 @@ def test_hostile_or_malformed_output_is_refused_whole(cli, learner: Agent, model
     assert kept[0].stat().st_size < 2 * core.MAX_OUTPUT_CHARS + 10_000   # a runaway reply too
 
 
-# one JSON object that prose or a code fence surrounds parses (the last row was refused before)
+# one JSON object that prose or a code fence surrounds parses (HOSTILE: what stays refused)
 LENIENT = [
     ("fenced json alone", "```json\n" + json.dumps(GOOD) + "\n```"),
     ("prose before", "Here are the operations:\n" + json.dumps(GOOD, indent=2)),
