@@ -371,3 +371,31 @@ def test_the_version_before_one_from_a_merged_line_is_its_own_parent(machines, m
     assert b.history.parent(b.history.resolve(str(own.number))).commit == real
     assert "# B" in b.history.diff(b.history.parent(own), own)
     assert "From A" not in b.history.diff(b.history.parent(own), own)
+
+
+def test_a_remote_holding_another_agents_history_is_refused(machines, tmp_path):
+    _, _, remote = machines
+    other = Agent.create(str(tmp_path / "other"))
+    before = snapshot(other)
+    with pytest.raises(Conflict, match="another agent's history"):
+        sync.sync(other, str(remote))
+    assert snapshot(other) == before
+
+
+def test_persona_changed_in_the_same_lines_on_both_sides_names_the_file():
+    from agentmem.sync.merge import merge_memory
+
+    base = {"persona.md": "---\nname: x\n---\nBe brief.\n"}
+    with pytest.raises(Conflict, match=r"^persona\.md: changed in the same lines"):
+        merge_memory(base, {"persona.md": "---\nname: x\n---\nBe terse.\n"},
+                     {"persona.md": "---\nname: x\n---\nBe thorough.\n"})
+    merged = merge_memory(base, {"persona.md": "---\nname: y\n---\nBe brief.\n"},
+                          {"persona.md": "---\nname: x\n---\nBe thorough.\n"})
+    assert merged.files["persona.md"] == "---\nname: y\n---\nBe thorough.\n"
+
+
+def test_a_lesson_removed_on_one_side_and_changed_on_the_other_is_a_conflict():
+    removed = SEED.split("## Quote the failing line")[0].rstrip("\n") + "\n"
+    changed = SEED.replace("quote the line that failed", "quote the whole traceback")
+    with pytest.raises(Conflict, match="lesson L2 'Quote the failing line'"):
+        merge_lessons(SEED, removed, changed, "lessons.md")
