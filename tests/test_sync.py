@@ -399,3 +399,11 @@ def test_a_lesson_removed_on_one_side_and_changed_on_the_other_is_a_conflict():
     changed = SEED.replace("quote the line that failed", "quote the whole traceback")
     with pytest.raises(Conflict, match="lesson L2 'Quote the failing line'"):
         merge_lessons(SEED, removed, changed, "lessons.md")
+
+
+def test_a_bare_name_is_copied_into_the_agents_home(machines, cli, tmp_path):
+    _, _, remote = machines
+    result = cli("sync", "mirror", remote)
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "home" / "mirror" / "lessons.md").read_text() == SEED
+    assert cli("sync", "mirror").exit_code == 2        # no remote: it is not set in persona.md

@@ -24,7 +24,7 @@ def sync(
     """
     from pathlib import Path
 
-    from agentmem import console
+    from agentmem import config, console
     from agentmem import sync as core
     from agentmem.agent import Agent
     from agentmem.errors import UsageError
@@ -32,18 +32,19 @@ def sync(
     if remote and remote_opt and remote != remote_opt:
         raise UsageError("give the remote once: as REMOTE or as --remote")
     given = remote or remote_opt
-    folder = Path(agent).expanduser()
-    if "/" in agent or agent.startswith(".") or folder.is_dir():
-        fresh = not (folder / "persona.md").is_file()
-    else:
-        fresh = False            # a bare name: an agent under $AGENTMEM_HOME
-    if fresh:
+    # as Agent.open finds it: a path, or a bare name under $AGENTMEM_HOME, where a copy goes
+    places = [Path(agent).expanduser()]
+    if "/" not in agent and not agent.startswith("."):
+        places.append(config.agents_home() / agent)
+    found = next((p for p in places if (p / "persona.md").is_file()), None)
+    folder = found or places[-1]
+    if found is None:
         if not given:
             raise UsageError(f"{folder} is not an agent folder; to copy an agent into it, give "
                              "the remote", "example: agentmem sync ./reviewer ~/sync/reviewer.git")
         outcome = core.clone(folder, core.remotes.resolve(given, Path.cwd()))
     else:
-        a = Agent.open(agent)
+        a = Agent.open(found)
         outcome = core.sync(a, core.remote_for(a, given))
     if json_:
         console.print_json(outcome.to_json())

@@ -206,8 +206,9 @@ def _fast_forward(agent: Agent, ours: str, theirs: str) -> None:
              if new.get(n) != raw.get(n)]
     if items:
         replace_files(items, keep=agent.state_dir)
-    history.git("update-ref", "HEAD", theirs, ours)
-    history.git("read-tree", theirs)
+    with history.writing():      # a kill here leaves locks that the next write clears
+        history.git("update-ref", "HEAD", theirs, ours)
+        history.git("read-tree", theirs)
     history.refresh()
     agent.remember_lesson_ids({n: None if d is None else decode_text(d) for n, d in new.items()})
 
