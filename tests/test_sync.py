@@ -407,3 +407,15 @@ def test_a_bare_name_is_copied_into_the_agents_home(machines, cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert (tmp_path / "home" / "mirror" / "lessons.md").read_text() == SEED
     assert cli("sync", "mirror").exit_code == 2        # no remote: it is not set in persona.md
+
+
+def test_a_lesson_counted_on_one_side_and_edited_on_the_other_keeps_both():
+    counted = SEED.replace("<!-- id: L1; helpful: 0; harmful: 0 -->",
+                           "<!-- id: L1; evidence: e7-aaaaaa; helpful: 2; harmful: 0 -->")
+    edited = SEED.replace("Three sentences at most unless asked for more.",
+                          "Three sentences at most unless asked for more.\nNo preamble.") \
+        .replace("<!-- id: L1; helpful: 0; harmful: 0 -->",
+                 "<!-- id: L1; evidence: e5; helpful: 1; harmful: 1 -->")
+    lesson = lessons_fmt.parse(merge_lessons(SEED, counted, edited, "lessons.md"))[0].get("L1")
+    assert lesson.body.endswith("No preamble.") and lesson.helpful == 3 and lesson.harmful == 1
+    assert lesson.evidence == ["e7-aaaaaa", "e5"]

@@ -2,7 +2,9 @@
 
 A file changed on one side only takes that side. A file changed on both is merged line by line
 with the merge `revert` uses (git merge-file); lessons.md and archive.md are merged lesson by
-lesson first, so that two lessons added at the end on both sides both survive. A lesson id
+lesson first, so that two lessons added at the end on both sides both survive, and a lesson
+changed on both is merged part by part (a sleep's counters and evidence on one machine, a
+person's edit of its text on the other). A lesson id
 both sides gave to different new lessons is given anew on the incoming (remote) side, where
 its metadata and the archive notes that name it are rewritten. What cannot be merged is a
 Conflict that names the file and the lesson: nothing is changed.
@@ -164,11 +166,7 @@ def _apply(host: LessonsDoc, guest: LessonsDoc, base: LessonsDoc, name: str, *,
                 raise _lesson_conflict(name, here or there or was, "changed on one machine "
                                        "and removed or added differently on the other")
             mine, theirs = (here, there) if remote_is_guest else (there, here)
-            text = _merge_lesson(mine, was, theirs, name)
-            merged_doc = lessons_fmt.parse(text, name)[0]
-            if merged_doc is None or len(merged_doc.lessons) != 1 or _loose(merged_doc):
-                raise _lesson_conflict(name, here, "changed differently on both machines")
-            _put(result, k, merged_doc.lessons[0], guest_order, set(b) | set(g))
+            _put(result, k, _merge_lesson(mine, was, theirs, name), guest_order, set(b) | set(g))
             continue
         if there is None:
             index = _index(result)
@@ -182,13 +180,30 @@ def _block(lesson: Lesson) -> str:
     return lesson.render().rstrip("\n") + "\n"
 
 
-def _merge_lesson(mine: Lesson, was: Lesson, theirs: Lesson, name: str) -> str:
-    from agentmem.undo import merge3
+def _merge_lesson(mine: Lesson, was: Lesson, theirs: Lesson, name: str) -> Lesson:
+    """One lesson both sides changed, part by part: the title as one side changed it, the body
+    merged line by line, both sides' counts added up, the evidence of both. A conflict when
+    both changed the title, or the same lines of the body, differently."""
+    def one(a: str, base: str, b: str) -> str | None:
+        return a if a == b or b == base else b if a == base else None
 
-    try:
-        return merge3(_block(mine), _block(was), _block(theirs), name)
-    except Conflict:
-        raise _lesson_conflict(name, mine, "changed differently on both machines") from None
+    title = one(mine.title, was.title, theirs.title)
+    if title is None:
+        raise _lesson_conflict(name, mine, "renamed differently on both machines")
+    body = one(mine.body, was.body, theirs.body)
+    if body is None:
+        from agentmem.undo import merge3
+
+        try:
+            body = merge3(mine.body.strip("\n") + "\n", was.body.strip("\n") + "\n",
+                          theirs.body.strip("\n") + "\n", name).strip("\n")
+        except Conflict:
+            raise _lesson_conflict(name, mine, "changed differently on both machines") from None
+    return mine.changed(
+        title=title, body=body,
+        helpful=max(0, mine.helpful + theirs.helpful - was.helpful),
+        harmful=max(0, mine.harmful + theirs.harmful - was.harmful),
+        evidence=[*mine.evidence, *(e for e in theirs.evidence if e not in mine.evidence)])
 
 
 def _lesson_conflict(name: str, lesson: Lesson | None, what: str) -> Conflict:
