@@ -419,3 +419,16 @@ def test_a_lesson_counted_on_one_side_and_edited_on_the_other_keeps_both():
     lesson = lessons_fmt.parse(merge_lessons(SEED, counted, edited, "lessons.md"))[0].get("L1")
     assert lesson.body.endswith("No preamble.") and lesson.helpful == 3 and lesson.harmful == 1
     assert lesson.evidence == ["e7-aaaaaa", "e5"]
+
+
+def test_events_arriving_while_a_batch_sleep_is_out_are_refused(machines):
+    a, b, remote = machines
+    a.journal.append({"kind": "user", "content": "from A"})
+    sync.sync(a, str(remote))
+    b.update_state(batch={"status": "submitted", "id": "batch_1"})
+    before = snapshot(b)
+    with pytest.raises(Conflict, match="batch sleep"):
+        sync.sync(b, str(remote))
+    assert snapshot(b) == before
+    b.update_state(batch={"status": "applied", "id": "batch_1"})
+    assert sync.sync(b, str(remote)).events_in == 1

@@ -80,7 +80,9 @@ def sync(agent: Agent, url: str, *, tries: int = PUSH_TRIES) -> Outcome:
             remote_log = _blob(agent.history, theirs_log, LOG_FILE) if theirs_log else None
             cursor = agent.sleep_cursor()
             fields = {"remote": outcome.remote}
-            logmerge.merge(_read_log(agent), remote_log, cursor, tag, fields)  # refuses early
+            early = logmerge.merge(_read_log(agent), remote_log, cursor, tag, fields)
+            if early.arrived:
+                _refuse_pending_batch(agent)
             _pull_memory(agent, theirs_memory, outcome)
             with agent.journal.locked():      # no event is appended while the log is rewritten
                 merged = logmerge.merge(_read_log(agent), remote_log, cursor, tag, fields)
@@ -211,6 +213,18 @@ def _fast_forward(agent: Agent, ours: str, theirs: str) -> None:
         history.git("read-tree", theirs)
     history.refresh()
     agent.remember_lesson_ids({n: None if d is None else decode_text(d) for n, d in new.items()})
+
+
+def _refuse_pending_batch(agent: Agent) -> None:
+    """A batch sleep submitted and not collected stopped its events at a place in the log that
+    a merge would move: events that arrive are not merged into the log until it is in."""
+    from agentmem.sleep.batch import PENDING
+
+    entry = agent.read_state().get("batch")
+    if isinstance(entry, dict) and entry.get("status") == PENDING:
+        raise Conflict("this agent has a batch sleep pass awaiting its answer, and events "
+                       "arrived that would be merged into its log; nothing was changed",
+                       "collect it first (agentmem sleep AGENT --collect), then sync again")
 
 
 def _refuse_rewritten(agent: Agent, url: str) -> None:
