@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["startup", "bounded_context", "sleep_cost", "chat_overhead", "batch_sleep"]
+SCRIPTS = ["startup", "bounded_context", "sleep_cost", "chat_overhead", "batch_sleep",
+           "batch_api", "chat_oneshot", "history_scale", "sleep_scale"]
 
 
 def run(name: str) -> tuple[list[list[str]], float, int]:

@@ -309,7 +309,7 @@ def test_a_killed_collect_applies_the_rest_next_time_and_none_twice(cli, tmp_pat
 
     with monkeypatch.context() as patch:
         patch.setattr(Agent, "update_state", killed)
-        result = cli("sleep", root, "--collect", "--yes")
+        result = cli("sleep", root, "--collect", "--yes", "--jobs", "1")   # one at a time
     assert result.exit_code == 130
     assert state(fleet[0])["batch"]["status"] == "applied"
     assert state(fleet[1])["batch"]["status"] == "submitted"      # its version landed, though
@@ -394,3 +394,44 @@ def test_a_backlog_over_the_window_sends_its_first_chunk_and_stops_there(cli, tm
     # the rest is the next pass's
     rest = core.plan(Agent.open(agent.folder), ModelSpec("openai/small-window", None, "test"))
     assert rest.events[0]["id"] == f"e{first + 1}"
+
+
+def test_the_request_asks_for_the_answer_in_the_form_a_live_pass_would(cli, tmp_path, fleet,
+                                                                       server):
+    from agentmem.models import ModelSpec
+    from agentmem.sleep import passes
+
+    submit(cli, tmp_path / "fleet")
+    [lines] = server.inputs.values()
+    spec = ModelSpec(MODEL, None, "test")
+    wanted = passes.request_options(spec, passes.output_mode(spec, {}))
+    assert "response_format" in wanted          # gpt-4o-mini takes a JSON schema
+    assert {k: lines[0]["body"][k] for k in wanted} == wanted
+    assert state(fleet[0])["batch"]["output_mode"] == passes.output_mode(spec, {})
+
+
+def test_collect_runs_the_regression_check_and_refuses_a_worse_memory(cli, tmp_path, server,
+                                                                      model):
+    from tests.test_sleep_check import RETIRE_RUFF, RUFF, answers, judge_calls, with_log
+
+    agent = with_log(Agent.create(str(tmp_path / "fleet" / "a0")), RUFF)
+    server.answer = lambda line: RETIRE_RUFF
+    submit(cli, tmp_path / "fleet")
+    cli("sleep", tmp_path / "fleet", "--collect", "--yes")            # in progress
+    model.responder = answers        # the agent's replies and the judge's verdicts, live
+    result = cli("sleep", tmp_path / "fleet", "--collect", "--yes", "--json", "--check",
+                 "--judge-model", "scripted/judge")
+    assert result.exit_code == 1
+    [outcome] = json.loads(result.stdout)
+    assert outcome["status"] == "refused"
+    assert "the regression check found the proposed memory worse" in outcome["message"]
+    assert "## Lint with ruff" in (agent.folder / "lessons.md").read_text()
+    assert Agent.open(agent.folder).sleep_cursor().event == 0
+    assert state(agent)["batch"]["status"] == "refused"
+    assert judge_calls(model)                    # the judge was asked, live
+
+
+def test_batch_with_check_says_where_the_check_belongs(cli, tmp_path, fleet, server):
+    result = cli("sleep", tmp_path / "fleet", "--batch", "--model", MODEL, "--check")
+    assert result.exit_code == 2 and "give --check to sleep --collect" in result.stderr
+    assert server.requests == []

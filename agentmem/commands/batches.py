@@ -80,7 +80,7 @@ def submit(agents: list[Agent], model: str | None, max_cost: float | None, json_
 
 
 def collect(agents: list[Agent], yes: bool, json_: bool, check: bool = False,
-            judge_model: str | None = None) -> None:
+            judge_model: str | None = None, jobs: int = 1) -> None:
     """sleep --collect: apply the answers that came back, through a live pass's guards (and
     the regression check, with --check or persona.md's `sleep: check:`)."""
     from agentmem import console
@@ -98,7 +98,8 @@ def collect(agents: list[Agent], yes: bool, json_: bool, check: bool = False,
         raise UsageError(f"{waiting} agent(s) have batch results to collect: add --yes to apply "
                          "them (each answer goes through the guards of a live pass)",
                          "agentmem batches shows each batch's status")
-    results = [r.to_json() for r in core.collect(found, check=check, judge_model=judge_model,
+    results = [r.to_json() for r in core.collect(found, jobs=jobs, check=check,
+                                                  judge_model=judge_model,
                                                   on_retry=console.retrying)]
     results.sort(key=lambda r: r["agent"])
     if json_:

@@ -61,7 +61,7 @@ def sleep(
         if batch:
             batches.submit(found, model, max_cost, json_)
         else:
-            batches.collect(found, yes, json_, check, judge_model)
+            batches.collect(found, yes, json_, check, judge_model, jobs)
         return
     if len(found) == 1:
         _one(found[0], yes, dry_run, json_, model, max_cost, max_tokens, not no_repair,

@@ -335,13 +335,15 @@ class Verify:
             check.verify(proposal, settings, on_retry=self.on_retry)
 
 
-def collect(batches: list[Batch], *, check: bool = False, judge_model: str | None = None,
+def collect(batches: list[Batch], *, jobs: int = 1, check: bool = False,
+            judge_model: str | None = None,
             on_retry: Callable[[ModelError, float], None] | None = None,
             on_result: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-    """Apply the answers of `batches` (from survey) agent by agent; see the module's doc.
-    The regression check (agentmem.sleep.check), on with `check` (--check) or the agent's
-    persona.md `sleep: check:`, scores each proposal before it is applied, with live calls,
-    and refuses one that makes answers worse, as for a live pass."""
+    """Apply the answers of `batches` (from survey) agent by agent, `jobs` agents at once (on
+    threads: an apply mostly waits on the disk); see the module's doc. The regression check
+    (agentmem.sleep.check), on with `check` (--check) or the agent's persona.md `sleep: check:`,
+    scores each proposal before it is applied, with live calls, and refuses one that makes
+    answers worse, as for a live pass."""
     verify = Verify(check, judge_model, on_retry)
     results: list[Outcome] = []
 
@@ -360,28 +362,59 @@ def collect(batches: list[Batch], *, check: bool = False, judge_model: str | Non
                     _mark(agent, batch.id, batch.status, why)
                 done(Outcome(str(agent.folder), status, why, batch.id))
             continue
-        prices = llm.batch_price(batch.spec.model)
-        seen: set[str] = set()
-        cost, applied, refused = 0.0, 0, 0
-        for line in _lines(batch):
-            custom_id = str(line.get("custom_id"))
-            answered = batch.agents.get(custom_id)
-            if answered is None or custom_id in seen:
-                continue
-            seen.add(custom_id)
-            outcome = _one(answered, batch, line, prices, verify)
-            cost += (outcome.usage or {}).get("cost") or 0.0
-            applied += outcome.status == "applied"
-            refused += outcome.status in ("refused", "failed")
-            done(outcome)
-        for custom_id, agent in batch.agents.items():
-            if custom_id not in seen:       # no answer: the batch expired or was cancelled first
-                why = f"batch {batch.id} {batch.status} without an answer for this agent: " \
-                      "resubmit with sleep --batch"
-                _mark(agent, batch.id, batch.status, why)
-                done(Outcome(str(agent.folder), "lost", why, batch.id))
-        _account(batch, cost, applied, refused)
+        _answered(batch, jobs, verify, done)
     return results
+
+
+def _answered(batch: Batch, jobs: int, verify: Verify, done: Callable[[Outcome], None]) -> None:
+    """A finished batch's answers applied, its agents without one reported lost."""
+    prices = llm.batch_price(batch.spec.model)
+    answers: dict[str, tuple[Agent, dict[str, Any]]] = {}
+    for line in _lines(batch):
+        custom_id = str(line.get("custom_id"))
+        answered = batch.agents.get(custom_id)
+        if answered is not None and custom_id not in answers:
+            answers[custom_id] = (answered, line)
+    totals = {"cost": 0.0, "applied": 0, "refused": 0}
+
+    def counted(outcome: Outcome) -> None:
+        totals["cost"] += (outcome.usage or {}).get("cost") or 0.0
+        totals["applied"] += outcome.status == "applied"
+        totals["refused"] += outcome.status in ("refused", "failed")
+        done(outcome)
+
+    try:
+        _each(list(answers.values()), jobs,
+              lambda pair: _one(pair[0], batch, pair[1], prices, verify), counted)
+    finally:               # what was applied is counted, even when a collect stops half-way
+        _account(batch, totals["cost"], int(totals["applied"]), int(totals["refused"]),
+                 finished=False)
+    for custom_id, agent in batch.agents.items():
+        if custom_id not in answers:    # no answer: the batch expired or was cancelled first
+            why = f"batch {batch.id} {batch.status} without an answer for this agent: " \
+                  "resubmit with sleep --batch"
+            _mark(agent, batch.id, batch.status, why)
+            done(Outcome(str(agent.folder), "lost", why, batch.id))
+    _account(batch, 0.0, 0, 0, finished=True)
+
+
+def _each(items: list[tuple[Agent, dict[str, Any]]], jobs: int,
+          work: Callable[[tuple[Agent, dict[str, Any]]], Outcome],
+          done: Callable[[Outcome], None]) -> None:
+    """work(item) for each item, `jobs` at once; done(outcome) in this thread, as each ends.
+    An error (or Ctrl-C) stops the ones not started; those under way finish."""
+    if jobs <= 1 or len(items) <= 1:
+        for item in items:
+            done(work(item))
+        return
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        for future in as_completed([pool.submit(work, item) for item in items]):
+            done(future.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _lines(batch: Batch) -> Iterator[dict[str, Any]]:
@@ -400,14 +433,16 @@ def _lines(batch: Batch) -> Iterator[dict[str, Any]]:
                     yield line
 
 
-def _account(batch: Batch, cost: float, applied: int, refused: int) -> None:
+def _account(batch: Batch, cost: float, applied: int, refused: int, *, finished: bool) -> None:
+    """Add a collect's cost and counts to the batch's record (kept when a collect stops half-way:
+    the next one adds the rest)."""
     record = read_record(batch.id)
     if not record:
         return
     record["cost"] = round((record.get("cost") or 0.0) + cost, 8)
     record["applied"] = int(record.get("applied") or 0) + applied
     record["refused"] = int(record.get("refused") or 0) + refused
-    record["collected"] = True
+    record["collected"] = record.get("collected") or finished
     write_record(record)
 
 
