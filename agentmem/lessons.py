@@ -112,12 +112,18 @@ class LessonsDoc:
         return self.parts[0] if self.parts and isinstance(self.parts[0], str) else ""
 
     def render(self) -> str:
-        out = ""
+        pieces: list[str] = []
+        tail = ""           # the text so far ends with this (its last two characters)
         for part in self.parts:
-            if isinstance(part, Lesson) and part.raw is None and out and not out.endswith("\n\n"):
-                out += "\n" if out.endswith("\n") else "\n\n"
-            out += part if isinstance(part, str) else part.render()
-        return out
+            if isinstance(part, Lesson) and part.raw is None and tail and tail != "\n\n":
+                gap = "\n" if tail.endswith("\n") else "\n\n"
+                pieces.append(gap)
+                tail = (tail + gap)[-2:]
+            text = part if isinstance(part, str) else part.render()
+            if text:
+                pieces.append(text)
+                tail = (tail + text)[-2:]
+        return "".join(pieces)   # one join: adding to a string in a loop can copy it each time
 
     def replace(self, lesson_id: str, new: Lesson | None) -> None:
         """Replace (or, with None, remove) the lesson with this id."""
@@ -184,7 +190,7 @@ def _copy(lesson: Lesson) -> Lesson:
     return twin
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=16)
 def _parse(text: str, file: str) -> tuple[LessonsDoc | None, tuple[Problem, ...]]:
     lines = text.splitlines(keepends=True)
     spans, problems = pinned_spans(text, file)

@@ -131,7 +131,7 @@ def main() -> None:
               flush=True)
     backups = {n: saved(a) for n, a in agents.items()}
     times: dict[tuple[str, int], list[float]] = {}
-    for name, args in COMMANDS.items():       # one warm run each, to cache bytecode and files
+    for args in COMMANDS.values():            # one warm run each, to cache bytecode and files
         for n, agent in agents.items():
             subprocess.run([agentmem_cmd(), *(a.format(agent=agent) for a in args)], env=env,
                            capture_output=True)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-SCRIPTS = ["startup", "bounded_context", "sleep_cost", "chat_overhead", "batch_sleep"]
+SCRIPTS = ["startup", "bounded_context", "sleep_cost", "chat_overhead", "batch_sleep",
+           "chat_oneshot", "history_scale", "sleep_scale"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
