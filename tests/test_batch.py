@@ -435,3 +435,40 @@ def test_batch_with_check_says_where_the_check_belongs(cli, tmp_path, fleet, ser
     result = cli("sleep", tmp_path / "fleet", "--batch", "--model", MODEL, "--check")
     assert result.exit_code == 2 and "give --check to sleep --collect" in result.stderr
     assert server.requests == []
+
+
+def test_a_cancelled_batch_is_reported_per_agent_and_resubmitted(cli, tmp_path, fleet, server):
+    """Cancelled at the provider (through litellm's own client, as a person might): every agent
+    is reported, and submitted again by the next --batch."""
+    from agentmem import llm
+
+    root = tmp_path / "fleet"
+    submit(cli, root)
+    [batch_id] = server.batches
+    lib = llm.litellm()
+    where = {"custom_llm_provider": "openai", "api_base": server.url + "/v1", "api_key": "k"}
+    assert lib.cancel_batch(batch_id=batch_id, **where).status == "cancelling"
+    listed = lib.list_batches(**where)
+    assert [b["id"] if isinstance(b, dict) else b.id for b in listed.data] == [batch_id]
+    result = cli("sleep", root, "--collect", "--yes", "--json")
+    assert result.exit_code == 1
+    results = json.loads(result.stdout)
+    assert {r["status"] for r in results} == {"lost"}
+    assert all(f"batch {batch_id} cancelled: resubmit with sleep --batch" == r["message"]
+               for r in results)
+    assert all(state(a)["batch"]["status"] == "cancelled" for a in fleet)
+    result = submit(cli, root)
+    assert "3 agent(s)" in result.stdout and len(server.inputs) == 2
+
+
+def test_submit_json_names_the_batch_its_agents_and_those_skipped(cli, tmp_path, fleet, server):
+    fleet[2].update_state(sleep_cursor=fleet[2].journal.end_cursor().to_json())   # nothing new
+    result = cli("sleep", tmp_path / "fleet", "--batch", "--model", MODEL, "--json")
+    assert result.exit_code == 0, result.stderr
+    [data] = json.loads(result.stdout)
+    [batch_id] = server.batches
+    assert data["batch"] == batch_id and data["model"] == MODEL
+    assert [Path(a).name for a in data["agents"]] == ["a0", "a1"]
+    assert data["skipped"] == [{"agent": str(fleet[2].folder),
+                                "reason": "nothing new since the last sleep"}]
+    assert data["estimate"] > 0
