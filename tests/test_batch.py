@@ -472,3 +472,13 @@ def test_submit_json_names_the_batch_its_agents_and_those_skipped(cli, tmp_path,
     assert data["skipped"] == [{"agent": str(fleet[2].folder),
                                 "reason": "nothing new since the last sleep"}]
     assert data["estimate"] > 0
+
+
+def test_a_refused_submission_is_one_line_and_changes_nothing(cli, tmp_path, fleet, server):
+    server.reject = (400, "Enqueued token limit reached for gpt-4o-mini in organization org-x.")
+    before = [snapshot(a) for a in fleet]
+    result = cli("sleep", tmp_path / "fleet", "--batch", "--model", MODEL)
+    assert result.exit_code == 1
+    assert "creating the batch:" in result.stderr and "Enqueued token limit" in result.stderr
+    assert [snapshot(a) for a in fleet] == before
+    assert json.loads(cli("batches", "--json").stdout) == []

@@ -18,7 +18,7 @@ output file holds one line per answered request,
 null, error: {code, message}`). `request_counts` counts them. A `failed` batch (validation)
 has `errors: {"object": "list", "data": [{code, message, param, line}]}` and no files.
 
-Per test: `answer(line)` gives each request line's answer: a string (the assistant's content),
+`reject = (status, message)` answers batch creation with that error. Per test: `answer(line)` gives each request line's answer: a string (the assistant's content),
 a dict {"status_code": 4xx, "message": ...} (an HTTP error for that line) or {"code", "message"}
 (a non-HTTP error), or a whole chat.completion dict (with "choices").
 """
@@ -63,6 +63,7 @@ class BatchStandIn:
         self.statuses: list[str] = ["in_progress", "completed"]
         self.answered: int | None = None        # expired/cancelled: how many lines got answers
         self.fail_validation: str | None = None  # a message: the next batch fails validation
+        self.reject: tuple[int, str] | None = None  # POST /v1/batches answers this error
         self.files: dict[str, dict[str, Any]] = {}
         self.contents: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
@@ -138,6 +139,10 @@ class BatchStandIn:
             return 200, self.contents[parts[2]], "application/octet-stream"
         if parts[:2] == ["v1", "batches"]:
             if len(parts) == 2 and method == "POST":
+                if self.reject:
+                    return self._json(self.reject[0], {"error": {
+                        "message": self.reject[1], "type": "invalid_request_error",
+                        "param": None, "code": None}})
                 return self._create(json.loads(raw))
             if len(parts) == 2:
                 data = sorted(self.batches.values(), key=lambda b: b["id"], reverse=True)
