@@ -432,3 +432,15 @@ def test_events_arriving_while_a_batch_sleep_is_out_are_refused(machines):
     assert snapshot(b) == before
     b.update_state(batch={"status": "applied", "id": "batch_1"})
     assert sync.sync(b, str(remote)).events_in == 1
+
+
+def test_a_token_in_the_remote_url_is_never_shown_or_kept(blank: Agent, cli, monkeypatch):
+    for proxy in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY",
+                  "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)      # port 9 on this machine, nothing else
+    monkeypatch.setenv("NO_PROXY", "*")
+    url = "https://me:ghp_0123456789abcdefghijABCDEFGHIJ012345@127.0.0.1:9/me/agent.git"
+    result = cli("sync", blank.folder, url)
+    assert result.exit_code == 1 and "cannot reach the remote https://127.0.0.1:9/" in result.stderr
+    assert "ghp_" not in result.stderr + result.stdout
+    assert remotes.display(url) == "https://127.0.0.1:9/me/agent.git"

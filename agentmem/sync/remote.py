@@ -35,7 +35,9 @@ def resolve(spec: str, base: Path) -> str:
 
 def display(url: str) -> str:
     """The remote as shown and recorded: a password or token in a URL left out."""
-    return re.sub(r"(://)[^/@]*@", r"\1", url)
+    from agentmem.redact import redact
+
+    return redact(re.sub(r"(://)[^/@]*@", r"\1", url))
 
 
 def heads(history: History, url: str) -> dict[str, str]:
