@@ -18,7 +18,9 @@ output file holds one line per answered request,
 null, error: {code, message}`). `request_counts` counts them. A `failed` batch (validation)
 has `errors: {"object": "list", "data": [{code, message, param, line}]}` and no files.
 
-`reject = (status, message)` answers batch creation with that error. Per test: `answer(line)` gives each request line's answer: a string (the assistant's content),
+`reject = (status, message)` answers batch creation with that error.
+
+Per test: `answer(line)` gives each request line's answer: a string (the assistant's content),
 a dict {"status_code": 4xx, "message": ...} (an HTTP error for that line) or {"code", "message"}
 (a non-HTTP error), or a whole chat.completion dict (with "choices").
 """
