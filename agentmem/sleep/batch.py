@@ -29,6 +29,10 @@ operations applied to its current texts, only if they still pass every guard; el
 is refused with the reason, kept under .agentmem/sleep/ like any refused pass. An agent whose
 sleep cursor moved meanwhile (a live pass consumed the events) is refused as stale.
 
+A submission killed after the provider created its batch and before every agent's state.json
+names it leaves those agents free: the batch's record (written first) lists it, and the next
+`--batch` submits them again (their answers in the first batch are then never applied).
+
 Costs are at batch prices (llm.batch_price: litellm's batch price for the model, else half the
 live price). A batch that failed, expired or was cancelled is reported per agent; those agents
 (and refused ones) are submitted again by the next `--batch`.
