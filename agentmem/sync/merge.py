@@ -229,8 +229,10 @@ def _put(doc: LessonsDoc, k: str, lesson: Lesson, guest_order: list[str],
     before = [p for p in guest_order[: guest_order.index(k)] if p in index] \
         if k in guest_order else []
     at = index[before[-1]] + 1 if before else len(doc.parts)
-    while at < len(doc.parts) and isinstance(doc.parts[at], Lesson) and \
-            _key(doc.parts[at]) not in known:          # type: ignore[arg-type]
+    while at < len(doc.parts):
+        part = doc.parts[at]
+        if not isinstance(part, Lesson) or _key(part) in known:
+            break
         at += 1
     if at > 0:
         previous = doc.parts[at - 1]
