@@ -5,7 +5,8 @@
 The model answers every call after BENCH_DELAY seconds (default 0.2) with a valid proposal:
 BENCH_ANSWER=learn (the default) adds one lesson citing the last event it was shown, so every
 pass writes a version (BENCH_SALT, when set, goes into the lesson's text); BENCH_ANSWER=empty
-proposes nothing. On exit it prints to stderr one line the benchmark reads:
+proposes nothing. BENCH_HTTP=1 installs nothing: the sleep model configured (a server over
+HTTP) answers. On exit it prints to stderr one line the benchmark reads:
 
     LAUNCHER main_s=S setup_s=S cpu_main_s=S cpu_workers_s=S
 
@@ -41,7 +42,10 @@ if __name__ == "__main__":
     def respond(messages: list[dict[str, Any]]) -> Reply:
         return Reply(text=sleep_answer(messages, learn, salt), delay=delay)
 
-    llm.install_scripted(Script(responder=respond))
+    if not os.environ.get("BENCH_HTTP"):    # set: the configured model, over HTTP, is used
+        llm.install_scripted(Script(responder=respond))
+    else:
+        llm.litellm()                        # the import, timed apart as with the script
     from agentmem import sleep as core
     from agentmem.cli import main
 

@@ -9,7 +9,10 @@ scripted sleep model that answers after DELAY s, then calls agentmem.cli.main).
 The model LEARNS in the timed runs: it proposes one new lesson citing an event it was shown, so
 every pass goes through every guard and writes a version (files, history, state, log), which is
 what a pass costs when it does its job. The lesson's text names the run, so every run writes
-new objects, as the first does. A run where the model proposes nothing is shown too.
+new objects, as the first does. A run where the model proposes nothing is shown too, and one
+over real HTTP (info): the sleep model is then `openai/x` at the tests' loopback stand-in for
+OpenAI's chat completions (tests/wire/openai.py), served from this process, which answers each
+request after DELAY s with what the scripted model would say.
 
 Ideal wall time = AGENTS * DELAY / JOBS = 4 s; target <= 1.5x ideal, timed over the CLI code
 path (agentmem.cli.main), the litellm import before it reported apart. Median of RUNS runs, or
@@ -111,18 +114,47 @@ def reset(template: Path, root: Path) -> None:
                 (folder / name).write_bytes(data)
 
 
+def serve_http(delay: float, salt: str) -> Any:
+    """The OpenAI stand-in on loopback, answering every request as the scripted model would,
+    after `delay` s; the user config points the sleep model at it."""
+    import dataclasses
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    import wire
+    from wire import openai
+
+    stand_in = wire.StandIn()
+
+    def answer(request: Any) -> Any:
+        text = sleep_answer(request.body["messages"], True, salt)
+        return dataclasses.replace(openai.reply(text), delay=delay)
+
+    stand_in.push(*[answer] * AGENTS)
+    Path(os.environ["AGENTMEM_CONFIG"]).write_text(f"api_base: {stand_in.url}/v1\n",
+                                                  encoding="utf-8")
+    return stand_in
+
+
 def run_cli(root: Path, delay: float, answer: str, salt: str) -> dict[str, float]:
     env = {**os.environ, "BENCH_DELAY": str(delay), "BENCH_ANSWER": answer,
            "BENCH_SALT": salt, "AGENTMEM_SLEEP_MODEL": "scripted/bench"}
+    stand_in = None
+    if answer == "http":
+        stand_in = serve_http(delay, salt)
+        env.update(BENCH_HTTP="1", BENCH_ANSWER="learn", AGENTMEM_SLEEP_MODEL="openai/x",
+                   OPENAI_API_KEY="sk-bench")
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, str(LAUNCHER), "sleep", str(root), "--yes", "--jobs",
                            str(JOBS)], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
+    if stand_in is not None:
+        stand_in.close()
+        Path(os.environ["AGENTMEM_CONFIG"]).unlink(missing_ok=True)
     found = re.search(r"LAUNCHER main_s=([\d.]+) setup_s=([\d.]+) cpu_main_s=([\d.]+) "
                       r"cpu_workers_s=([\d.]+)", proc.stderr)
     ok = len(re.findall(r"^ok ", proc.stdout, re.M))
     versions = len(re.findall(r"^ok .*, version \d+,", proc.stdout, re.M))
-    expected = AGENTS if answer == "learn" else 0
+    expected = AGENTS if answer in ("learn", "http") else 0
     failed = proc.returncode != 0 or not found or ok != AGENTS or versions != expected
     if failed:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-8:])
@@ -169,7 +201,8 @@ def main() -> None:
     template, root = make_agents(tmp)
     runs: dict[str, list[dict[str, float]]] = {}
     plan = [("learns, 200 ms", DELAY, "learn")] * RUNS + [("learns, 0 ms", 0.0, "learn"),
-                                                          ("nothing to learn, 200 ms", DELAY, "empty")]
+                                                          ("nothing to learn, 200 ms", DELAY, "empty"),
+                                                          ("learns, 200 ms, over HTTP", DELAY, "http")]
     for name, delay, answer in plan:
         done = runs.get("learns, 200 ms", [])
         if name == "learns, 200 ms" and done and done[0]["main"] > CLEAR_MISS * IDEAL_S:
@@ -226,6 +259,13 @@ def main() -> None:
           f"{whole / IDEAL_S:.2f}x ideal\t-\tINFO")
     print(f"RESULT\tbatch sleep: same, model proposes nothing (info)\t{empty:.2f} s = "
           f"{empty / IDEAL_S:.2f}x ideal\t-\tINFO")
+    http = runs["learns, 200 ms, over HTTP"][0]
+    print(f"  over HTTP (OpenAI stand-in):    {http['main']:.2f} s = {http['main'] / IDEAL_S:.2f}x"
+          f" ideal, {http['main'] / slow:.2f}x the scripted model's run; CPU: workers "
+          f"{http['cpu_workers']:.1f} s, main process {http['cpu_main']:.1f} s")
+    print(f"RESULT\tbatch sleep: same over HTTP, OpenAI stand-in (info)\t{http['main']:.2f} s = "
+          f"{http['main'] / IDEAL_S:.2f}x ideal, {http['main'] / slow:.2f}x scripted"
+          + (" (run FAILED)" if http["failed"] else "") + "\t-\tINFO")
     print(f"RESULT\tbatch sleep: CPU per writing pass, one thread (info)\t{ms(learn_cpu)}\t-\tINFO")
     # the wall time over what the cores need for these passes at this run's one-thread CPU
     # time: the batch's own overhead, with the host's speed of the moment mostly divided out
