@@ -482,3 +482,30 @@ def test_a_refused_submission_is_one_line_and_changes_nothing(cli, tmp_path, fle
     assert "creating the batch:" in result.stderr and "Enqueued token limit" in result.stderr
     assert [snapshot(a) for a in fleet] == before
     assert json.loads(cli("batches", "--json").stdout) == []
+
+
+@pytest.mark.parametrize("answers,status", [("a\n", "applied"), ("d\n", "discarded"),
+                                            ("r\ny\n", "applied")])
+def test_one_agent_is_reviewed_on_a_terminal_as_a_live_pass_is(cli, tmp_path, server, monkeypatch,
+                                                               answers, status):
+    from agentmem import console
+
+    [agent] = make_fleet(tmp_path / "fleet", 1)
+    submit(cli, agent.folder)
+    cli("sleep", agent.folder, "--collect")                           # in progress
+    before = snapshot(agent)
+    result = cli("sleep", agent.folder, "--collect")                  # no terminal: not applied
+    assert result.exit_code == 0 and "not applied: no terminal to ask on" in result.stderr
+    assert snapshot(agent) == before
+    monkeypatch.setattr(console, "stdin_is_tty", lambda: True)
+    result = cli("sleep", agent.folder, "--collect", input=answers)
+    assert result.exit_code == 0, result.stderr
+    assert "apply all [a], review one by one [r], or discard [d]?" in result.stdout
+    assert "Lint with ruff, not flake8" in result.stdout                # the proposal, shown
+    assert state(agent)["batch"]["status"] == status
+    applied = "## Lint with ruff, not flake8" in (agent.folder / "lessons.md").read_text()
+    assert applied is (status == "applied")
+    assert (Agent.open(agent.folder).sleep_cursor().event == 3) is applied
+    if status == "discarded":          # nothing written; the next --batch asks again
+        assert snapshot(agent)["versions"] == before["versions"]
+        assert "1 agent(s)" in submit(cli, agent.folder).stdout

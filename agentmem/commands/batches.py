@@ -10,6 +10,7 @@ import typer
 if TYPE_CHECKING:
     from agentmem.agent import Agent
     from agentmem.models import ModelSpec
+    from agentmem.sleep import Proposal
 
 
 def register(app: typer.Typer) -> None:
@@ -94,19 +95,25 @@ def collect(agents: list[Agent], yes: bool, json_: bool, check: bool = False,
         console.info("no batch is pending for these agents")
         return
     waiting = core.ready(found)
-    if waiting and not yes:
-        raise UsageError(f"{waiting} agent(s) have batch results to collect: add --yes to apply "
-                         "them (each answer goes through the guards of a live pass)",
-                         "agentmem batches shows each batch's status")
+    review = None
+    if waiting and not yes:       # as `sleep` does: one agent is reviewed, many need --yes
+        if len(agents) > 1:
+            raise UsageError(f"{waiting} agent(s) have batch results to collect: add --yes to "
+                             "apply them (each answer goes through the guards of a live pass)",
+                             "review one agent's answer by naming it")
+        if not console.stdin_is_tty():
+            console.info("not applied: no terminal to ask on; run with --yes to apply")
+            return
+        review = _review
     results = [r.to_json() for r in core.collect(found, jobs=jobs, check=check,
                                                   judge_model=judge_model,
-                                                  on_retry=console.retrying)]
+                                                  on_retry=console.retrying, review=review)]
     results.sort(key=lambda r: r["agent"])
     if json_:
         console.print_json(results)
     else:
         marks = {"applied": ("ok  ", "green"), "already": ("ok  ", "green"),
-                 "pending": ("wait", "yellow")}
+                 "pending": ("wait", "yellow"), "discarded": ("skip", "yellow")}
         for r in results:
             console.line(marks.get(r["status"], ("fail", "red")), f" {Path(r['agent']).name}: ",
                          r["message"])
@@ -118,3 +125,14 @@ def collect(agents: list[Agent], yes: bool, json_: bool, check: bool = False,
                             f"{len(results) - len(failed)} ok",
                             "a refused or failed agent is submitted again by sleep --batch")
     console.info(f"{len(results)} of {len(results)} agents ok")
+
+
+def _review(proposal: Proposal) -> list[int] | None:
+    """One agent's batch answer shown as a live proposal is, and asked about on the terminal."""
+    from agentmem import console
+    from agentmem.commands import sleep
+
+    for warning in proposal.warnings:
+        console.warn(warning)
+    sleep.show(proposal)
+    return sleep._ask(proposal)

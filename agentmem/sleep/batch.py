@@ -77,6 +77,7 @@ BATCHES_ENV = "AGENTMEM_BATCHES"
 PENDING = "submitted"                               # an agent's batch entry awaiting its answer
 DONE = ("completed", "failed", "expired", "cancelled")   # a batch's final states
 LOST = ("failed", "expired", "cancelled")           # final, and some answers never came
+Review = Callable[[Proposal], "list[int] | None"]   # a person's choice: see collect
 
 
 def batches_dir() -> Path:
@@ -272,7 +273,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("applied", "already", "pending")
+        return self.status in ("applied", "already", "pending", "discarded")
 
     def to_json(self) -> dict[str, Any]:
         return {"agent": self.agent, "ok": self.ok, "status": self.status,
@@ -329,6 +330,7 @@ class Verify:
     enabled: bool
     judge_model: str | None
     on_retry: Callable[[ModelError, float], None] | None
+    review: Review | None = None
 
     def __call__(self, proposal: Proposal) -> None:
         from agentmem.sleep import check
@@ -342,13 +344,16 @@ class Verify:
 def collect(batches: list[Batch], *, jobs: int = 1, check: bool = False,
             judge_model: str | None = None,
             on_retry: Callable[[ModelError, float], None] | None = None,
-            on_result: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+            on_result: Callable[[Outcome], None] | None = None,
+            review: Review | None = None) -> list[Outcome]:
     """Apply the answers of `batches` (from survey) agent by agent, `jobs` agents at once (on
     threads: an apply mostly waits on the disk); see the module's doc. The regression check
     (agentmem.sleep.check), on with `check` (--check) or the agent's persona.md `sleep: check:`,
     scores each proposal before it is applied, with live calls, and refuses one that makes
-    answers worse, as for a live pass."""
-    verify = Verify(check, judge_model, on_retry)
+    answers worse, as for a live pass. `review(proposal)`, when given, decides what is applied:
+    the indexes of the operations chosen, None for all, [] to discard (the agent's entry is
+    closed as `discarded`, nothing written, and the next --batch asks again)."""
+    verify = Verify(check, judge_model, on_retry, review)
     results: list[Outcome] = []
 
     def done(outcome: Outcome) -> None:
@@ -540,8 +545,13 @@ def _settle(agent: Agent, batch: Batch, line: dict[str, Any],
         agent.update_state(batch={**entry, "status": "refused", "result": exc.message})
         return Outcome(folder, "refused", exc.message + (f" ({exc.hint})" if exc.hint else ""),
                        batch.id, usage=proposal.usage)
-    version = apply(proposal, state={"batch": {**entry, "status": "applied",
-                                               "applied": now()}})
+    selected = verify.review(proposal) if verify.review else None
+    if selected == []:
+        agent.update_state(batch={**entry, "status": "discarded", "result": "discarded in review"})
+        return Outcome(folder, "discarded", "discarded in review: nothing was written; these "
+                       "events will be offered again", batch.id, usage=proposal.usage)
+    version = apply(proposal, selected, state={"batch": {**entry, "status": "applied",
+                                                         "applied": now()}})
     what = f"version {version.number}" if version else "no change"
     return Outcome(folder, "applied", f"{len(operations)} operation(s), {what}, "
                    f"{proposal.prompt_tokens}+{proposal.completion_tokens} tokens, "
