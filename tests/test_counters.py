@@ -456,3 +456,28 @@ def test_a_lesson_gone_by_the_rating_is_named_and_not_counted(cli, rated: Agent,
     assert "no lesson counted" not in result.stderr
     assert "L1" not in lessons(rated)
     assert feedback(rated)[-1]["lessons"] == []
+
+
+def test_a_rating_already_counted_is_shown_so_and_a_counter_counting_it_again_is_refused(
+        cli, rated: Agent, model):
+    """Each rating counts once: the rule counted it when it was given, so the sleep model is
+    told so, and a counter operation citing it for the same lesson is refused (after the one
+    repair round), while a counter citing it for another lesson passes."""
+    rating = rated.journal.append({"session": "s1", "kind": "feedback", "rating": "good",
+                                   "content": "", "about": None, "lessons": ["L1"]})[0]["id"]
+    again = json.dumps({"summary": "ruff helped", "operations": [
+        {"op": "counter", "id": "L1", "helpful": 1, "rationale": "rated good",
+         "evidence": [rating]}]})
+    model.push(again, again)
+    before = snapshot(rated)
+    result = cli("sleep", rated.folder, "--yes", "--model", "scripted/sleep")
+    assert result.exit_code == 1
+    assert f"rating {rating} was already counted for L1 when it was given" in result.stderr
+    assert snapshot(rated) == before
+    shown = model.calls[0]["messages"][1]["content"]
+    assert f"{rating} s1 feedback (good, already counted for L1)" in shown
+    other = json.dumps({"summary": "sql helped", "operations": [
+        {"op": "counter", "id": "L2", "helpful": 1, "rationale": "rated good",
+         "evidence": [rating]}]})
+    sleep(cli, rated, model, other)
+    assert lessons(rated)["L2"] == (1, 0) and lessons(rated)["L1"] == (0, 0)

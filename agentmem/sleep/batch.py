@@ -523,7 +523,7 @@ def _settle(agent: Agent, batch: Batch, line: dict[str, Any],
         events, known = _shown(agent, start, end, memory)
         used_ids = agent.used_lesson_ids()
         operations, summary, after = check_answer(reply, texts, known, proposal.max_shrink,
-                                                  used_ids)
+                                                  used_ids, retire.counted_ratings(events))
         # the ratings rule's retirements, on top of the model's, as a live pass adds them
         ruled, warned, after = retire.add_retirements(after, texts, events, known,
                                                       proposal.max_shrink, used_ids)

@@ -92,7 +92,10 @@ def _memory_edit(event: dict[str, Any]) -> tuple[str, str]:
 
 
 def _feedback(event: dict[str, Any]) -> tuple[str, str]:
-    label = _flags("feedback", event.get("rating"))
+    lessons = [i for i in event.get("lessons") or [] if isinstance(i, str)]
+    # a /good or /bad the ratings rule counted when it was given: never to be counted again
+    label = _flags("feedback", event.get("rating"),
+                   f"already counted for {', '.join(lessons)}" if lessons else None)
     if event.get("about"):
         label += f" on {event['about']}"
     return label, _text(event.get("content"))

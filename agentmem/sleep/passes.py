@@ -198,13 +198,14 @@ def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
                         output_mode=output_mode(spec, memory.persona.settings))
     summaries = []
     used_ids = agent.used_lesson_ids()
+    counted = retire.counted_ratings(p.events)
     for n, chunk in enumerate(p.chunks, 1):
         messages = context.sleep_messages(current, chunk, n, len(p.chunks), used_ids)
         reply = _ask(spec, messages, proposal, on_retry)
         try:
             try:
                 operations, summary, current = _read_reply(reply, before, current, known,
-                                                           max_shrink, used_ids)
+                                                           max_shrink, used_ids, counted)
             except _Repairable as first:
                 if not repair:
                     raise first.error from None
@@ -215,7 +216,7 @@ def propose(agent: Agent, spec: ModelSpec, *, max_cost: float | None = None,
                 reply = _ask(spec, messages, proposal, on_retry)
                 try:
                     operations, summary, current = _read_reply(reply, before, current, known,
-                                                               max_shrink, used_ids)
+                                                               max_shrink, used_ids, counted)
                 except _Repairable as second:
                     raise Rejected(f"{second.error} (and before one repair round: "
                                    f"{first.error})") from None
@@ -316,18 +317,20 @@ def _check_repair_cost(spec: ModelSpec, messages: list[dict[str, Any]], reply: l
 
 
 def check_answer(reply: llm.Completion, texts: Texts, known: set[str], max_shrink: float,
-                 used_ids: set[str]) -> tuple[list[Operation], str, Texts]:
+                 used_ids: set[str], counted: dict[str, set[str]] | None = None
+                 ) -> tuple[list[Operation], str, Texts]:
     """One whole answer (a batch line: no repair round) read through every guard a live pass's
     answer goes through: its operations, summary and the texts after them; Rejected or
     InvalidAgent with the reason when it is refused."""
     try:
-        return _read_reply(reply, texts, texts, known, max_shrink, used_ids)
+        return _read_reply(reply, texts, texts, known, max_shrink, used_ids, counted)
     except _Repairable as exc:
         raise exc.error from None
 
 
 def _read_reply(reply: llm.Completion, before: Texts, current: Texts, known: set[str],
-                max_shrink: float, used_ids: set[str]) -> tuple[list[Operation], str, Texts]:
+                max_shrink: float, used_ids: set[str], counted: dict[str, set[str]] | None = None
+                ) -> tuple[list[Operation], str, Texts]:
     """One reply's operations and summary, and the texts after its operations: checked on
     their own, and for a later chunk the whole pass so far too. _Repairable when its form or
     references are wrong; Rejected when the result fails a whole-result guard."""
@@ -339,6 +342,7 @@ def _read_reply(reply: llm.Completion, before: Texts, current: Texts, known: set
         operations, summary = parse_output(reply.text)
         if not operations:          # nothing proposed: nothing to apply or to check
             return operations, summary, current
+        retire.check_recount(operations, counted or {})
         result = apply_operations(current, operations, known, used_ids=used_ids)
     except Destructive:
         raise

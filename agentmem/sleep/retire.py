@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentmem.errors import InvalidAgent
+from agentmem.guards import Rejected
 from agentmem.memory import validate
 from agentmem.sleep.guards import check_result
 from agentmem.sleep.ops import Operation, Texts, apply_operations, check_operation
@@ -72,3 +73,23 @@ def add_retirements(texts: Texts, before: Texts, events: list[dict[str, Any]], k
     if texts is not before:
         check_result(before, result, max_shrink, used_ids=used_ids)
     return operations, warnings, result
+
+
+def counted_ratings(events: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """The /good and /bad ratings among `events` that the ratings rule already counted when
+    they were given: {rating event id: the lesson ids it counted for}."""
+    return {str(e["id"]): {i for i in e.get("lessons") or [] if isinstance(i, str)}
+            for e in events if e.get("kind") == "feedback" and e.get("lessons")}
+
+
+def check_recount(operations: list[Operation], counted: dict[str, set[str]]) -> None:
+    """Rejected when a `counter` operation counts a rating again for a lesson the rating was
+    already counted for when it was given (each rating counts once: docs/format.md)."""
+    for n, op in enumerate(operations, 1):
+        if op.get("op") != "counter":
+            continue
+        again = [e for e in op.get("evidence") or [] if op.get("id") in counted.get(str(e), ())]
+        if again:
+            raise Rejected(f"operation {n} (counter): rating {', '.join(again)} was already "
+                           f"counted for {op['id']} when it was given; count only what no "
+                           "rating counted")
