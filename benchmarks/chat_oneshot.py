@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socketserver
 import subprocess
 import sys
 import time
@@ -60,6 +61,10 @@ def main() -> None:
     tmp = isolate("oneshot")
     env = {**os.environ, "PYTHONPYCACHEPREFIX": str(tmp / "pycache"),
            "OPENAI_API_KEY": "sk-bench", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    # the stand-in writes a response's headers and body apart: with Nagle's algorithm on, the
+    # body waits for the client's delayed ACK (~40 ms a request here); servers in front of
+    # real providers send with TCP_NODELAY, and so does this one
+    socketserver.StreamRequestHandler.disable_nagle_algorithm = True
     stand_in = wire.StandIn()
     api_base = stand_in.url + "/v1"
     Path(env["AGENTMEM_CONFIG"]).write_text(f"api_base: {api_base}\n", encoding="utf-8")
