@@ -472,6 +472,27 @@ def batch_retrieve(spec: ModelSpec, batch_id: str) -> dict[str, Any]:
                                 lambda lib: lib.retrieve_batch(batch_id=batch_id, **kwargs)))
 
 
+def batch_find(spec: ModelSpec, key: str, value: str, pages: int = 5) -> dict[str, Any] | None:
+    """The batch (newest first, up to `pages` pages of 100) whose metadata has `key` set to
+    `value`, as a dict; None when the provider lists none."""
+    kwargs = _batch_kwargs(spec)
+    after: dict[str, str] = {}
+    for _ in range(pages):
+        where = {**after, **kwargs}
+        page = _batch_call(spec, "listing batches",
+                           lambda lib: lib.list_batches(limit=100, **where))  # noqa: B023
+        listed = [_as_dict(b) for b in (getattr(page, "data", None) or
+                                        (page.get("data") if isinstance(page, dict) else []) or [])]
+        for batch in listed:
+            if (batch.get("metadata") or {}).get(key) == value:
+                return batch
+        more = getattr(page, "has_more", None) if not isinstance(page, dict) else page.get("has_more")
+        if not more or not listed:
+            return None
+        after = {"after": str(listed[-1].get("id"))}
+    return None
+
+
 def batch_file(spec: ModelSpec, file_id: str) -> bytes:
     """A batch's output or error file: JSONL bytes."""
     kwargs = _batch_kwargs(spec)

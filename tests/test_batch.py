@@ -509,3 +509,50 @@ def test_one_agent_is_reviewed_on_a_terminal_as_a_live_pass_is(cli, tmp_path, se
     if status == "discarded":          # nothing written; the next --batch asks again
         assert snapshot(agent)["versions"] == before["versions"]
         assert "1 agent(s)" in submit(cli, agent.folder).stdout
+
+
+def test_a_submission_killed_after_the_batch_was_created_is_adopted_not_sent_twice(
+        cli, tmp_path, fleet, server, monkeypatch):
+    """Killed after the provider created the batch, with only a0's state.json naming it: the
+    next --batch finds the batch by the token in its metadata and records it for every agent,
+    so nothing is submitted (or paid for) twice, and --collect applies all three."""
+    root = tmp_path / "fleet"
+    real = Agent.update_state
+
+    def killed(self: Agent, **values: Any) -> None:
+        if "batch" in values and self.folder.name == "a1":
+            raise KeyboardInterrupt("killed before a1's state write")
+        return real(self, **values)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Agent, "update_state", killed)
+        result = cli("sleep", root, "--batch", "--model", MODEL)
+    assert result.exit_code == 130
+    [batch_id] = server.batches
+    assert server.batches[batch_id]["metadata"]["agentmem_submission"]
+    assert state(fleet[0])["batch"]["id"] == batch_id and "batch" not in state(fleet[1])
+    result = submit(cli, root)
+    assert list(server.batches) == [batch_id] and len(server.inputs) == 1
+    assert all(state(a)["batch"]["id"] == batch_id for a in fleet)
+    assert not list((tmp_path / "batches" / "submitting").glob("*.json"))
+    result = cli("sleep", root, "--collect", "--yes", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert {r["status"] for r in json.loads(result.stdout)} == {"applied"}
+
+
+def test_a_submission_killed_before_the_provider_had_it_is_dropped_and_sent_again(
+        cli, tmp_path, fleet, server, monkeypatch):
+    from agentmem import llm
+
+    root = tmp_path / "fleet"
+
+    def killed(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise KeyboardInterrupt("killed before the batch was created")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(llm, "batch_submit", killed)
+        assert cli("sleep", root, "--batch", "--model", MODEL).exit_code == 130
+    assert len(list((tmp_path / "batches" / "submitting").glob("*.json"))) == 1
+    result = submit(cli, root)
+    assert "3 agent(s)" in result.stdout and len(server.batches) == 1
+    assert not list((tmp_path / "batches" / "submitting").glob("*.json"))

@@ -29,9 +29,13 @@ operations applied to its current texts, only if they still pass every guard; el
 is refused with the reason, kept under .agentmem/sleep/ like any refused pass. An agent whose
 sleep cursor moved meanwhile (a live pass consumed the events) is refused as stale.
 
+A submission is journalled before anything is sent: `batches_dir()/submitting/TOKEN.json`
+lists the agents and their entries, and the batch is created with the token in its metadata.
 A submission killed after the provider created its batch and before every agent's state.json
-names it leaves those agents free: the batch's record (written first) lists it, and the next
-`--batch` submits them again (their answers in the first batch are then never applied).
+names it is finished by the next `--batch` or `--collect` (recover_submissions): the batch is
+found by its token in the provider's list and adopted (its record written, each agent's entry
+set), so no agent is submitted, or paid for, twice. When the provider lists no such batch, the
+submission never reached it and the journal is dropped.
 
 Costs are at batch prices (llm.batch_price: litellm's batch price for the model, else half the
 live price). A batch that failed, expired or was cancelled is reported per agent; those agents
@@ -44,6 +48,7 @@ import hashlib
 import json
 import os
 import tempfile
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -143,6 +148,7 @@ def submit(agents: Iterable[Agent], spec: ModelSpec, *, max_cost: float | None =
         raise Refused(f"no price is known for {spec.model}, so --max-cost cannot be checked",
                       "drop --max-cost")
     refresh = refresh or _retrieve
+    recover_submissions()        # a submission killed half-way: its agents are not sent again
     statuses: dict[str, str] = {}
     result = Submitted(None, estimate=0.0 if prices else None)
     entries: list[tuple[Agent, dict[str, Any]]] = []
@@ -173,21 +179,81 @@ def submit(agents: Iterable[Agent], spec: ModelSpec, *, max_cost: float | None =
                     result.estimate += cost
         if not entries:
             return result
-        created = llm.batch_submit(spec, name, metadata={"agentmem": "sleep"})
+        token = uuid.uuid4().hex
+        journal = _journal(token, spec, [(str(a.folder), e) for a, e in entries],
+                           result.estimate)
+        created = llm.batch_submit(spec, name, metadata={"agentmem": "sleep",
+                                                         SUBMISSION_KEY: token})
     finally:
         os.unlink(name)
-    record = {"id": created["id"], "created": now(), "model": spec.model,
-              "api_base": spec.api_base, "status": created.get("status") or "validating",
+    result.batch = _adopt(created, journal)
+    result.agents = [str(a.folder) for a, _ in entries]
+    return result
+
+
+SUBMISSION_KEY = "agentmem_submission"
+
+
+def _journal_dir() -> Path:
+    return batches_dir() / "submitting"
+
+
+def _journal(token: str, spec: ModelSpec, entries: list[tuple[str, dict[str, Any]]],
+             estimate: float | None) -> dict[str, Any]:
+    """Write (atomically) what a submission is about to send, before it is sent."""
+    journal = {"token": token, "model": spec.model, "api_base": spec.api_base,
+               "created": now(), "estimate": estimate,
+               "entries": [[folder, entry] for folder, entry in entries]}
+    _journal_dir().mkdir(parents=True, exist_ok=True)
+    atomic_write(_journal_dir() / f"{token}.json", json.dumps(journal) + "\n")
+    return journal
+
+
+def _adopt(created: dict[str, Any], journal: dict[str, Any]) -> dict[str, Any]:
+    """The batch the provider created for `journal`'s submission, recorded: the fleet record
+    first (an agent that names a batch can always find its record), then each agent's entry
+    (an agent submitted again meanwhile, in a later batch, keeps that), then the journal
+    goes."""
+    entries = [(str(f), dict(e)) for f, e in journal["entries"]]
+    record = {"id": created["id"], "created": journal["created"], "model": journal["model"],
+              "api_base": journal["api_base"], "status": created.get("status") or "validating",
               "request_counts": created.get("request_counts"),
               "input_file_id": created.get("input_file_id"),
-              "agents": [str(a.folder) for a, _ in entries], "estimate": result.estimate,
+              "agents": [f for f, _ in entries], "estimate": journal["estimate"],
               "cost": None, "applied": 0, "refused": 0, "collected": False}
-    write_record(record)       # first: an agent that names a batch can always find its record
-    for agent, entry in entries:
+    write_record(record)
+    for folder, entry in entries:
+        try:
+            agent = Agent.open(folder)
+        except AgentmemError:
+            continue            # gone since: its answer is reported as lost at collect
+        held = agent.read_state().get("batch")
+        if isinstance(held, dict) and held.get("id") != created["id"] and \
+                str(held.get("submitted") or "") > str(journal["created"]):
+            continue
         agent.update_state(batch={**entry, "id": created["id"]})
-        result.agents.append(str(agent.folder))
-    result.batch = record
-    return result
+    (_journal_dir() / f"{journal['token']}.json").unlink(missing_ok=True)
+    return record
+
+
+def recover_submissions() -> list[str]:
+    """Finish submissions killed between sending and recording (see the module's doc): each
+    journalled one whose batch the provider lists is adopted; the others are dropped. The ids
+    of the batches adopted."""
+    folder = _journal_dir()
+    adopted: list[str] = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        journal = read_json(path)
+        if not journal.get("token") or not journal.get("entries"):
+            path.unlink(missing_ok=True)
+            continue
+        spec = ModelSpec(str(journal["model"]), journal.get("api_base"), "batch")
+        found = llm.batch_find(spec, SUBMISSION_KEY, str(journal["token"]))
+        if found is None:
+            path.unlink(missing_ok=True)      # it never reached the provider
+            continue
+        adopted.append(_adopt(found, journal)["id"])
+    return adopted
 
 
 def _retrieve(spec: ModelSpec, batch_id: str) -> dict[str, Any]:
@@ -303,6 +369,7 @@ def survey(agents: Iterable[Agent], *, refresh: Callable[[ModelSpec, str], dict[
     """The batches the agents' pending entries name, each retrieved once (nothing written but
     the fleet record's status)."""
     refresh = refresh or _retrieve
+    recover_submissions()        # a submission killed half-way names its batch first
     found: dict[str, Batch] = {}
     for agent in agents:
         entry = agent.read_state().get("batch")
