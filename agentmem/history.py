@@ -542,7 +542,8 @@ class History:
             index = versions.index(version)
             return self._first_parent(version, versions[index + 1]
                                       if index + 1 < len(versions) else None)
-        pair = self._log(head, self.latest_number() - version.number, 2) if head else []
+        skip = self.latest_number() - version.number if head else -1
+        pair = self._log(head, skip, 2) if head and skip >= 0 else []
         if not pair or pair[0] != version:
             raise ValueError(f"version {version.number} is not in this history")
         return self._first_parent(version, pair[1] if len(pair) > 1 else None)

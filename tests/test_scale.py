@@ -174,3 +174,21 @@ def test_no_git_log_over_every_commit_for_history_n(long: Agent, monkeypatch, cl
     logs = [c for c in calls if c[0] in ("log", "rev-list")]
     assert logs and all("-n2" in c for c in logs), logs
     assert os.path.exists(long.folder / "lessons.md")
+
+
+def test_the_last_sleep_version_is_found_without_reading_the_whole_history(long: Agent):
+    """An agent whose state.json predates the last-sleep record: its latest sleep version."""
+    from agentmem import report
+
+    text = long.read_texts()["lessons.md"]
+    slept = long.write({"lessons.md": text + "\n## Slept\nyes\n"}, "sleep", "Sleep: 1 operation")
+    long.write({"lessons.md": text + "\n## Slept\nyes\n\n## After\nno\n"}, "agent", "Add After")
+    # a message that quotes the trailer is not a sleep version (the last trailer counts)
+    long.write({"lessons.md": text}, "agent", "Quote\n\nAgentmem-Author: sleep")
+    assert slept is not None
+    long.history.refresh()
+    found = report.last_sleep(long)
+    assert found is not None and found["version"] == slept.number == 13
+    assert long.history.last_by("human") == next(v for v in long.history.versions()
+                                                 if v.author == "human")
+    assert long.history.last_by("import") is None
