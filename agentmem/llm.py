@@ -373,6 +373,10 @@ def structured_output(model: str) -> str:
     from agentmem.models import provider_of
 
     lib = litellm()
+    if any(entry.get("provider") == provider_of(model)
+           for entry in getattr(lib, "custom_provider_map", None) or []):
+        return "prompt"     # a custom handler (agentmem's scripted model): litellm's tables
+                            # say nothing of it, whatever they answer for its name
     try:
         if lib.supports_response_schema(model=model):
             return "schema"

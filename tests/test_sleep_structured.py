@@ -121,6 +121,22 @@ def test_persona_md_chooses_the_form(cli, learner: Agent, server: wire.StandIn, 
     assert server.requests[0].body.get("response_format") == sent
 
 
+def test_the_schema_a_request_carries_is_in_the_plans_estimate(learner: Agent):
+    """--max-tokens and --max-cost see the schema's tokens too: it is sent with every chunk."""
+    from agentmem import sleep as core
+    from agentmem.models import ModelSpec
+    from agentmem.sleep.passes import format_tokens
+
+    spec = ModelSpec("openai/x", None, "test")
+    planned = {}
+    for mode in ("prompt", "json", "schema"):
+        wire.persona(learner, sleep={"output": mode})
+        planned[mode] = core.plan(learner, spec).prompt_tokens
+    assert format_tokens("prompt") == 0 and format_tokens("schema") > 300
+    assert planned["json"] - planned["prompt"] == format_tokens("json") > 0
+    assert planned["schema"] - planned["prompt"] == format_tokens("schema")
+
+
 def test_an_unknown_form_in_persona_md_is_an_error(cli, learner: Agent):
     path = learner.folder / "persona.md"
     path.write_text(path.read_text().replace("---\n", "---\nsleep:\n  output: xml\n", 1))

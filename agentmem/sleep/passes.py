@@ -11,6 +11,7 @@ cursor moves with it.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -144,6 +145,8 @@ def plan(agent: Agent, spec: ModelSpec) -> Plan:
     lessons_tokens = estimate(memory.texts["lessons.md"])
     over = lessons_tokens > budgets["lessons"]
     fixed = estimate(prompts.SLEEP_SYSTEM) + estimate(memory.persona.body) + lessons_tokens + 200
+    # the schema a request carries (output_mode) is sent, and paid for, with every chunk
+    fixed += format_tokens(output_mode(spec, memory.persona.settings))
     window = memory.persona.settings.get("context_window") or llm.context_window(spec.model)
     limit = max(1000, window - fixed - OUTPUT_TOKENS)
     chunks = context.chunk_events(lines, limit) if lines else ([[]] if over else [])
@@ -261,6 +264,14 @@ def request_options(spec: ModelSpec, mode: str = "prompt") -> dict[str, Any]:
     if wanted is not None:
         options["response_format"] = wanted
     return options
+
+
+@functools.cache
+def format_tokens(mode: str) -> int:
+    """The estimated tokens of what a request in `mode` asks of the answer's form (the JSON
+    schema; nothing for the prompt alone), which the provider counts as input."""
+    wanted = response_format(mode)
+    return estimate(json.dumps(wanted)) if wanted else 0
 
 
 def output_mode(spec: ModelSpec, settings: dict[str, Any]) -> str:
