@@ -444,3 +444,25 @@ def test_a_token_in_the_remote_url_is_never_shown_or_kept(blank: Agent, cli, mon
     assert result.exit_code == 1 and "cannot reach the remote https://127.0.0.1:9/" in result.stderr
     assert "ghp_" not in result.stderr + result.stdout
     assert remotes.display(url) == "https://127.0.0.1:9/me/agent.git"
+
+
+def test_ssh_is_never_left_waiting_for_a_person(blank: Agent, cli, tmp_path, monkeypatch):
+    """An ssh remote whose host key or passphrase would be asked for fails at once, in one
+    line: git's ssh runs with BatchMode (a fake ssh on PATH records how it was called)."""
+    calls = tmp_path / "ssh-calls"
+    fake = tmp_path / "bin" / "ssh"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n'
+                    'echo "Host key verification failed." >&2\nexit 255\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{__import__('os').environ['PATH']}")
+    monkeypatch.delenv("GIT_SSH_COMMAND", raising=False)
+    monkeypatch.delenv("GIT_SSH", raising=False)
+    before = snapshot(blank)
+    result = cli("sync", blank.folder, "ssh://git@example.invalid/agent.git")
+    assert result.exit_code == 1 and "cannot reach the remote" in result.stderr
+    assert "-o BatchMode=yes" in calls.read_text()
+    assert snapshot(blank) == before
+    monkeypatch.setenv("GIT_SSH_COMMAND", f"{fake} -o Mine=1")      # a person's own: kept
+    cli("sync", blank.folder, "ssh://git@example.invalid/agent.git")
+    assert calls.read_text().splitlines()[-1].startswith("-o Mine=1")

@@ -8,6 +8,7 @@ An agent's remote holds two branches: `agentmem/memory` (the versions, as the ag
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -40,9 +41,21 @@ def display(url: str) -> str:
     return redact(re.sub(r"(://)[^/@]*@", r"\1", url))
 
 
+def _no_prompt(history: History) -> dict[str, str]:
+    """The environment for git talking to a remote: ssh never stops to ask (a host key or a
+    passphrase) and fails instead, as https already does (GIT_TERMINAL_PROMPT=0), unless the
+    person set their own ssh command (GIT_SSH_COMMAND, GIT_SSH or core.sshCommand)."""
+    if os.environ.get("GIT_SSH_COMMAND") or os.environ.get("GIT_SSH"):
+        return {}
+    if history.git("config", "--get", "core.sshCommand", check=False).stdout.strip():
+        return {}
+    return {"GIT_SSH_COMMAND": "ssh -o BatchMode=yes"}
+
+
 def heads(history: History, url: str) -> dict[str, str]:
     """The remote's agentmem branches: ref -> commit (empty for a new, empty remote)."""
-    proc = history.git("ls-remote", "--", url, MEMORY, LOG, check=False)
+    proc = history.git("ls-remote", "--", url, MEMORY, LOG, check=False,
+                       env=_no_prompt(history))
     if proc.returncode != 0:
         raise _unreachable(url, proc.stderr)
     found: dict[str, str] = {}
@@ -59,7 +72,7 @@ def fetch(history: History, url: str, refs: dict[str, str]) -> dict[str, str]:
         return {}
     specs = [f"+{ref}:{TRACKING[ref]}" for ref in refs]
     proc = history.git("fetch", "-q", "--no-tags", "--no-write-fetch-head", "--", url, *specs,
-                       check=False)
+                       check=False, env=_no_prompt(history))
     if proc.returncode != 0:
         raise _unreachable(url, proc.stderr)
     return {ref: history.git("rev-parse", "--verify", TRACKING[ref]).stdout.strip()
@@ -70,7 +83,8 @@ def push(history: History, url: str, updates: list[tuple[str, str]]) -> bool:
     """Push `updates` (local commit, remote ref) together, never forced. False when the remote
     refused them because it moved meanwhile (fetch and merge, then push again)."""
     specs = [f"{commit}:{ref}" for commit, ref in updates]
-    proc = history.git("push", "--atomic", "--porcelain", "-q", "--", url, *specs, check=False)
+    proc = history.git("push", "--atomic", "--porcelain", "-q", "--", url, *specs, check=False,
+                       env=_no_prompt(history))
     if proc.returncode == 0:
         return True
     said = proc.stdout + proc.stderr
