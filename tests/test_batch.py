@@ -556,3 +556,42 @@ def test_a_submission_killed_before_the_provider_had_it_is_dropped_and_sent_agai
     result = submit(cli, root)
     assert "3 agent(s)" in result.stdout and len(server.batches) == 1
     assert not list((tmp_path / "batches" / "submitting").glob("*.json"))
+
+
+@pytest.mark.parametrize("flags", [("--batch", "--dry-run"), ("--collect", "--dry-run"),
+                                   ("--collect", "--yes", "--dry-run"),
+                                   ("--batch", "--max-tokens", "10")])
+def test_a_flag_batch_sleep_cannot_honour_is_refused_not_ignored(cli, tmp_path, fleet, server,
+                                                                  flags):
+    """--batch --dry-run submitted (and paid for) a batch, --collect --dry-run --yes applied
+    the answers, --batch --max-tokens capped nothing: each is a usage error before any work."""
+    root = tmp_path / "fleet"
+    if "--collect" in flags:
+        submit(cli, root)
+        cli("sleep", root, "--collect")                     # in progress: next time, done
+    sent, before = list(server.requests), [snapshot(a) for a in fleet]
+    result = cli("sleep", root, *flags, "--model", MODEL)
+    assert result.exit_code == 2
+    assert "does not combine with --batch or --collect" in result.stderr
+    assert server.requests == sent and [snapshot(a) for a in fleet] == before
+
+
+def test_collect_max_cost_caps_the_answer_and_its_check(cli, tmp_path, server, model,
+                                                       monkeypatch):
+    from tests.test_sleep_check import RETIRE_RUFF, RUFF, with_log
+
+    agent = with_log(Agent.create(str(tmp_path / "fleet" / "a0")), RUFF)
+    monkeypatch.setenv("AGENTMEM_MODEL", MODEL)    # the replies' model: priced, as the judge
+    server.answer = lambda line: RETIRE_RUFF
+    submit(cli, tmp_path / "fleet")
+    cli("sleep", tmp_path / "fleet", "--collect", "--yes")            # in progress
+    result = cli("sleep", tmp_path / "fleet", "--collect", "--yes", "--json", "--check",
+                 "--judge-model", "openai/gpt-4o", "--max-cost", "0.0001")
+    assert result.exit_code == 1
+    [outcome] = json.loads(result.stdout)
+    assert outcome["status"] == "refused"
+    assert "its regression check" in outcome["message"] and "over --max-cost 0.0001" in \
+        outcome["message"]
+    assert model.calls == []                            # refused before the check's calls
+    assert "## Lint with ruff" in (agent.folder / "lessons.md").read_text()
+    assert state(agent)["batch"]["status"] == "refused"

@@ -81,9 +81,11 @@ def submit(agents: list[Agent], model: str | None, max_cost: float | None, json_
 
 
 def collect(agents: list[Agent], yes: bool, json_: bool, check: bool = False,
-            judge_model: str | None = None, jobs: int = 1) -> None:
+            judge_model: str | None = None, jobs: int = 1,
+            max_cost: float | None = None) -> None:
     """sleep --collect: apply the answers that came back, through a live pass's guards (and
-    the regression check, with --check or persona.md's `sleep: check:`)."""
+    the regression check, with --check or persona.md's `sleep: check:`, refused over
+    --max-cost with the answer's cost)."""
     from agentmem import console
     from agentmem.errors import AgentmemError, UsageError
     from agentmem.sleep import batch as core
@@ -107,7 +109,8 @@ def collect(agents: list[Agent], yes: bool, json_: bool, check: bool = False,
         review = _review
     results = [r.to_json() for r in core.collect(found, jobs=jobs, check=check,
                                                   judge_model=judge_model,
-                                                  on_retry=console.retrying, review=review)]
+                                                  on_retry=console.retrying, review=review,
+                                                  max_cost=max_cost)]
     results.sort(key=lambda r: r["agent"])
     if json_:
         console.print_json(results)

@@ -58,10 +58,18 @@ def sleep(
         if batch and check:
             raise UsageError("the regression check runs when the answers are applied",
                              "give --check to sleep --collect")
+        if dry_run:         # --batch would submit (and pay for) a batch, --collect apply it
+            raise UsageError("--dry-run does not combine with --batch or --collect",
+                             "see a pass without writing anything with: agentmem sleep AGENT "
+                             "--dry-run; review one agent's batch answer with: agentmem sleep "
+                             "AGENT --collect")
+        if max_tokens is not None:
+            raise UsageError("--max-tokens does not combine with --batch or --collect",
+                             "cap a batch with --max-cost (checked at batch prices)")
         if batch:
             batches.submit(found, model, max_cost, json_)
         else:
-            batches.collect(found, yes, json_, check, judge_model, jobs)
+            batches.collect(found, yes, json_, check, judge_model, jobs, max_cost)
         return
     if len(found) == 1:
         _one(found[0], yes, dry_run, json_, model, max_cost, max_tokens, not no_repair,

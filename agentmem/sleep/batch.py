@@ -398,6 +398,7 @@ class Verify:
     judge_model: str | None
     on_retry: Callable[[ModelError, float], None] | None
     review: Review | None = None
+    max_cost: float | None = None       # the answer's cost and the check's, together
 
     def __call__(self, proposal: Proposal) -> None:
         from agentmem.sleep import check
@@ -405,22 +406,23 @@ class Verify:
         settings = check.settings(proposal.agent, proposal.spec, enabled=self.enabled,
                                   judge_model=self.judge_model)
         if settings is not None:
-            check.verify(proposal, settings, on_retry=self.on_retry)
+            check.verify(proposal, settings, on_retry=self.on_retry, max_cost=self.max_cost)
 
 
 def collect(batches: list[Batch], *, jobs: int = 1, check: bool = False,
             judge_model: str | None = None,
             on_retry: Callable[[ModelError, float], None] | None = None,
             on_result: Callable[[Outcome], None] | None = None,
-            review: Review | None = None) -> list[Outcome]:
+            review: Review | None = None, max_cost: float | None = None) -> list[Outcome]:
     """Apply the answers of `batches` (from survey) agent by agent, `jobs` agents at once (on
     threads: an apply mostly waits on the disk); see the module's doc. The regression check
     (agentmem.sleep.check), on with `check` (--check) or the agent's persona.md `sleep: check:`,
     scores each proposal before it is applied, with live calls, and refuses one that makes
     answers worse, as for a live pass. `review(proposal)`, when given, decides what is applied:
     the indexes of the operations chosen, None for all, [] to discard (the agent's entry is
-    closed as `discarded`, nothing written, and the next --batch asks again)."""
-    verify = Verify(check, judge_model, on_retry, review)
+    closed as `discarded`, nothing written, and the next --batch asks again). `max_cost`
+    refuses an agent whose answer's cost and its check's estimate together are over it."""
+    verify = Verify(check, judge_model, on_retry, review, max_cost)
     results: list[Outcome] = []
 
     def done(outcome: Outcome) -> None:
