@@ -206,6 +206,57 @@ def test_an_imported_sample_round_trips_through_af(cli, tmp_path: Path):
         assert (tmp_path / "evie2" / name).read_text() == (tmp_path / "evie" / name).read_text()
 
 
+
+PINNED_TEXT = """# Lessons
+
+What I have learned.
+
+<!-- pin: team rules -->
+Never merge on Fridays.
+
+## Quote the failing line
+<!-- id: L1; helpful: 1; harmful: 0 -->
+When a test fails, quote the line.
+<!-- /pin -->
+
+## Lint with ruff
+<!-- id: L2; helpful: 0; harmful: 0 -->
+The team uses ruff.
+"""
+
+
+def test_pinned_text_outside_lessons_is_exported_and_comes_back(cli, blank: Agent,
+                                                                  tmp_path: Path):
+    blank.write({"lessons.md": PINNED_TEXT}, "human", "A pinned rule above the lessons")
+    md = cli("export", blank.folder, "--format", "agents-md")
+    assert md.exit_code == 0, md.stderr
+    lessons_part = md.stdout.split("# Lessons\n", 1)[1]
+    assert lessons_part.index("Never merge on Fridays.") < lessons_part.index("## Quote")
+    out = tmp_path / "blank.af"
+    assert cli("export", blank.folder, "-f", "af", "-o", out).exit_code == 0
+    block = [b for b in json.loads(out.read_text())["blocks"] if "Fridays" in b["value"]]
+    assert len(block) == 1 and block[0]["read_only"] and "pin" not in block[0]["value"]
+    assert cli("import", out, tmp_path / "again").exit_code == 0
+    text = (tmp_path / "again" / "lessons.md").read_text()
+    assert "<!-- pin: team rules -->\nNever merge on Fridays.\n<!-- /pin -->" in text
+    assert [x.title for x in Agent.open(tmp_path / "again").load().lessons.lessons] == [
+        "Quote the failing line", "Lint with ruff"]
+
+
+def test_af_round_trip_gives_the_front_matter_back_as_it_was(cli, blank: Agent, tmp_path: Path):
+    # no model, temperature or budgets of its own (the defaults apply), and settings Letta has
+    # no field for
+    persona = (blank.folder / "persona.md").read_text()
+    persona = re.sub(r"budgets:\n(  .*\n)+", "", persona)
+    persona = persona.replace("---\n#", "remote: ../sync/blank.git\nsleep:\n  min_events: 3\n---\n#", 1)
+    blank.write({"persona.md": persona}, "human", "Settings")
+    assert "model:" not in persona and "budgets:" not in persona
+    out = tmp_path / "blank.af"
+    assert cli("export", blank.folder, "-f", "af", "-o", out).exit_code == 0
+    assert cli("import", out, tmp_path / "again").exit_code == 0
+    assert (tmp_path / "again" / "persona.md").read_text() == persona
+
+
 # -- finetune --------------------------------------------------------------------------------
 
 ROLES = {"system", "user", "assistant", "tool"}

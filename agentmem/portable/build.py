@@ -62,6 +62,8 @@ def texts_of(imported: Imported) -> dict[str, str]:
     persona = persona_fmt.render(imported.settings, imported.persona_body)
     used = {x.lesson.id for x in imported.lessons if x.lesson.id}
     doc = lessons_fmt.LessonsDoc([lessons_fmt.BLANK_DOC + "\n"])
+    for marker, text in imported.pinned_texts:
+        doc.parts.append(f"{marker}\n{text.strip(chr(10))}\n<!-- /pin -->\n\n")
     for item in imported.lessons:
         lesson = item.lesson
         if not lesson.id:

@@ -13,8 +13,9 @@ from agentmem.agent import Agent
 from agentmem.errors import UsageError
 from agentmem.lessons import META, Lesson
 from agentmem.memory import Memory
-from agentmem.pins import PIN_CLOSE, PIN_OPEN
+from agentmem.pins import PIN_CLOSE, PIN_OPEN, pinned_spans
 from agentmem.portable.letta import CHARS_PER_TOKEN, MARK, PROVIDERS
+from agentmem.redact import env_secrets, redact_obj
 from agentmem.tokens import estimate
 
 FORMATS = ("agents-md", "claude-md", "af", "finetune")
@@ -52,6 +53,25 @@ def _strip_markup(text: str) -> str:
     return "\n".join(lines)
 
 
+def pinned_text(memory: Memory) -> list[tuple[str, str]]:
+    """Text a person pinned in lessons.md outside any lesson (a rule above the lessons, say):
+    (the line that opened its pin, the text without markers), in file order."""
+    text = memory.texts.get("lessons.md", "")
+    lines = text.splitlines()
+    in_lessons: set[int] = set()
+    for lesson in memory.lessons.lessons:
+        size = max(1, (lesson.raw or lesson.render()).count("\n"))
+        in_lessons.update(range(lesson.line, lesson.line + size))
+    spans, _ = pinned_spans(text, "lessons.md")
+    out = []
+    for first, last in spans:
+        kept = [lines[n - 1] for n in range(first + 1, last) if n not in in_lessons]
+        body = "\n".join(kept).strip("\n")
+        if body.strip():
+            out.append((lines[first - 1].strip(), body))
+    return out
+
+
 def _current(agent: Agent) -> tuple[Memory, str]:
     memory = agent.load()
     versions = agent.history.versions()
@@ -69,11 +89,13 @@ def markdown(agent: Agent, fmt: str, max_tokens: int | None = None) -> Exported:
               f"on {datetime.now(UTC):%Y-%m-%d}. Edit the agent, not this file._\n")
     persona = _strip_markup(memory.persona.body).strip("\n")
     ordered = budget_order(memory.lessons.lessons)
+    pinned = [f"{_strip_markup(text).strip()}\n" for _, text in pinned_text(memory)]
 
     def render(kept: list[Lesson]) -> str:
         parts = [header, persona + "\n"]
-        if kept:
+        if kept or pinned:
             parts.append("# Lessons\n")
+            parts += pinned
             parts += [f"## {x.title}\n\n{_strip_markup(x.body).strip()}\n" for x in kept]
         return "\n".join(parts)
 
@@ -157,7 +179,10 @@ def letta(agent: Agent) -> Exported:
     blocks = [_block("block-0", "persona", memory.persona.body,
                      max(budgets["persona"] * CHARS_PER_TOKEN, len(memory.persona.body)), False,
                      "The persona block: who I am and my standing instructions (persona.md).",
-                     {MARK: {"agent": name, "version": where, "budgets": dict(budgets)}})]
+                     {MARK: {"agent": name, "version": where, "budgets": dict(budgets),
+                             # the front matter as it is, so an import gives it back exactly
+                             "settings": redact_obj(json.loads(json.dumps(settings, default=str)),
+                                                    env_secrets())}})]
     lessons = memory.lessons.lessons
     lessons_text = memory.texts.get("lessons.md", "").split("\n")
     per_lesson = max(1, math.ceil(budgets["lessons"] * CHARS_PER_TOKEN / max(1, len(lessons))))
@@ -171,6 +196,11 @@ def letta(agent: Agent) -> Exported:
         blocks.append(_block(f"block-{number}", f"lesson_{lesson.id or number}", body,
                              max(per_lesson, len(body)), lesson.pinned, lesson.title,
                              {MARK: meta}))
+    for marker, text in pinned_text(memory):
+        number = len(blocks)
+        blocks.append(_block(f"block-{number}", f"pinned_text_{number}", text, len(text), True,
+                             "Text a person pinned in lessons.md",
+                             {MARK: {"pinned_text": True, "pin": marker}}))
     system = SYSTEM.format(name=name)
     message = {"type": "message", "role": "system",
                "content": [{"type": "text", "text": system, "signature": None}], "name": None,

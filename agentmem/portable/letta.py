@@ -44,6 +44,8 @@ AUTOMATED = {"login", "heartbeat", "system_alert"}
 CHARS_PER_TOKEN = 4           # as agentmem.tokens estimates
 HEADING = re.compile(r"^(#{1,6})\s+(\S.*?)\s*#*\s*$")
 MARK = "agentmem"             # the metadata key our own export writes (see export.py)
+# persona.md settings an agent file holds in Letta's own fields (the rest only in our mark)
+LETTA_SETTINGS = ("name", "description", "model", "api_base", "temperature", "tags")
 
 
 def parse(data: bytes, where: str) -> Imported:
@@ -143,6 +145,7 @@ def _agent(agent: dict[str, Any], blocks: list[dict[str, Any]], tools: list[dict
         persona_parts.append(system.strip())
     persona_limit = 0
     lessons: list[ImportedLesson] = []
+    pinned_texts: list[tuple[str, str]] = []
     lesson_limit = 0
     for block in blocks:
         label = str(block.get("label") or "block")
@@ -161,6 +164,11 @@ def _agent(agent: dict[str, Any], blocks: list[dict[str, Any]], tools: list[dict
         lesson_limit += limit
         meta = block.get("metadata")
         exported = meta.get(MARK) if isinstance(meta, dict) else None
+        if isinstance(exported, dict) and exported.get("pinned_text") is True:
+            marker = exported.get("pin")
+            pinned_texts.append((marker if isinstance(marker, str) and PIN_OPEN.match(marker)
+                                 else "<!-- pin -->", value))
+            continue
         if isinstance(exported, dict) and isinstance(exported.get("title"), str):
             marker = exported.get("pin")
             lessons.append(ImportedLesson(_our_lesson(exported, value), read_only,
@@ -173,6 +181,12 @@ def _agent(agent: dict[str, Any], blocks: list[dict[str, Any]], tools: list[dict
     budgets = _budgets(ours, system, persona_limit, lesson_limit)
     if budgets:
         settings["budgets"] = budgets
+    saved = ours.get("settings") if ours else None
+    if isinstance(saved, dict) and saved:
+        # our own export: its front matter as it was (no model or budgets added), with what
+        # Letta holds for the keys it had (a model changed in Letta is kept)
+        settings = {k: settings.get(k, v) if k in LETTA_SETTINGS else v
+                    for k, v in saved.items()}
     if ours:
         body = "".join(persona_parts)
     else:
@@ -186,7 +200,7 @@ def _agent(agent: dict[str, Any], blocks: list[dict[str, Any]], tools: list[dict
         if agent.get(key):
             skipped.append(f"{key}: {why}")
     return Imported(name=name, settings=settings, persona_body=body, lessons=lessons,
-                    events=events, tool_comments=comments, skipped=skipped,
+                    pinned_texts=pinned_texts, events=events, tool_comments=comments, skipped=skipped,
                     source=f"Letta agent file ({layout} layout) {where}")
 
 

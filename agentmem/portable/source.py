@@ -30,6 +30,8 @@ class Imported:
     settings: dict[str, Any]              # persona.md front matter (name, description, model...)
     persona_body: str
     lessons: list[ImportedLesson] = field(default_factory=list)
+    # pinned text of lessons.md outside any lesson (our own af export): (opening line, text)
+    pinned_texts: list[tuple[str, str]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)   # log.jsonl events, in order
     tool_comments: list[str] = field(default_factory=list)       # lines for tools.yaml
     skipped: list[str] = field(default_factory=list)             # what was left out, and why
