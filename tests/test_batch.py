@@ -595,3 +595,24 @@ def test_collect_max_cost_caps_the_answer_and_its_check(cli, tmp_path, server, m
     assert model.calls == []                            # refused before the check's calls
     assert "## Lint with ruff" in (agent.folder / "lessons.md").read_text()
     assert state(agent)["batch"]["status"] == "refused"
+
+
+def test_the_estimate_counts_the_schema_the_request_carries(cli, tmp_path, server):
+    """Two agents alike but for how the answer is asked for: the one whose request carries the
+    JSON schema is estimated that much dearer (the provider counts it as input)."""
+    from agentmem import llm
+    from agentmem.sleep.passes import format_tokens
+
+    estimates = {}
+    for mode in ("prompt", "schema"):
+        [agent] = make_fleet(tmp_path / mode, 1)
+        wire.persona(agent, sleep={"output": mode})
+        result = cli("sleep", agent.folder, "--batch", "--model", MODEL, "--json")
+        assert result.exit_code == 0, result.stderr
+        [data] = json.loads(result.stdout)
+        estimates[mode] = data["estimate"]
+        assert state(agent)["batch"]["output_mode"] == mode
+    prices = llm.batch_price(MODEL)
+    assert prices is not None and format_tokens("schema") > 100
+    assert estimates["schema"] - estimates["prompt"] == pytest.approx(
+        format_tokens("schema") * prices[0], rel=0.02)

@@ -71,6 +71,7 @@ from agentmem.sleep.passes import (
     apply,
     budget_warnings,
     check_answer,
+    format_tokens,
     keep_refused,
     output_mode,
     plan,
@@ -315,7 +316,8 @@ def _request(agent: Agent, spec: ModelSpec, model_name: str, index: int,
                                 **request_options(spec, mode)}}, ensure_ascii=False) + "\n"
     cost = None
     if prices:
-        tokens = sum(estimate(m["content"]) for m in messages)
+        # the schema (or JSON mode) the request carries is input the provider counts too
+        tokens = sum(estimate(m["content"]) for m in messages) + format_tokens(mode)
         cost = tokens * prices[0] + OUTPUT_TOKENS * prices[1]
     entry = {"custom_id": custom_id, "status": PENDING, "model": spec.model,
              "api_base": spec.api_base, "submitted": now(), "start": start.to_json(),
