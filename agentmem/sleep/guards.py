@@ -61,8 +61,9 @@ def check_result(before: Texts, after: Texts, max_shrink: float,
     memory, problems = validate(after)
     if problems or memory is None:
         raise Rejected("the result would not be a valid agent: " + "; ".join(map(str, problems)))
-    _check_growth(before, after, memory.persona.budgets, used_ids)
-    lost, words = unarchived_loss(before, after, used_ids)
+    docs = _parse_all(before, after)      # parsed once for both (each parse copies every lesson)
+    _check_growth(before, after, memory.persona.budgets, used_ids, docs)
+    lost, words = _unarchived_loss(docs, used_ids)
     if words and lost > max_shrink * words:
         raise Rejected(f"the pass would cut {lost} of the lessons' {words} words ({lost / words:.0%}"
                        f", more than max_shrink {max_shrink:.0%}) without archiving them")
@@ -84,8 +85,10 @@ def _check_lessons_kept(before: Texts, after: Texts, operations: list[Operation]
                        f"({', '.join(missing) or 'a lesson without an id'})")
 
 
-def _parse_all(before: Texts, after: Texts) -> tuple[LessonsDoc, LessonsDoc, LessonsDoc,
-                                                     LessonsDoc] | None:
+Docs = tuple[LessonsDoc, LessonsDoc, LessonsDoc, LessonsDoc]
+
+
+def _parse_all(before: Texts, after: Texts) -> Docs | None:
     """lessons.md before and after, archive.md before and after; None when one does not parse
     (validate() refuses such a result)."""
     docs = (lessons_fmt.parse(before.get("lessons.md") or "")[0],
@@ -109,7 +112,11 @@ def unarchived_loss(before: Texts, after: Texts,
     update of the same length loses nothing. Lessons without an id are given the ids
     apply_operations gives them (pass the same `used_ids`), so that an archived copy of one is
     found."""
-    docs = _parse_all(before, after)
+    return _unarchived_loss(_parse_all(before, after), used_ids)
+
+
+def _unarchived_loss(docs: Docs | None, used_ids: set[str] | frozenset[str]) -> tuple[int, int]:
+    """unarchived_loss over _parse_all's documents (read, never changed)."""
     if docs is None:
         return 0, 0
     old, new, was, now = docs
@@ -148,12 +155,11 @@ def lesson_cap(budget: int) -> int:
 
 
 def _check_growth(before: Texts, after: Texts, budgets: dict[str, int],
-                  used_ids: set[str] | frozenset[str]) -> None:
+                  used_ids: set[str] | frozenset[str], docs: Docs | None) -> None:
     """The size caps: each lesson the pass wrote, the lessons it added, how far lessons.md and
     persona.md grew against their budgets, and how far archive.md grew against what the pass
     archived. Text the pass found is never held against it (a person's long lesson may still be
-    counted, merged away or retired)."""
-    docs = _parse_all(before, after)
+    counted, merged away or retired). `docs`: _parse_all(before, after)."""
     if docs is None:
         return
     old, new, was, now = docs
