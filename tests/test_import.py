@@ -287,6 +287,15 @@ def test_destination_checks(cli, tmp_path: Path, agent: Agent):
     assert (empty / "persona.md").is_file()
 
 
+
+def test_the_folder_printed_is_the_path_as_it_is(cli, tmp_path: Path):
+    source = tmp_path / "AGENTS.md"
+    source.write_text(AGENTS_MD)
+    dest = tmp_path / "x[bold]y[red]z"            # rich markup in a folder name is not markup
+    result = cli("import", source, dest)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == f"{dest.resolve()}\n"
+
 def test_a_failure_part_way_leaves_nothing_not_even_new_parents(tmp_path: Path, monkeypatch):
     from agentmem.portable.importer import import_file
 

@@ -28,7 +28,7 @@ def import_(
     from agentmem.portable.importer import import_file
 
     agent, imported = import_file(file, dest, shape=as_)
-    console.out().print(str(agent.folder))
+    console.line(str(agent.folder))      # literally: a path may hold [brackets]
     console.info(f"imported {imported.name}: {len(imported.lessons)} lessons, "
                  f"{len(imported.events)} log events"
                  + (f"; skipped {len(imported.skipped)} items (agentmem history "
