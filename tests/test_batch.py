@@ -616,3 +616,31 @@ def test_the_estimate_counts_the_schema_the_request_carries(cli, tmp_path, serve
     assert prices is not None and format_tokens("schema") > 100
     assert estimates["schema"] - estimates["prompt"] == pytest.approx(
         format_tokens("schema") * prices[0], rel=0.02)
+
+
+def test_an_answer_written_from_a_lessons_old_text_is_refused_when_a_person_edited_it(
+        cli, tmp_path, fleet, server):
+    """The answer updates L1 from the text it was shown. a0's person rewrote L1 meanwhile: the
+    update would overwrite that edit, so it is refused and the edit kept. a1's person edited
+    L2 only: L1's update still applies cleanly."""
+    root = tmp_path / "fleet"
+    server.answer = lambda line: json.dumps({"summary": "ruff, not flake8", "operations": [
+        {"op": "update", "id": "L1", "body": "Run ruff on every pull request.",
+         "rationale": "the user corrected me", "evidence": ["e3"]}]})
+    submit(cli, root)
+    mine = LESSONS.replace("Run flake8 on every pull request", "Run flake8 (config in setup.cfg) "
+                           "on every pull request")
+    fleet[0].write({"lessons.md": mine}, "human", "a person's edit of L1")
+    fleet[1].write({"lessons.md": LESSONS.replace("Python 2.7.", "Python 2.7 and 3.6.")},
+                   "human", "a person's edit of L2")
+    cli("sleep", root, "--collect", "--yes")
+    result = cli("sleep", root, "--collect", "--yes", "--json")
+    results = by_name(json.loads(result.stdout))
+    assert results["a0"]["status"] == "refused"
+    assert "no longer applies cleanly" in results["a0"]["message"]
+    assert "L1 was edited after the batch was submitted" in results["a0"]["message"]
+    assert (fleet[0].folder / "lessons.md").read_text() == mine
+    assert Agent.open(fleet[0].folder).sleep_cursor().event == 0
+    assert results["a1"]["status"] == "applied" and results["a2"]["status"] == "applied"
+    assert "Run ruff on every pull request." in (fleet[1].folder / "lessons.md").read_text()
+    assert "Python 2.7 and 3.6." in (fleet[1].folder / "lessons.md").read_text()

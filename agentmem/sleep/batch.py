@@ -25,8 +25,10 @@ A collect stopped half-way therefore applies the rest next time, and never one a
 (an agent whose cursor already stands at the batch's end cursor has it applied).
 
 An agent whose memory changed after submission (the digest differs) gets the answer's
-operations applied to its current texts, only if they still pass every guard; else the answer
-is refused with the reason, kept under .agentmem/sleep/ like any refused pass. An agent whose
+operations applied to its current texts, only if they still pass every guard and none updates,
+merges or retires a lesson whose title or body changed since (the entry keeps a digest of each
+lesson); else the answer is refused with the reason, kept under .agentmem/sleep/ like any
+refused pass. An agent whose
 sleep cursor moved meanwhile (a live pass consumed the events) is refused as stale.
 
 A submission is journalled before anything is sent: `batches_dir()/submitting/TOKEN.json`
@@ -99,6 +101,31 @@ def digest(texts: dict[str, str | None]) -> str:
     """A digest of the memory texts a request was made from."""
     data = json.dumps(sorted(texts.items()), ensure_ascii=False).encode()
     return hashlib.sha256(data).hexdigest()[:32]
+
+
+def lesson_digests(memory: Memory) -> dict[str, str]:
+    """A short digest of each lesson's title and body, by id: which lessons a person edited
+    after a request was made from them."""
+    return {x.id: hashlib.sha256(x.text.encode()).hexdigest()[:12]
+            for x in memory.lessons.lessons if x.id}
+
+
+def edited_since(entry: dict[str, Any], memory: Memory, operations: list[dict[str, Any]]
+                 ) -> None:
+    """Rejected when an update, merge or retire in the answer names a lesson whose title or
+    body changed after the request was made from it (the answer was written from the old text,
+    and would overwrite the person's edit). An entry without the digests is not checked."""
+    was = entry.get("lessons")
+    if not isinstance(was, dict):
+        return
+    now = lesson_digests(memory)
+    for n, op in enumerate(operations, 1):
+        if op.get("op") not in ("update", "merge", "retire"):
+            continue
+        for lesson_id in op.get("ids") or [op.get("id")]:
+            if lesson_id in now and was.get(lesson_id) != now[lesson_id]:
+                raise Rejected(f"lesson {lesson_id} was edited after the batch was submitted, "
+                               f"and operation {n} ({op['op']}) was written from its old text")
 
 
 def now() -> str:
@@ -322,7 +349,7 @@ def _request(agent: Agent, spec: ModelSpec, model_name: str, index: int,
     entry = {"custom_id": custom_id, "status": PENDING, "model": spec.model,
              "api_base": spec.api_base, "submitted": now(), "start": start.to_json(),
              "end": end.to_json(), "events": events, "digest": digest(p.texts),
-             "output_mode": mode}
+             "lessons": lesson_digests(p.memory), "output_mode": mode}
     return line, entry, cost
 
 
@@ -595,6 +622,8 @@ def _settle(agent: Agent, batch: Batch, line: dict[str, Any],
         used_ids = agent.used_lesson_ids()
         operations, summary, after = check_answer(reply, texts, known, proposal.max_shrink,
                                                   used_ids, retire.counted_ratings(events))
+        if changed:
+            edited_since(entry, memory, operations)
         # the ratings rule's retirements, on top of the model's, as a live pass adds them
         ruled, warned, after = retire.add_retirements(after, texts, events, known,
                                                       proposal.max_shrink, used_ids)
