@@ -644,3 +644,25 @@ def test_an_answer_written_from_a_lessons_old_text_is_refused_when_a_person_edit
     assert results["a1"]["status"] == "applied" and results["a2"]["status"] == "applied"
     assert "Run ruff on every pull request." in (fleet[1].folder / "lessons.md").read_text()
     assert "Python 2.7 and 3.6." in (fleet[1].folder / "lessons.md").read_text()
+
+
+def test_batches_lists_a_batch_whose_provider_cannot_be_asked_as_last_seen(cli, tmp_path, fleet,
+                                                                          server):
+    """One batch's provider is gone (a local server since stopped): the others are still
+    listed, and that one with its last known status and why it was not asked again."""
+    other = make_fleet(tmp_path / "other", 1)
+    submit(cli, tmp_path / "fleet")
+    submit(cli, tmp_path / "other")
+    gone = state(other[0])["batch"]["id"]
+    path = tmp_path / "batches" / f"{gone}.json"
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "api_base": wire.closed_port() + "/v1"}))
+    result = cli("batches")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.count("batch_") == 2
+    assert f"{gone}: status as last seen; asking again failed:" in result.stderr
+    data = {b["id"]: b for b in json.loads(cli("batches", "--json").stdout)}
+    assert "connection refused" in data[gone]["unreachable"]
+    assert data[gone]["status"] == record["status"]
+    [reached] = [b for b in data.values() if b["id"] != gone]
+    assert "unreachable" not in reached and reached["status"] == "completed"

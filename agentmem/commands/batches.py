@@ -46,6 +46,9 @@ def batches(
                      f"  {b['agents']} agent(s), {counts.get('completed', 0)} completed, "
                      f"{counts.get('failed', 0)} failed of {counts.get('total', 0)}  {cost}  "
                      f"{b.get('model')}{collected}")
+        if b.get("unreachable"):
+            console.warn(f"{b['id']}: status as last seen; asking again failed: "
+                         f"{b['unreachable']}")
 
 
 def submit(agents: list[Agent], model: str | None, max_cost: float | None, json_: bool) -> None:

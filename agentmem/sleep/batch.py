@@ -711,7 +711,9 @@ def check_usable(spec: ModelSpec) -> None:
 def listing(under: Path | None = None, *, refresh: Callable[[ModelSpec, str], dict[str, Any]]
             | None = None) -> list[dict[str, Any]]:
     """The batch records (newest first), those with an agent under `under` when given; a batch
-    not yet in a final state is asked for its status first, and its record updated."""
+    not yet in a final state is asked for its status first, and its record updated. One whose
+    provider cannot be asked (unreachable, no key) is listed as last seen, with `unreachable`:
+    why."""
     refresh = refresh or _retrieve
     root = under.resolve() if under else None
     out = []
@@ -721,7 +723,12 @@ def listing(under: Path | None = None, *, refresh: Callable[[ModelSpec, str], di
             continue
         if record.get("status") not in DONE:
             spec = ModelSpec(str(record.get("model")), record.get("api_base"), "batch")
-            data = refresh(spec, str(record["id"]))
+            try:
+                data = refresh(spec, str(record["id"]))
+            except AgentmemError as exc:
+                out.append({k: v for k, v in record.items() if k != "agents"}
+                           | {"agents": len(folders), "unreachable": exc.message})
+                continue
             record = {**record, "status": data.get("status"),
                       "request_counts": data.get("request_counts")}
             write_record(record)
