@@ -404,3 +404,25 @@ def test_watch_runs_the_check_persona_md_turns_on(blank: Agent, model):
     assert "regression check found the proposed memory worse" in failed.message
     assert snapshot(blank) == before
     assert judge_calls(model)
+
+
+def test_the_checks_cost_is_counted_in_json_and_in_the_pass_usage(cli, blank: Agent, model):
+    """Priced models: --json's check cost is what the replays and verdicts cost, and the
+    pass's usage counts the pass's own call and the check's together."""
+    from agentmem import llm
+
+    for name in ("scripted/priced-sleep", "scripted/priced-judge"):
+        llm.litellm().register_model({name: {
+            "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6,
+            "litellm_provider": "scripted", "mode": "chat", "max_input_tokens": 100000}})
+    with_log(blank)
+    model.push(ADD_RUFF)
+    model.responder = answers
+    result = cli("sleep", blank.folder, "--check", "--yes", "--json", "--model",
+                 "scripted/priced-sleep", "--judge-model", "scripted/priced-judge")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    judged = [c for c in model.calls if c["messages"][0]["content"] == prompts.CHECK_JUDGE_SYSTEM]
+    assert len(judged) == 1 and data["check"]["calls"] == 7
+    assert data["check"]["cost"] > 0
+    assert data["usage"]["cost"] > data["check"]["cost"]      # the pass's own call, and the check
