@@ -776,3 +776,11 @@ def test_model_text_in_history_blame_and_revert_is_shown_literally(cli, agent: A
     assert "[conceal]hidden[/conceal]" in out and "\x1b" not in out and "\\x1b" in out
     result = cli("revert", agent.folder, "HEAD")
     assert result.exit_code == 0 and "[conceal]hidden[/conceal]" in result.stdout
+
+
+def test_new_prints_the_folder_as_it_is_even_with_brackets(cli, tmp_path: Path):
+    """The path on stdout is for scripts: never read as rich markup."""
+    target = tmp_path / "x[bold]y[red]z"
+    result = cli("new", target)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == str(target)

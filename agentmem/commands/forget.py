@@ -80,8 +80,8 @@ def forget(
                             "receipt": receipt.to_json()})
     else:
         version = receipt.data.get("version")
-        console.out().print(f"forgot {receipt.name}" + (f" (version {version})" if version else "")
-                            + f"; receipt: {receipt.path}")
+        console.line(f"forgot {receipt.name}" + (f" (version {version})" if version else "")
+                     + f"; receipt: {receipt.path}")
     for note in receipt.data.get("notes") or []:
         console.warn(note)
     for place in receipt.remaining:

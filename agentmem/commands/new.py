@@ -22,7 +22,7 @@ def new(
 
     if list_:
         for sample_name in list_samples():
-            console.out().print(sample_name)
+            console.line(sample_name)
         return
     if not name:
         from agentmem.errors import UsageError
@@ -30,6 +30,6 @@ def new(
         raise UsageError("give the new agent's NAME (a folder path or a bare name)",
                          "example: agentmem new ./reviewer --from code-reviewer")
     agent = Agent.create(name, sample)
-    console.out().print(str(agent.folder))
+    console.line(str(agent.folder))      # literally: a path may hold [brackets]
     console.info(f"created {agent.name}" + (f" from sample '{sample}'" if sample else "")
                  + f"; chat with it: agentmem chat {agent.folder}")
