@@ -314,3 +314,17 @@ def test_a_failure_part_way_leaves_nothing_not_even_new_parents(tmp_path: Path, 
     monkeypatch.undo()
     agent, _ = import_file(str(source), str(tmp_path / "new" / "deeper" / "agent"))
     assert [v.author for v in agent.history.versions()] == ["import"]
+
+
+def test_a_key_in_an_imported_file_is_redacted_and_the_version_says_so(cli, tmp_path: Path):
+    """A key pasted into an instruction file (or a Letta block) never reaches the history."""
+    key = "sk-proj-" + "A1b2C3d4E5f6G7h8J9k0L1m2N3p4Q5r6"
+    (tmp_path / "AGENTS.md").write_text(f"Be brief.\n\n## Deploys\nUse the key {key} to deploy.\n")
+    result = cli("import", tmp_path / "AGENTS.md", tmp_path / "agent")
+    assert result.exit_code == 0, result.stderr
+    agent = Agent.open(tmp_path / "agent")
+    assert key not in (tmp_path / "agent" / "lessons.md").read_text()
+    assert "Use the key [REDACTED] to deploy." in (tmp_path / "agent" / "lessons.md").read_text()
+    [version] = agent.history.versions()
+    assert "secrets in lessons.md: replaced by [REDACTED]" in version.message
+    assert key not in agent.history.git("log", "-p", "--all").stdout

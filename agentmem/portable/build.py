@@ -23,6 +23,7 @@ from agentmem.fsutil import atomic_write
 from agentmem.journal import FILE as LOG_FILE
 from agentmem.memory import validate
 from agentmem.portable.source import Imported
+from agentmem.redact import REDACTED, env_secrets, redact
 from agentmem.tokens import estimate
 
 
@@ -94,6 +95,14 @@ def message_of(imported: Imported, texts: dict[str, str]) -> str:
 def build(imported: Imported, dest: Path, source: Path) -> Agent:
     check_destination(dest, source)
     texts = texts_of(imported)
+    # a key pasted into a Letta block or an instruction file must not land in the history
+    # (the log events are redacted by journal.append, as every event is)
+    env = env_secrets()
+    redacted = {name: redact(text, env) for name, text in texts.items()}
+    touched = [name for name in texts if redacted[name] != texts[name]]
+    if touched:
+        imported.skipped.append(f"secrets in {', '.join(touched)}: replaced by {REDACTED}")
+    texts = redacted
     _, problems = validate(dict(texts))
     if problems:
         raise InvalidAgent(problems, f"{source} could not become a valid agent; nothing was "
