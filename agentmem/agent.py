@@ -321,9 +321,9 @@ class Agent:
         dirty = self.history.unrecorded(raw)
         if not dirty:
             return version, raw
-        versions = self.history.versions()
-        if versions and {"lessons.md", ARCHIVE} & set(dirty):   # ids a person deletes stay used
-            self._remember_lesson_ids({n: self.history.file_at(versions[0], n)
+        latest = self.history.latest()
+        if latest and {"lessons.md", ARCHIVE} & set(dirty):     # ids a person deletes stay used
+            self._remember_lesson_ids({n: self.history.file_at(latest, n)
                                        for n in ("lessons.md", ARCHIVE)}, self._decode(raw))
         # the bytes as read are what is recorded; a linked file is recorded as git sees it
         linked = any(os.path.islink(self.folder / n) for n in dirty)

@@ -84,12 +84,12 @@ def put_back(agent: Agent, written: dict[str, str | None]) -> None:
     """Files a write that died half-way wrote (name -> the hash it wrote) get the exact
     bytes they have in the latest version back (absent there: removed). One that changed
     again since, or that is a symbolic link in that version, is left as it is."""
-    versions = agent.history.versions()
-    if not versions:
+    latest = agent.history.latest()
+    if latest is None:
         return
     for name, digest in written.items():
         try:
-            data = agent.history.bytes_at(versions[0], name)
+            data = agent.history.bytes_at(latest, name)
         except Unsupported:
             continue
         if file_digest(agent.folder / name) != digest:

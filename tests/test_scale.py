@@ -192,3 +192,16 @@ def test_the_last_sleep_version_is_found_without_reading_the_whole_history(long:
     assert long.history.last_by("human") == next(v for v in long.history.versions()
                                                  if v.author == "human")
     assert long.history.last_by("import") is None
+
+
+def test_a_hand_edit_recorded_before_a_write_reads_only_the_latest_version(long: Agent, cli):
+    whole = long.history.versions()
+    commit_object(long, whole[-3].commit).unlink()     # version 3 of 12
+    path = long.folder / "lessons.md"
+    path.write_text(path.read_text().replace("## Rule 0\n", "## Rule zero\n"))
+    result = cli("revert", str(long.folder), "HEAD")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("14 ") and "Revert version 13: Hand edit" in result.stdout
+    assert "## Rule zero" not in path.read_text() and "## Rule 0\n" in path.read_text()
+    assert [(v.number, v.author) for v in long.history.versions(2)] == [(14, "revert"),
+                                                                       (13, "human")]
