@@ -666,3 +666,40 @@ def test_batches_lists_a_batch_whose_provider_cannot_be_asked_as_last_seen(cli, 
     assert data[gone]["status"] == record["status"]
     [reached] = [b for b in data.values() if b["id"] != gone]
     assert "unreachable" not in reached and reached["status"] == "completed"
+
+
+def test_two_submissions_at_once_never_send_an_agent_twice(tmp_path, fleet, server, monkeypatch):
+    """A second `sleep --batch` (a cron run overlapping a slow one) starts while the first is
+    sending: it waits for the first to record its batch, then finds every agent pending."""
+    import threading
+
+    from agentmem import llm
+    from agentmem.sleep import batch as core
+    from agentmem.sleep.passes import prepare
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    spec = prepare(fleet[0], MODEL)             # as the command resolves it: the stand-in
+    real = llm.batch_submit
+    second: dict[str, Any] = {}
+    started = threading.Event()
+
+    def other() -> None:
+        started.set()
+        second["done"] = core.submit([Agent.open(a.folder) for a in fleet], spec)
+
+    def slow(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        if not second:
+            second["thread"] = threading.Thread(target=other)
+            second["thread"].start()
+            started.wait(5)
+            second["thread"].join(3)        # it may not get past the first: give it the time
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(llm, "batch_submit", slow)
+    first = core.submit(fleet, spec)
+    second["thread"].join(30)
+    assert len(first.agents) == 3 and len(server.batches) == 1
+    done = second["done"]
+    assert done.batch is None and done.agents == []
+    assert len(done.skipped) == 3
+    assert all(why.startswith(f"batch {first.batch['id']} is still") for _, why in done.skipped)

@@ -37,7 +37,8 @@ A submission killed after the provider created its batch and before every agent'
 names it is finished by the next `--batch` or `--collect` (recover_submissions): the batch is
 found by its token in the provider's list and adopted (its record written, each agent's entry
 set), so no agent is submitted, or paid for, twice. When the provider lists no such batch, the
-submission never reached it and the journal is dropped.
+submission never reached it and the journal is dropped. Submissions take turns (a lock in
+`batches_dir()`): one started while another sends waits, then finds that one's agents pending.
 
 Costs are at batch prices (llm.batch_price: litellm's batch price for the model, else half the
 live price). A batch that failed, expired or was cancelled is reported per agent; those agents
@@ -63,6 +64,7 @@ from agentmem.errors import AgentmemError, InvalidAgent, Locked, ModelError, Ref
 from agentmem.fsutil import atomic_write, read_json
 from agentmem.guards import Rejected
 from agentmem.journal import Cursor, event_number
+from agentmem.locks import FileLock, LockTimeout
 from agentmem.memory import Memory, validate
 from agentmem.models import ModelSpec
 from agentmem.sleep import context, retire
@@ -169,8 +171,26 @@ def submit(agents: Iterable[Agent], spec: ModelSpec, *, max_cost: float | None =
            refresh: Callable[[ModelSpec, str], dict[str, Any]] | None = None) -> Submitted:
     """Plan every agent's pass and submit one batch of their requests (see the module's doc).
     Agents with nothing new, a pending batch, or a pass over --max-cost (at batch prices) are
-    skipped, each with its reason."""
-    model_name = llm.batch_model_name(spec)          # refuses a provider without batches first
+    skipped, each with its reason. One submission at a time: another waits for it (see
+    _submitting)."""
+    llm.batch_model_name(spec)                       # refuses a provider without batches first
+    with _submitting():
+        return _submit(agents, spec, max_cost=max_cost, refresh=refresh)
+
+
+def _submitting(timeout: float = -1) -> FileLock:
+    """The lock a submission holds from its plan to its record (in batches_dir(); the OS
+    drops it when the process dies). Two at once (a cron run overlapping a slow one) would
+    both find the same agents free and submit, and pay for, each twice; and a collect's
+    recovery would take a live submission's journal for a dead one's."""
+    folder = batches_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return FileLock(folder / "submit.lock", timeout=timeout)
+
+
+def _submit(agents: Iterable[Agent], spec: ModelSpec, *, max_cost: float | None,
+            refresh: Callable[[ModelSpec, str], dict[str, Any]] | None) -> Submitted:
+    model_name = llm.batch_model_name(spec)
     prices = llm.batch_price(spec.model)
     if max_cost is not None and prices is None:
         raise Refused(f"no price is known for {spec.model}, so --max-cost cannot be checked",
@@ -282,6 +302,20 @@ def recover_submissions() -> list[str]:
             continue
         adopted.append(_adopt(found, journal)["id"])
     return adopted
+
+
+def _recover_unless_submitting() -> None:
+    """recover_submissions, unless a submission is under way (its journal is live, and the
+    submission records its batch itself)."""
+    lock = _submitting(timeout=0)
+    try:
+        lock.acquire()
+    except LockTimeout:
+        return
+    try:
+        recover_submissions()
+    finally:
+        lock.release()
 
 
 def _retrieve(spec: ModelSpec, batch_id: str) -> dict[str, Any]:
@@ -398,7 +432,7 @@ def survey(agents: Iterable[Agent], *, refresh: Callable[[ModelSpec, str], dict[
     """The batches the agents' pending entries name, each retrieved once (nothing written but
     the fleet record's status)."""
     refresh = refresh or _retrieve
-    recover_submissions()        # a submission killed half-way names its batch first
+    _recover_unless_submitting()     # a submission killed half-way names its batch first
     found: dict[str, Batch] = {}
     for agent in agents:
         entry = agent.read_state().get("batch")
