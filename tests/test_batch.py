@@ -703,3 +703,22 @@ def test_two_submissions_at_once_never_send_an_agent_twice(tmp_path, fleet, serv
     assert done.batch is None and done.agents == []
     assert len(done.skipped) == 3
     assert all(why.startswith(f"batch {first.batch['id']} is still") for _, why in done.skipped)
+
+
+def test_an_expired_batch_with_answers_is_collected_before_its_agents_are_sent_again(
+        cli, tmp_path, fleet, server):
+    """a0 was answered before the batch expired: --batch before --collect would pay for a0
+    again and drop its answer, so it asks for the collect first, as for a completed batch."""
+    root = tmp_path / "fleet"
+    server.statuses, server.answered = ["in_progress", "expired"], 1
+    submit(cli, root)
+    cli("sleep", root, "--collect", "--yes")                            # in progress
+    result = submit(cli, root)
+    assert "nothing to submit" in result.stderr and len(server.inputs) == 1
+    assert result.stderr.count("expired with answers not yet collected: collect it first") == 3
+    server.statuses, server.answered = ["completed"], None
+    result = cli("sleep", root, "--collect", "--yes", "--json")
+    assert by_name(json.loads(result.stdout))["a0"]["status"] == "applied"
+    result = submit(cli, root)                       # a1 and a2, lost, are sent again
+    assert [x["custom_id"] for x in list(server.inputs.values())[-1]] == ["agent-0", "agent-1"]
+    assert "a0: not submitted: nothing new" in result.stderr

@@ -42,7 +42,8 @@ submission never reached it and the journal is dropped. Submissions take turns (
 
 Costs are at batch prices (llm.batch_price: litellm's batch price for the model, else half the
 live price). A batch that failed, expired or was cancelled is reported per agent; those agents
-(and refused ones) are submitted again by the next `--batch`.
+(and refused ones) are submitted again by the next `--batch`, once the answers such a batch
+did give are collected.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ from agentmem.agent import Agent
 from agentmem.errors import AgentmemError, InvalidAgent, Locked, ModelError, Refused, UsageError
 from agentmem.fsutil import atomic_write, read_json
 from agentmem.guards import Rejected
-from agentmem.journal import Cursor, event_number
+from agentmem.journal import Cursor, event_number, learnable
 from agentmem.locks import FileLock, LockTimeout
 from agentmem.memory import Memory, validate
 from agentmem.models import ModelSpec
@@ -325,27 +326,32 @@ def _retrieve(spec: ModelSpec, batch_id: str) -> dict[str, Any]:
 def _pending(agent: Agent, spec: ModelSpec, statuses: dict[str, str],
              refresh: Callable[[ModelSpec, str], dict[str, Any]]) -> str | None:
     """Why `agent` is not submitted again: its batch is still running, or has answers not yet
-    collected. None when it has no batch, or one whose answers are in (applied or refused), or
-    one that failed, expired or was cancelled."""
+    collected (completed, or expired or cancelled after answering some). None when it has no
+    batch, or one whose answers are in (applied or refused), or one that failed, expired or was
+    cancelled without answering any."""
     entry = agent.read_state().get("batch")
     if not isinstance(entry, dict) or entry.get("status") != PENDING:
         return None
     batch_id = str(entry.get("id"))
     if batch_id not in statuses:
         record = read_record(batch_id)
-        status = record.get("status")
+        status, counts = record.get("status"), record.get("request_counts")
         if status not in DONE:
             batch = refresh(_spec_of(entry, spec), batch_id)
-            status = batch.get("status")
+            status, counts = batch.get("status"), batch.get("request_counts")
             if record:
-                write_record({**record, "status": status,
-                              "request_counts": batch.get("request_counts")})
-        statuses[batch_id] = str(status)
+                write_record({**record, "status": status, "request_counts": counts})
+        answered = isinstance(counts, dict) and bool((counts.get("completed") or 0)
+                                                     + (counts.get("failed") or 0))
+        statuses[batch_id] = str(status) + ("+answers" if status in LOST and answered else "")
     status = statuses[batch_id]
     if status in LOST:
         return None
     if status == "completed":
         return f"batch {batch_id} is completed: collect it first (sleep --collect)"
+    if status.endswith("+answers"):
+        return (f"batch {batch_id} {status.removesuffix('+answers')} with answers not yet "
+                "collected: collect it first (sleep --collect)")
     return f"batch {batch_id} is still {status}"
 
 
@@ -699,8 +705,7 @@ def _shown(agent: Agent, start: Cursor, end: Cursor, memory: Memory
     """The events the request showed, and the ids an answer may cite: theirs and the lessons'
     evidence."""
     read = agent.journal.read(start)
-    events = [e for e in read.events if (event_number(e.get("id")) or 0) <= end.event
-              and e.get("kind") not in context.SKIP_KINDS]
+    events = [e for e in learnable(read.events) if (event_number(e.get("id")) or 0) <= end.event]
     known = {str(e["id"]) for e in events}
     for lesson in memory.lessons.lessons:
         known.update(lesson.evidence)
