@@ -722,3 +722,31 @@ def test_an_expired_batch_with_answers_is_collected_before_its_agents_are_sent_a
     result = submit(cli, root)                       # a1 and a2, lost, are sent again
     assert [x["custom_id"] for x in list(server.inputs.values())[-1]] == ["agent-0", "agent-1"]
     assert "a0: not submitted: nothing new" in result.stderr
+
+
+def test_a_batch_whose_provider_cannot_be_asked_holds_back_only_its_own_agents(
+        cli, tmp_path, server):
+    """Two batches, one at a provider since gone: --collect applies the other's answers and
+    reports the gone one's agents, and --batch leaves them alone (never sends one twice)."""
+    make_fleet(tmp_path / "fleet", 1)
+    make_fleet(tmp_path / "fleet" / "more", 1)
+    root = tmp_path / "fleet"
+    submit(cli, root)                                 # a0
+    submit(cli, root / "more")                        # more/a0, a batch of its own
+    gone = Agent.open(root / "more" / "a0")
+    entry = state(gone)["batch"]
+    gone.update_state(batch={**entry, "api_base": wire.closed_port() + "/v1"})
+    cli("sleep", root, root / "more", "--collect", "--yes")          # a0's: in progress
+    result = cli("sleep", root, root / "more", "--collect", "--yes", "--json")
+    assert result.exit_code == 1
+    results = {r["agent"]: r for r in json.loads(result.stdout)}
+    assert results[str(root / "a0")]["status"] == "applied"
+    lost = results[str(gone.folder)]
+    assert lost["status"] == "failed" and "connection refused" in lost["message"]
+    assert f"could not ask for batch {entry['id']}" in lost["message"]
+    assert state(gone)["batch"]["status"] == "submitted"              # still awaited
+    gone.journal.append({"session": "s2", "kind": "user", "content": "more"})
+    result = cli("sleep", root / "more", "--batch", "--model", MODEL)
+    assert result.exit_code == 0, result.stderr
+    assert "nothing to submit" in result.stderr and len(server.inputs) == 2
+    assert f"not submitted: could not ask for batch {entry['id']}" in result.stderr

@@ -129,7 +129,8 @@ def collect(agents: list[Agent], yes: bool, json_: bool, check: bool = False,
     if failed:
         raise AgentmemError(f"{len(failed)} of {len(results)} agents were not applied; "
                             f"{len(results) - len(failed)} ok",
-                            "a refused or failed agent is submitted again by sleep --batch")
+                            "a refused or failed agent is submitted again by sleep --batch "
+                            "(one whose batch could not be asked is still awaited)")
     console.info(f"{len(results)} of {len(results)} agents ok")
 
 

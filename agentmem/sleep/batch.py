@@ -326,9 +326,10 @@ def _retrieve(spec: ModelSpec, batch_id: str) -> dict[str, Any]:
 def _pending(agent: Agent, spec: ModelSpec, statuses: dict[str, str],
              refresh: Callable[[ModelSpec, str], dict[str, Any]]) -> str | None:
     """Why `agent` is not submitted again: its batch is still running, or has answers not yet
-    collected (completed, or expired or cancelled after answering some). None when it has no
-    batch, or one whose answers are in (applied or refused), or one that failed, expired or was
-    cancelled without answering any."""
+    collected (completed, or expired or cancelled after answering some), or its provider could
+    not be asked. None when it has no batch, or one whose answers are in (applied or refused),
+    or one that failed, expired or was cancelled without answering any. `statuses`: batch id ->
+    its status, with "+answers" for a lost one that answered some, or "?" and why."""
     entry = agent.read_state().get("batch")
     if not isinstance(entry, dict) or entry.get("status") != PENDING:
         return None
@@ -337,7 +338,11 @@ def _pending(agent: Agent, spec: ModelSpec, statuses: dict[str, str],
         record = read_record(batch_id)
         status, counts = record.get("status"), record.get("request_counts")
         if status not in DONE:
-            batch = refresh(_spec_of(entry, spec), batch_id)
+            try:
+                batch = refresh(_spec_of(entry, spec), batch_id)
+            except AgentmemError as exc:     # not known to be over: never sent twice
+                statuses[batch_id] = f"?could not ask for batch {batch_id}: {exc.message}"
+                return statuses[batch_id][1:]
             status, counts = batch.get("status"), batch.get("request_counts")
             if record:
                 write_record({**record, "status": status, "request_counts": counts})
@@ -345,6 +350,8 @@ def _pending(agent: Agent, spec: ModelSpec, statuses: dict[str, str],
                                                      + (counts.get("failed") or 0))
         statuses[batch_id] = str(status) + ("+answers" if status in LOST and answered else "")
     status = statuses[batch_id]
+    if status.startswith("?"):
+        return status[1:]
     if status in LOST:
         return None
     if status == "completed":
@@ -427,6 +434,7 @@ class Batch:
     output_file_id: str | None
     error_file_id: str | None
     agents: dict[str, Agent]            # custom_id -> agent, among those asked about
+    problem: str = ""                   # why the provider could not be asked (then status "?")
 
     @property
     def answered(self) -> bool:
@@ -447,7 +455,12 @@ def survey(agents: Iterable[Agent], *, refresh: Callable[[ModelSpec, str], dict[
         batch_id = str(entry.get("id"))
         if batch_id not in found:
             spec = _spec_of(entry, ModelSpec(str(entry.get("model")), None, "batch"))
-            data = refresh(spec, batch_id)
+            try:
+                data = refresh(spec, batch_id)
+            except AgentmemError as exc:    # one provider gone or keyless: the others go on
+                found[batch_id] = Batch(batch_id, spec, "?", None, None, None, {}, exc.message)
+                found[batch_id].agents[str(entry.get("custom_id"))] = agent
+                continue
             found[batch_id] = Batch(batch_id, spec, str(data.get("status")),
                                     data.get("request_counts"), data.get("output_file_id"),
                                     data.get("error_file_id"), {})
@@ -500,6 +513,11 @@ def collect(batches: list[Batch], *, jobs: int = 1, check: bool = False,
             on_result(outcome)
 
     for batch in batches:
+        if batch.problem:           # still awaited: nothing is marked, and --batch leaves it
+            for agent in batch.agents.values():
+                done(Outcome(str(agent.folder), "failed", f"could not ask for batch {batch.id}: "
+                             f"{batch.problem}; collect again later", batch.id))
+            continue
         if not batch.answered:
             status = "lost" if batch.status in LOST else "pending"
             why = (f"batch {batch.id} {batch.status}: resubmit with sleep --batch"
