@@ -67,6 +67,45 @@ def event_number(event_id: Any) -> int | None:
     return None
 
 
+def _machine_of(event_id: str) -> str:
+    """The tag of an id `eN-TAG` ("" for a plain `eN`)."""
+    found = EVENT_ID.fullmatch(event_id)
+    return (found.group(2) or "") if found else ""
+
+
+def consumed(events: list[dict[str, Any]]) -> list[str]:
+    """The newest id of each machine among `events` (plain `eN` ids count as one machine):
+    the high-water marks a `sleep` event records of the events its pass moved the cursor past.
+    Every event of a machine up to its mark was in that log, and so was read by that pass or
+    an earlier one there (sync merges whole logs)."""
+    top: dict[str, tuple[int, str]] = {}
+    for event in events:
+        number = event_number(event.get("id"))
+        if number is not None:
+            tag = _machine_of(event["id"])
+            if tag not in top or number > top[tag][0]:
+                top[tag] = (number, event["id"])
+    return [top[tag][1] for tag in sorted(top)]
+
+
+def learnable(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events a sleep pass learns from, of `events` (those after its cursor): bookkeeping
+    left out, and so is every event that a `sleep` event among them says its pass consumed
+    (another machine's pass whose events and version arrived by sync: what it learnt is in
+    the merged memory already). A `sleep` event without `consumed` (older agentmem) skips
+    nothing."""
+    marks: dict[str, int] = {}
+    for event in events:
+        if event.get("kind") == "sleep" and isinstance(event.get("consumed"), list):
+            for mark in event["consumed"]:
+                number = event_number(mark)
+                if number is not None:
+                    tag = _machine_of(mark)
+                    marks[tag] = max(marks.get(tag, 0), number)
+    return [e for e in events if e.get("kind") not in BOOKKEEPING
+            and (event_number(e.get("id")) or 0) > marks.get(_machine_of(str(e.get("id"))), 0)]
+
+
 @dataclass
 class Cursor:
     """A position in the log: the last event read and the byte offset just after it."""
@@ -194,8 +233,8 @@ class Journal:
         return Cursor(self.last_event_number(), size)
 
     def count_new(self, after: Cursor) -> int:
-        """Events after `after` that a sleep pass would learn from (bookkeeping left out)."""
-        return sum(1 for event in self.read(after).events if event.get("kind") not in BOOKKEEPING)
+        """Events after `after` that a sleep pass would learn from (learnable)."""
+        return len(learnable(self.read(after).events))
 
     def read(self, after: Cursor | None = None) -> ReadResult:
         """Events with a number above `after.event`, starting at `after.offset` when it is sane."""

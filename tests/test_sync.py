@@ -466,3 +466,85 @@ def test_ssh_is_never_left_waiting_for_a_person(blank: Agent, cli, tmp_path, mon
     monkeypatch.setenv("GIT_SSH_COMMAND", f"{fake} -o Mine=1")      # a person's own: kept
     cli("sync", blank.folder, "ssh://git@example.invalid/agent.git")
     assert calls.read_text().splitlines()[-1].startswith("-o Mine=1")
+
+
+def test_a_sleep_on_one_machine_is_not_learnt_again_on_the_other(machines, model):
+    a, b, remote = machines
+    a.journal.append({"session": "s1", "kind": "user", "content": "Use ruff, not flake8."},
+                     {"session": "s1", "kind": "assistant", "content": "Noted."})
+    said = [e["id"] for e in events(a) if e.get("content") == "Use ruff, not flake8."][0]
+    b.journal.append({"session": "s2", "kind": "user", "content": "Answer in French."})
+    model.push(json.dumps({"summary": "ruff", "operations": [
+        {"op": "add", "title": "Lint with ruff", "body": "The team uses ruff, not flake8.",
+         "rationale": "corrected", "evidence": [said]}]}))
+    core.apply(core.propose(a, SPEC))
+    tag_a, tag_b = a.journal.machine_tag(), b.journal.machine_tag()
+    # the pass read the shared plain events and A's two: one mark per machine
+    assert events(a)[-1]["kind"] == "sleep"
+    assert events(a)[-1]["consumed"] == ["e2", f"e4-{tag_a}"]
+    sync.sync(a, str(remote))
+    assert sync.sync(b, str(remote)).events_in == 3          # A's two events and its sleep
+    assert b.journal.count_new(b.sleep_cursor()) == 1        # B's own event only
+    model.push(json.dumps({"summary": "nothing", "operations": []}))
+    proposal = core.propose(b, SPEC)
+    assert proposal is not None and proposal.events == 1
+    sent = model.calls[-1]["messages"][1]["content"]
+    assert "Answer in French." in sent and "Use ruff" not in sent and "Noted." not in sent
+    core.apply(proposal)
+    # the cursor moved past A's events too: nothing is offered again
+    assert core.propose(b, SPEC) is None
+    assert set(events(b)[-1]["consumed"]) == {f"e3-{tag_b}", f"e5-{tag_a}"}
+    assert list(titles(b)).count("Lint with ruff") == 1
+
+
+def test_learnable_skips_only_what_a_sleep_event_says_it_consumed():
+    from agentmem.journal import consumed, learnable
+
+    log = [{"id": "e1", "kind": "user"}, {"id": "e2-aaaa11", "kind": "user"},
+           {"id": "e2-bbbb22", "kind": "user"}, {"id": "e3-aaaa11", "kind": "feedback"},
+           {"id": "e4-aaaa11", "kind": "sleep", "consumed": ["e1", "e2-aaaa11"]},
+           {"id": "e5-bbbb22", "kind": "user"}]
+    assert [e["id"] for e in learnable(log)] == ["e2-bbbb22", "e3-aaaa11", "e5-bbbb22"]
+    assert consumed(log) == ["e1", "e4-aaaa11", "e5-bbbb22"]
+    # a sleep event written before marks were recorded skips nothing (old logs)
+    old = [{**e, "consumed": None} if e["kind"] == "sleep" else e for e in log]
+    assert [e["id"] for e in learnable(old)] == ["e1", "e2-aaaa11", "e2-bbbb22", "e3-aaaa11",
+                                                 "e5-bbbb22"]
+
+
+def test_batch_sleep_skips_what_the_other_machines_sleep_consumed(machines, model, cli,
+                                                                 tmp_path, monkeypatch):
+    import wire
+    from wire.openai_batch import BatchStandIn
+
+    a, b, remote = machines
+    a.journal.append({"session": "s1", "kind": "user", "content": "Use ruff, not flake8."},
+                     {"session": "s1", "kind": "assistant", "content": "Noted."})
+    noted = [e["id"] for e in events(a) if e.get("content") == "Noted."][0]
+    model.push(json.dumps({"summary": "nothing", "operations": []}))
+    core.apply(core.propose(a, SPEC))
+    sync.sync(a, str(remote))
+    sync.sync(b, str(remote))
+    b.journal.append({"session": "s2", "kind": "user", "content": "Answer in French."})
+    # an answer citing an event B's request did not show (A's pass consumed it) is refused
+    answer = json.dumps({"summary": "french", "operations": [
+        {"op": "add", "title": "Answer in French", "body": "The user reads French best.",
+         "rationale": "asked", "evidence": [noted]}]})
+    monkeypatch.setenv("AGENTMEM_BATCHES", str(tmp_path / "batches"))
+    monkeypatch.setenv("AGENTMEM_RETRIES", "0")
+    with wire.offline():
+        server = BatchStandIn(lambda line: answer)
+        try:
+            wire.config(api_base=server.url + "/v1")
+            result = cli("sleep", b.folder, "--batch", "--model", "openai/gpt-4o-mini")
+            assert result.exit_code == 0, result.stderr
+            [(_, lines)] = server.inputs.items()
+            sent = json.dumps(lines[0]["body"]["messages"])
+            assert "Answer in French." in sent and "Noted." not in sent and "ruff" not in sent
+            assert Agent.open(b.folder).read_state()["batch"]["events"] == 1
+            cli("sleep", b.folder, "--collect")
+            result = cli("sleep", b.folder, "--collect", "--yes", "--json")
+        finally:
+            server.close()
+    [outcome] = json.loads(result.stdout)
+    assert outcome["status"] == "refused" and noted in outcome["message"]

@@ -25,7 +25,7 @@ from agentmem.errors import AgentmemError, Conflict, InvalidAgent, Locked, Model
 from agentmem.fsutil import atomic_write
 from agentmem.guards import Destructive, Rejected
 from agentmem.history import CURSOR_TRAILER, Version
-from agentmem.journal import Cursor
+from agentmem.journal import Cursor, consumed, event_number, learnable
 from agentmem.memory import ARCHIVE, Memory, validate
 from agentmem.models import ModelSpec
 from agentmem.redact import redact_obj
@@ -139,7 +139,9 @@ def plan(agent: Agent, spec: ModelSpec) -> Plan:
     if memory is None:
         raise InvalidAgent(problems)
     read = agent.journal.read(agent.sleep_cursor())
-    events = [e for e in read.events if e.get("kind") not in context.SKIP_KINDS]
+    # bookkeeping, and events another machine's pass learnt from (arrived by sync), are
+    # skipped; the cursor still moves past them (read.end)
+    events = learnable(read.events)
     lines = [context.render_event(e) for e in events]
     budgets = memory.persona.budgets
     lessons_tokens = estimate(memory.texts["lessons.md"])
@@ -427,6 +429,10 @@ def apply(proposal: Proposal, selected: list[int] | None = None, *,
                                               else agent.history.latest_number())},
                 **(state or {})}
 
+    # the events the cursor moves past, by machine: another machine's pass skips them
+    # after a sync (journal.learnable)
+    moved = consumed([e for e in agent.journal.read(agent.sleep_cursor()).events
+                      if (event_number(e.get("id")) or 0) <= proposal.cursor.event])
     with agent.locked():    # one lock for the pass's writes (each takes it again, cheaply)
         version = None
         if changes:
@@ -439,7 +445,8 @@ def apply(proposal: Proposal, selected: list[int] | None = None, *,
             agent.update_state(**done(None))
         agent.journal.append({"kind": "sleep", "version": version.number if version else None,
                               "operations": [describe(op) for op in operations],
-                              "events": proposal.events, "model": proposal.spec.model,
+                              "events": proposal.events, "consumed": moved,
+                              "model": proposal.spec.model,
                               "usage": proposal.usage})
     return version
 
