@@ -750,3 +750,23 @@ def test_a_batch_whose_provider_cannot_be_asked_holds_back_only_its_own_agents(
     assert result.exit_code == 0, result.stderr
     assert "nothing to submit" in result.stderr and len(server.inputs) == 2
     assert f"not submitted: could not ask for batch {entry['id']}" in result.stderr
+
+
+def test_a_reviewed_answer_shows_its_check_score_before_the_question(cli, tmp_path, server,
+                                                                    model, monkeypatch):
+    """One agent's batch answer, reviewed on a terminal with --check: the score is shown with
+    the proposal, as a live `sleep --check` shows it, before the person is asked."""
+    from agentmem import console
+    from tests.test_sleep_check import ADD_RUFF, answers, with_log
+
+    agent = with_log(Agent.create(str(tmp_path / "fleet" / "a0")))
+    server.answer = lambda line: ADD_RUFF
+    submit(cli, agent.folder)
+    cli("sleep", agent.folder, "--collect")                           # in progress
+    model.responder = answers
+    monkeypatch.setattr(console, "stdin_is_tty", lambda: True)
+    result = cli("sleep", agent.folder, "--collect", "--check", "--judge-model", "scripted/judge",
+                 input="a\n")
+    assert result.exit_code == 0, result.stderr
+    assert "Check: 1 win(s), 0 loss(es), 2 tie(s) over 3 replayed request(s)" in result.stderr
+    assert state(agent)["batch"]["status"] == "applied"

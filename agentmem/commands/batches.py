@@ -139,6 +139,8 @@ def _review(proposal: Proposal) -> list[int] | None:
     from agentmem import console
     from agentmem.commands import sleep
 
+    if proposal.check is not None:        # the regression check's score, as a live pass shows it
+        console.info(proposal.check.line())
     for warning in proposal.warnings:
         console.warn(warning)
     sleep.show(proposal)
