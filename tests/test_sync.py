@@ -121,13 +121,15 @@ def test_edits_on_both_machines_a_sleep_on_one_and_a_hand_edit_on_the_other(mach
 
     first = sync.sync(a, str(remote))            # A pushes first: a fast-forward there
     assert first.pushed and first.pulled == "nothing"
-    second = sync.sync(b, str(remote))           # B merges, renumbering the lesson from A
+    second = sync.sync(b, str(remote))           # B merges, renumbering its own new lesson
     assert second.pulled == "merge" and second.pushed
     hand = [v for v in b.history.versions() if v.author == "human"][0]
     assert hand.subject == "Hand edit of lessons.md, tools.yaml"    # recorded before the merge
     latest = b.history.versions()[0]
     assert latest.author == "sync" and hand.number < latest.number
-    assert second.renumbered == {"L3": "L4"}
+    assert second.renumbered == {"L3": "L4"}     # B's, not yet pushed: A's L3 is published
+    assert "Lessons this machine added, given new ids" in latest.message and "L3 -> L4" in \
+        latest.message
     assert second.events_in == 3                 # A's two events and its sleep event
     third = sync.sync(a, str(remote))            # A takes the merge as it is
     assert third.pulled == "fast-forward"
@@ -136,7 +138,7 @@ def test_edits_on_both_machines_a_sleep_on_one_and_a_hand_edit_on_the_other(mach
         assert (a.folder / name).read_bytes() == (b.folder / name).read_bytes() \
             if (a.folder / name).exists() else not (b.folder / name).exists()
     assert titles(a) == {"Keep replies short": "L1", "Quote the failing line": "L2",
-                         "Answer in French": "L3", "Lint with ruff": "L4"}
+                         "Lint with ruff": "L3", "Answer in French": "L4"}
     assert "# B's note" in (a.folder / "tools.yaml").read_text()
     merged = a.history.latest()
     assert merged is not None and merged.author == "sync"
@@ -148,8 +150,8 @@ def test_edits_on_both_machines_a_sleep_on_one_and_a_hand_edit_on_the_other(mach
     contents = {e.get("content") for e in events(a)}
     assert {"Hello", "Use ruff, not flake8.", "Answer in French."} <= contents
     # the lesson's evidence resolves on the machine that did not make it
-    lesson = lessons_fmt.parse((b.folder / "lessons.md").read_text())[0].get("L4")
-    assert lesson.evidence == [said]
+    lesson = lessons_fmt.parse((b.folder / "lessons.md").read_text())[0].get("L3")
+    assert lesson.title == "Lint with ruff" and lesson.evidence == [said]
     assert b.journal.find([said])[said]["content"] == "Use ruff, not flake8."
     for git_dir in (a.history.git_dir, b.history.git_dir, remote):
         fsck(git_dir)
@@ -548,3 +550,39 @@ def test_batch_sleep_skips_what_the_other_machines_sleep_consumed(machines, mode
             server.close()
     [outcome] = json.loads(result.stdout)
     assert outcome["status"] == "refused" and noted in outcome["message"]
+
+
+def test_the_lesson_not_yet_pushed_is_renumbered_with_its_references():
+    from agentmem.sync.merge import merge_memory
+
+    archive = "# Archive\n\nRetired lessons.\n"
+    mine_lessons = SEED.split("## Quote the failing line")[0] + \
+        "## Mine\n<!-- id: L3; helpful: 0; harmful: 0 -->\nQuote the whole traceback.\n"
+    base = {"lessons.md": SEED, "archive.md": archive}
+    local = {"lessons.md": mine_lessons, "archive.md": archive + (
+        "\n## Quote the failing line\n<!-- id: L2; helpful: 0; harmful: 0 -->\n"
+        "When a test fails, quote the line that failed.\n\n_Retired 2026-12-05: merged into "
+        "L3. The same advice_\n")}
+    remote = {"lessons.md": SEED + "\n## Theirs\n<!-- id: L3; helpful: 0; harmful: 0 -->\n"
+              "theirs\n", "archive.md": archive}
+    merged = merge_memory(base, local, remote, highest_local=3)
+    assert merged.renumbered == {"L3": "L4"}
+    doc = lessons_fmt.parse(merged.files["lessons.md"])[0]
+    assert {x.id: x.title for x in doc.lessons} == {"L1": "Keep replies short", "L3": "Theirs",
+                                                    "L4": "Mine"}
+    assert "merged into L4. The same advice" in merged.files["archive.md"]
+    # the remote's lesson keeps its id and its text byte for byte
+    assert "## Theirs\n<!-- id: L3; helpful: 0; harmful: 0 -->\ntheirs\n" in \
+        merged.files["lessons.md"]
+
+
+def test_the_command_names_a_renumbered_lesson(machines, cli):
+    a, b, remote = machines
+    add_lesson_by_hand(a, "From A", "A's lesson.", "L3")
+    add_lesson_by_hand(b, "From B", "B's lesson.", "L3")
+    assert cli("sync", a.folder, remote).exit_code == 0
+    result = cli("sync", b.folder, remote)
+    assert result.exit_code == 0, result.stderr
+    assert "lesson L3 added here is now L4 (the remote had given L3 to another lesson)" in \
+        result.stdout
+    assert titles(b)["From A"] == "L3" and titles(b)["From B"] == "L4"

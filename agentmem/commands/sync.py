@@ -62,4 +62,5 @@ def sync(
                  + (f"pushed ({outcome.events_out} events the remote lacked)" if outcome.pushed
                     else "nothing to push"))
     for old, new in outcome.renumbered.items():
-        console.line(f"lesson {old} from the remote is now {new} (this machine had used {old})")
+        console.line(f"lesson {old} added here is now {new} (the remote had given {old} to "
+                     "another lesson)")

@@ -181,7 +181,8 @@ def _pull_memory(agent: Agent, theirs: str | None, outcome: Outcome) -> None:
     message = (f"Sync with {outcome.remote}: merge of this machine's version {here} "
                f"({ours[:7]}) and the remote's version {there} ({theirs[:7]})")
     if merged.renumbered:
-        message += "\n\nLessons the remote added, given new ids: " + ", ".join(
+        message += ("\n\nLessons this machine added, given new ids (the remote had given "
+                    "theirs to other lessons): ") + ", ".join(
             f"{old} -> {new}" for old, new in merged.renumbered.items())
 
     def compute(current: dict[str, str | None]) -> dict[str, str | None]:

@@ -5,9 +5,10 @@ with the merge `revert` uses (git merge-file); lessons.md and archive.md are mer
 lesson first, so that two lessons added at the end on both sides both survive, and a lesson
 changed on both is merged part by part (a sleep's counters and evidence on one machine, a
 person's edit of its text on the other). A lesson id
-both sides gave to different new lessons is given anew on the incoming (remote) side, where
-its metadata and the archive notes that name it are rewritten. What cannot be merged is a
-Conflict that names the file and the lesson: nothing is changed.
+both sides gave to different new lessons is given anew on this machine's side: the remote's
+lesson is published already (other machines and their log events name it), this one is not.
+Its metadata and the archive notes that name it are rewritten here. What cannot be merged is
+a Conflict that names the file and the lesson: nothing is changed.
 """
 
 from __future__ import annotations
@@ -30,13 +31,13 @@ HINT = ("make that part the same on both machines (edit it here or there), then 
 @dataclass
 class Merged:
     files: Texts
-    renumbered: dict[str, str] = field(default_factory=dict)    # remote's id -> its new id
+    renumbered: dict[str, str] = field(default_factory=dict)    # a local id -> its new id
 
 
 def merge_memory(base: Texts, local: Texts, remote: Texts, highest_local: int = 0) -> Merged:
     """The memory both sides' changes since `base` make; `highest_local` is the highest lesson
     number this machine ever used (a removed lesson's id is never given again)."""
-    remote, renumbered = renumber(base, local, remote, highest_local)
+    local, renumbered = renumber(base, local, remote, highest_local)
     files: Texts = {}
     for name in sorted({*base, *local, *remote}):
         b, mine, theirs = base.get(name), local.get(name), remote.get(name)
@@ -78,24 +79,20 @@ def _ids(texts: Texts) -> dict[str, set[str]]:
 
 def renumber(base: Texts, local: Texts, remote: Texts,
              highest_local: int) -> tuple[Texts, dict[str, str]]:
-    """`remote` with a fresh id for each lesson it added whose id this machine also gave to
-    another lesson (or used before, up to `highest_local`), and the ids so changed."""
+    """`local` with a fresh id for each lesson this machine added (not pushed yet) whose id
+    the remote gave to another lesson it added, and the ids so changed. The remote's ids are
+    never changed: they are published. A fresh id is past every id either side holds and
+    past `highest_local` (the highest this machine ever used)."""
     before, mine, theirs = _ids(base), _ids(local), _ids(remote)
-    added_here = {i: t for i, t in mine.items() if i not in before}
-    clashes = []
-    for lesson_id, contents in theirs.items():
-        if lesson_id in before:
-            continue
-        number = _number(lesson_id)
-        if (lesson_id in added_here and added_here[lesson_id] != contents) or \
-                (lesson_id not in added_here and number is not None and number <= highest_local):
-            clashes.append(lesson_id)
+    added_there = {i: t for i, t in theirs.items() if i not in before}
+    clashes = [i for i, contents in mine.items()
+               if i not in before and i in added_there and added_there[i] != contents]
     if not clashes:
-        return dict(remote), {}
+        return dict(local), {}
     top = max([highest_local, *(n for i in [*before, *mine, *theirs]
                                  if (n := _number(i)) is not None)])
     mapping = {old: f"L{top + n}" for n, old in enumerate(sorted(clashes, key=_order), start=1)}
-    out = dict(remote)
+    out = dict(local)
     for name in LESSON_FILES:
         text = out.get(name)
         if text is None:
