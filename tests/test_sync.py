@@ -586,3 +586,49 @@ def test_the_command_names_a_renumbered_lesson(machines, cli):
     assert "lesson L3 added here is now L4 (the remote had given L3 to another lesson)" in \
         result.stdout
     assert titles(b)["From A"] == "L3" and titles(b)["From B"] == "L4"
+
+
+def test_the_agent_is_not_locked_while_sync_talks_to_the_remote(machines, monkeypatch):
+    """A chat's memory edit or a sleep pass during the fetch goes ahead (no lock held over the
+    network), and what it wrote is merged and pushed in the same sync."""
+    a, b, remote = machines
+    b.journal.append({"kind": "user", "content": "from B"})
+    (b.folder / "tools.yaml").write_text((b.folder / "tools.yaml").read_text() + "# B\n")
+    sync.sync(b, str(remote))
+    real = remotes.fetch
+    wrote: list[str] = []
+
+    def fetch_while_someone_writes(history, url, refs):
+        other = Agent.open(a.folder)                 # another session of the same agent
+        with other.sleep_lock():                     # a sleep pass could start
+            pass
+        lessons = (other.folder / "lessons.md").read_text()
+        version = other.write({"lessons.md": lessons + "\n## Written meanwhile\n<!-- id: L3; "
+                               "helpful: 0; harmful: 0 -->\nDuring the fetch.\n"},
+                              "agent", "An edit while sync fetched")
+        wrote.append(version.commit)
+        other.journal.append({"kind": "user", "content": "said meanwhile"})
+        return real(history, url, refs)
+
+    monkeypatch.setattr(remotes, "fetch", fetch_while_someone_writes)
+    outcome = sync.sync(a, str(remote))
+    assert wrote and outcome.pushed and outcome.pulled == "merge"
+    pushed = git(remote, "rev-parse", remotes.MEMORY).strip()
+    assert pushed == a.history.head()
+    assert git(remote, "merge-base", "--is-ancestor", wrote[0], pushed) == ""
+    monkeypatch.setattr(remotes, "fetch", real)
+    sync.sync(b, str(remote))
+    assert titles(b)["Written meanwhile"] == "L3"
+    assert "said meanwhile" in {e.get("content") for e in events(b)}
+
+
+def test_two_syncs_of_one_agent_take_turns(machines):
+    from agentmem.errors import Locked
+    from agentmem.locks import AgentLock
+
+    a, _, remote = machines
+    with AgentLock(a.state_dir / sync.SYNC_LOCK, "held", "wait"):
+        before = snapshot(a)
+        with pytest.raises(Locked, match="a sync is already running"):
+            sync.sync(Agent.open(a.folder), str(remote))
+        assert snapshot(a) == before

@@ -9,6 +9,11 @@
     push       both branches at once, never forced; refused because the remote moved
                meanwhile, the whole round is done again (at most PUSH_TRIES times)
 
+The network (ls-remote, fetch, push) is used with none of the agent's locks held: a round
+takes the sleep and write locks only for the merge and the writes here, so a chat's memory
+edit waits for those, never for the remote; what was written meanwhile goes in the next
+round or the next sync. One sync of an agent runs at a time (its own lock).
+
 Everything that can refuse (a conflict, a forget on one side) is decided before anything is
 written, so a refusal changes nothing here. A history rewritten by `agentmem forget` since the
 last sync is not merged with the remote's (that would bring the forgotten text back) nor
@@ -26,11 +31,13 @@ from agentmem.errors import Conflict, NotFound, UsageError
 from agentmem.fsutil import atomic_write, decode_text, replace_files
 from agentmem.history import TRACKED, History, Version
 from agentmem.journal import FILE as LOG_FILE
+from agentmem.locks import AgentLock
 from agentmem.sync import log as logmerge
 from agentmem.sync import remote as remotes
 from agentmem.sync.merge import merge_memory
 
 PUSH_TRIES = 3
+SYNC_LOCK = "sync.lock"   # in .agentmem/: one sync of an agent at a time (not held by writes)
 STATE_KEY = "sync"      # state.json: {"remote": URL shown, "memory": commit both sides had}
 
 
@@ -66,49 +73,64 @@ def remote_for(agent: Agent, given: str | None) -> str:
 
 
 def sync(agent: Agent, url: str, *, tries: int = PUSH_TRIES) -> Outcome:
-    """Pull the remote's changes into this agent and push this agent's to the remote."""
+    """Pull the remote's changes into this agent and push this agent's to the remote.
+
+    The network is used with no lock of the agent's held (a chat's memory edit or a sleep pass
+    goes on meanwhile): each round fetches, then takes the sleep and write locks only to merge
+    and write here, then pushes what it recorded. Another sync of the same agent waits for
+    this one (its own lock)."""
     outcome = Outcome(remotes.display(url))
-    with agent.sleep_lock(), agent.locked():
-        agent.record_hand_edits()
-        tag = agent.journal.machine_tag(create=True)
-        assert tag is not None
-        _refuse_rewritten(agent, url)
+    with AgentLock(agent.state_dir / SYNC_LOCK, "a sync is already running for this agent",
+                   "wait for it to finish"):
         for attempt in range(1, tries + 1):
             outcome.tries = attempt
             found = remotes.fetch(agent.history, url, remotes.heads(agent.history, url))
-            theirs_memory, theirs_log = found.get(remotes.MEMORY), found.get(remotes.LOG)
-            remote_log = _blob(agent.history, theirs_log, LOG_FILE) if theirs_log else None
-            cursor = agent.sleep_cursor()
-            fields = {"remote": outcome.remote}
-            early = logmerge.merge(_read_log(agent), remote_log, cursor, tag, fields)
-            if early.arrived:
-                _refuse_pending_batch(agent)
-            _pull_memory(agent, theirs_memory, outcome)
-            with agent.journal.locked():      # no event is appended while the log is rewritten
-                merged = logmerge.merge(_read_log(agent), remote_log, cursor, tag, fields)
-                if merged.cursor is not None:
-                    # first: on the log as it is now the new cursor reads from the same byte
-                    # (the kept part is unchanged) and only admits more events, so a crash
-                    # before the merged log is in place loses no arrived event to sleep
-                    agent.update_state(sleep_cursor=merged.cursor.to_json(),
-                                       pending_sleep_cursor=None)
-                if merged.arrived:
-                    atomic_write(agent.journal.path, merged.data)
-            outcome.events_in += merged.arrived
-            outcome.events_out = merged.sent
-            log_commit = _commit_log(agent.history, theirs_log, merged.sent)
-            head = agent.history.head()
-            assert head is not None
-            updates = [(c, ref) for c, ref, now in ((head, remotes.MEMORY, theirs_memory),
-                                                    (log_commit, remotes.LOG, theirs_log))
-                       if c != now]
+            with agent.sleep_lock(), agent.locked():
+                updates, head = _merge_round(agent, url, found, outcome)
             if not updates or remotes.push(agent.history, url, updates):
                 outcome.pushed = bool(updates)
                 agent.update_state(**{STATE_KEY: {"remote": outcome.remote, "memory": head}})
                 return outcome
-        raise Conflict(f"the remote {outcome.remote} kept changing while this agent synced "
-                       f"({tries} tries); what arrived is merged here, nothing was pushed",
-                       "sync again")
+    raise Conflict(f"the remote {outcome.remote} kept changing while this agent synced "
+                   f"({tries} tries); what arrived is merged here, nothing was pushed",
+                   "sync again")
+
+
+def _merge_round(agent: Agent, url: str, found: dict[str, str],
+                 outcome: Outcome) -> tuple[list[tuple[str, str]], str]:
+    """One round's local part, with the agent's locks held: the fetched memory and log merged
+    here; what to push (local commit, remote ref) and the version pushed."""
+    agent.record_hand_edits()
+    tag = agent.journal.machine_tag(create=True)
+    assert tag is not None
+    _refuse_rewritten(agent, url)
+    theirs_memory, theirs_log = found.get(remotes.MEMORY), found.get(remotes.LOG)
+    remote_log = _blob(agent.history, theirs_log, LOG_FILE) if theirs_log else None
+    cursor = agent.sleep_cursor()
+    fields = {"remote": outcome.remote}
+    early = logmerge.merge(_read_log(agent), remote_log, cursor, tag, fields)
+    if early.arrived:
+        _refuse_pending_batch(agent)
+    _pull_memory(agent, theirs_memory, outcome)
+    with agent.journal.locked():      # no event is appended while the log is rewritten
+        merged = logmerge.merge(_read_log(agent), remote_log, cursor, tag, fields)
+        if merged.cursor is not None:
+            # first: on the log as it is now the new cursor reads from the same byte
+            # (the kept part is unchanged) and only admits more events, so a crash
+            # before the merged log is in place loses no arrived event to sleep
+            agent.update_state(sleep_cursor=merged.cursor.to_json(),
+                               pending_sleep_cursor=None)
+        if merged.arrived:
+            atomic_write(agent.journal.path, merged.data)
+    outcome.events_in += merged.arrived
+    outcome.events_out = merged.sent
+    log_commit = _commit_log(agent.history, theirs_log, merged.sent)
+    head = agent.history.head()
+    assert head is not None
+    updates = [(c, ref) for c, ref, now in ((head, remotes.MEMORY, theirs_memory),
+                                            (log_commit, remotes.LOG, theirs_log))
+               if c != now]
+    return updates, head
 
 
 def clone(dest: Path, url: str) -> Outcome:
