@@ -210,6 +210,18 @@ def test_refusals_and_line_errors_are_per_agent_and_resubmitted(cli, tmp_path, f
     assert all(len(versions(a)) == 3 for a in fleet)    # new, seed, ONE sleep
 
 
+def test_a_line_refused_for_the_answers_form_says_how_to_ask_without_it(cli, tmp_path, fleet,
+                                                                        server):
+    server.answer = lambda line: {"status_code": 400, "message": "Invalid schema for "
+                                  "response_format 'sleep_operations': 'anyOf' is not permitted."}
+    submit(cli, tmp_path / "fleet")
+    cli("sleep", tmp_path / "fleet", "--collect", "--yes")
+    result = cli("sleep", tmp_path / "fleet", "--collect", "--yes")
+    assert result.exit_code == 1
+    assert "resubmit with sleep --batch (with `sleep: {output: prompt}` in persona.md)" \
+        in result.stdout
+
+
 def test_a_non_http_line_error_is_reported(cli, tmp_path, fleet, server):
     server.answer = lambda line: {"code": "batch_expired", "message": "This request could not "
                                   "be executed before the completion window expired."}
@@ -498,6 +510,10 @@ def test_one_agent_is_reviewed_on_a_terminal_as_a_live_pass_is(cli, tmp_path, se
     assert result.exit_code == 0 and "not applied: no terminal to ask on" in result.stderr
     assert snapshot(agent) == before
     monkeypatch.setattr(console, "stdin_is_tty", lambda: True)
+    result = cli("sleep", agent.folder, "--collect", "--json", input=answers)  # never asks
+    assert result.exit_code == 0 and json.loads(result.stdout) == []
+    assert "not applied: --json never asks; run with --yes" in result.stderr
+    assert snapshot(agent) == before
     result = cli("sleep", agent.folder, "--collect", input=answers)
     assert result.exit_code == 0, result.stderr
     assert "apply all [a], review one by one [r], or discard [d]?" in result.stdout

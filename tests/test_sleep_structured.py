@@ -161,6 +161,21 @@ def test_a_schema_the_provider_refuses_falls_back_to_the_prompt_once(cli, learne
                for w in data["warnings"])
 
 
+@pytest.mark.parametrize("message,blames_form", [
+    ("Invalid schema for response_format 'x': 'anyOf' is not permitted.", True),
+    ("'response_format.type' must be 'json_schema' or 'text'", True),
+    ("This model does not support JSON mode.", True),
+    ("format must be one of: json (got a schema)", True),
+    ("output_format is not supported for this model", True),
+    ("Invalid date format in field 'x'.", False),
+    ("messages: text content blocks must be non-empty; check the message format.", False),
+    ("Unsupported value: 'temperature' does not support 0 with this model.", False)])
+def test_only_a_400_about_the_answers_form_falls_back(message: str, blames_form: bool):
+    from agentmem.sleep.passes import FORMAT_REFUSED
+
+    assert bool(FORMAT_REFUSED.search(message)) is blames_form
+
+
 def test_another_bad_request_is_not_sent_again(cli, learner: Agent, server: wire.StandIn):
     wire.config(api_base=server.url + "/v1")
     before = (learner.folder / "lessons.md").read_text()

@@ -106,8 +106,11 @@ def collect(agents: list[Agent], yes: bool, json_: bool, check: bool = False,
             raise UsageError(f"{waiting} agent(s) have batch results to collect: add --yes to "
                              "apply them (each answer goes through the guards of a live pass)",
                              "review one agent's answer by naming it")
-        if not console.stdin_is_tty():
-            console.info("not applied: no terminal to ask on; run with --yes to apply")
+        if json_ or not console.stdin_is_tty():     # --json is for programs: never asks
+            if json_:
+                console.print_json([])
+            console.info("not applied: " + ("--json never asks" if json_ else
+                                            "no terminal to ask on") + "; run with --yes to apply")
             return
         review = _review
     results = [r.to_json() for r in core.collect(found, jobs=jobs, check=check,

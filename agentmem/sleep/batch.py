@@ -72,6 +72,7 @@ from agentmem.sleep import context, retire
 from agentmem.sleep.guards import DEFAULT_MAX_SHRINK
 from agentmem.sleep.ops import OUTPUT_TOKENS
 from agentmem.sleep.passes import (
+    FORMAT_REFUSED,
     Proposal,
     apply,
     budget_warnings,
@@ -656,8 +657,12 @@ def _settle(agent: Agent, batch: Batch, line: dict[str, Any],
     if line.get("error") or not isinstance(body, dict) or response.get("status_code") != 200:
         why = _line_error(line)
         _mark(agent, batch.id, "failed", why)
+        # a provider that cannot take the answer's form refuses every resubmission alike
+        form = (" (with `sleep: {output: prompt}` in persona.md)"
+                if entry.get("output_mode") not in (None, "prompt") and FORMAT_REFUSED.search(why)
+                else "")
         return Outcome(folder, "failed", f"the provider answered this request with an error: "
-                       f"{why}; resubmit with sleep --batch", batch.id)
+                       f"{why}; resubmit with sleep --batch{form}", batch.id)
     reply = llm.batch_completion(batch.spec.model, body, prices)
     proposal = Proposal(agent, batch.spec, [], {}, {}, end, int(entry.get("events") or 0),
                         max_shrink=DEFAULT_MAX_SHRINK,

@@ -286,7 +286,9 @@ def output_mode(spec: ModelSpec, settings: dict[str, Any]) -> str:
 
 # a provider's 400 that blames what was asked of the answer's form (response_format, the
 # schema, JSON mode), not the messages
-_FORMAT_REFUSED = re.compile(r"response_format|json_schema|schema|format|json mode", re.I)
+FORMAT_REFUSED = re.compile(r"response_format|json_schema|json_object|\bschema\b|json mode|"
+                             r"output[_ ]format|structured output|\bformat\b[^.\n]*\bjson\b|"
+                             r"\bjson\b[^.\n]*\bformat\b", re.I)
 
 
 def _ask(spec: ModelSpec, messages: list[dict[str, Any]], proposal: Proposal,
@@ -300,7 +302,7 @@ def _ask(spec: ModelSpec, messages: list[dict[str, Any]], proposal: Proposal,
                                  **request_options(spec, proposal.output_mode))
         except ModelError as exc:
             if (proposal.output_mode == "prompt" or exc.kind != "bad_request"
-                    or not _FORMAT_REFUSED.search(exc.message)):
+                    or not FORMAT_REFUSED.search(exc.message)):
                 raise
             proposal.warnings.append(f"{spec.model} refused the answer's {proposal.output_mode} "
                                      f"form ({exc.message}); asked again with the prompt alone")
