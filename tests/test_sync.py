@@ -632,3 +632,51 @@ def test_two_syncs_of_one_agent_take_turns(machines):
         with pytest.raises(Locked, match="a sync is already running"):
             sync.sync(Agent.open(a.folder), str(remote))
         assert snapshot(a) == before
+
+
+def test_skip_reverted_matches_the_reverted_version_by_commit_not_number(machines, model,
+                                                                         monkeypatch):
+    """Both machines' memory edits made version 3; after a sync, the revert of A's edit leaves
+    out A's session only."""
+    import time
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    from agentmem import history as history_module
+    from agentmem import journal as journal_module
+    from agentmem.chat import ChatSession
+    from agentmem.portable import finetune
+    from agentmem.scripted import ToolCall
+
+    a, b, remote = machines
+    chat = ModelSpec("scripted/test", None, "test")
+
+    def session(agent: Agent, user: str, old: str, new: str) -> None:
+        model.push(ToolCall("memory", {"command": "str_replace", "path": "/memories/lessons.md",
+                                       "old_str": old, "new_str": new, "reason": user},
+                            id="c1"), f"Done: {user}")
+        with ChatSession(agent, chat) as s:
+            s.send(user)
+
+    session(a, "Shorter replies", "Three sentences at most", "Two sentences at most")
+    with monkeypatch.context() as later:         # B's session runs a little later
+        later.setattr(history_module, "time", SimpleNamespace(time=lambda: time.time() + 100))
+        later.setattr(journal_module, "now_iso", lambda: (datetime.now(UTC) + timedelta(
+            seconds=100)).isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+        session(b, "Whole tracebacks", "quote the line that failed",
+                "quote the whole traceback")
+    edits = {agent.folder: [e for e in events(agent) if e["kind"] == "memory_edit"]
+             for agent in (a, b)}
+    assert edits[a.folder][0]["version"] == edits[b.folder][0]["version"] == 3
+    a_edit = next(v for v in a.history.versions() if v.author == "agent")
+    sync.sync(a, str(remote))
+    sync.sync(b, str(remote))
+    sync.sync(a, str(remote))
+    a.revert(a_edit.commit)
+    assert "Two sentences" not in (a.folder / "lessons.md").read_text()
+    for agent in (a, b):
+        sync.sync(agent, str(remote))
+        result = finetune.finetune(agent, skip_reverted=True)
+        users = [json.loads(x)["messages"][1]["content"] for x in result.text.splitlines()]
+        assert users == ["Hello", "Whole tracebacks"], agent.folder
+        assert "left out 1 sessions: their memory edits were later reverted" in result.notes

@@ -16,18 +16,24 @@ Ratings (`min_rating="good"`): a reply rated /bad (its latest feedback event) is
 context with `"weight": 0`, so nothing is learned from it; replies rated good or not rated are
 learned from. A session with no reply left to learn from is left out.
 `skip_reverted`: a session is left out when a memory version one of its edits made was later
-undone by `agentmem revert VERSION`, or rolled back by a restore to an earlier version.
+undone by `agentmem revert VERSION`, or rolled back by a restore to an earlier version. Versions
+are matched by commit, not number: after a sync two machines' versions can share a number, and
+numbers move. A revert's message names the number the version had in the history the revert
+was made on (its parent); an edit's event names the number its version had when made (the
+versions leading up to it), and of two machines' versions with that number, the one made
+closest in time to the event (at or before it in the log) is its own.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from typing import Any
 
 from agentmem.agent import Agent
 from agentmem.chat import build_system
-from agentmem.history import Version
+from agentmem.history import History, Version
 from agentmem.journal import event_number
 from agentmem.memory import validate
 from agentmem.memory_tool import SCHEMA as MEMORY_SCHEMA
@@ -39,17 +45,58 @@ _REVERT = re.compile(r"^Revert version (\d+)\b")
 _RESTORE = re.compile(r"^Restore memory as of version (\d+)\b")
 
 
-def reverted_versions(versions: list[Version]) -> set[int]:
-    """Numbers of the versions a later revert undid, or a later restore rolled back."""
-    out: set[int] = set()
+def reverted_commits(history: History, versions: list[Version]) -> set[str]:
+    """Commits of the versions a later revert undid, or a later restore rolled back: the number
+    a revert's message names is read in the history as it was when the revert was made."""
+    out: set[str] = set()
     for version in versions:
-        if version.author != "revert":
+        one = _REVERT.match(version.subject)
+        found = one or _RESTORE.match(version.subject)
+        if version.author != "revert" or found is None:
             continue
-        if match := _REVERT.match(version.subject):
-            out.add(int(match.group(1)))
-        elif match := _RESTORE.match(version.subject):
-            out.update(range(int(match.group(1)) + 1, version.number))
+        parent = history.git("rev-parse", "-q", "--verify", f"{version.commit}^1",
+                             check=False).stdout.strip()
+        number = int(found.group(1))
+        total = int(history.git("rev-list", "--count", parent).stdout.strip()) if parent else 0
+        if not 1 <= number <= total:
+            continue
+        listed = history.git("log", "--format=%H", f"-n{total - number + 1}", parent).stdout.split()
+        out.update(listed[-1:] if one else listed[:-1])
     return out
+
+
+def _made_as(history: History, head: str) -> dict[str, int]:
+    """Commit -> the number it had when it was made: how many versions lead up to it, itself
+    included (in a history without merges, its number now)."""
+    reach: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    out = history.git("log", "--topo-order", "--reverse", "--format=%H %P", head).stdout
+    for bit, line in enumerate(out.splitlines()):
+        commit, *parents = line.split()
+        mask = 1 << bit
+        for parent in parents:
+            mask |= reach.get(parent, 0)
+        reach[commit] = mask
+        counts[commit] = mask.bit_count()
+    return counts
+
+
+def _edit_commit(event: dict[str, Any], by_number: dict[int, list[Version]]) -> str | None:
+    """The commit of the version a memory_edit event names (see the module's text)."""
+    number = event.get("version")
+    found = by_number.get(number, []) if isinstance(number, int) else []
+    if len(found) > 1:
+        author = "revert" if event.get("command") == "undo" else "agent"
+        place = event_number(event.get("id")) or 0
+        found = [v for v in found if v.author == author] or found
+        found = [v for v in found if v.log_position is None or v.log_position < place] or found
+        try:
+            when = datetime.fromisoformat(str(event.get("time")))
+        except ValueError:
+            when = None
+        if when is not None and when.tzinfo is not None:
+            found = sorted(found, key=lambda v: abs((v.time - when).total_seconds()))
+    return found[0].commit if found else None
 
 
 def _arguments(value: Any) -> str:
@@ -111,7 +158,14 @@ def finetune(agent: Agent, *, min_rating: str | None = None,
              skip_reverted: bool = False) -> Exported:
     events = agent.journal.read().events
     versions = sorted(agent.history.versions(), key=lambda v: v.number)
-    reverted = reverted_versions(versions) if skip_reverted else set()
+    reverted: set[str] = set()
+    by_number: dict[int, list[Version]] = {}
+    if skip_reverted and versions:
+        reverted = reverted_commits(agent.history, versions)
+        made = _made_as(agent.history, versions[-1].commit)
+        for made_version in versions:
+            by_number.setdefault(made.get(made_version.commit, made_version.number),
+                                 []).append(made_version)
     ratings: dict[str, str | None] = {}
     sessions: dict[str, list[dict[str, Any]]] = {}
     for event in events:
@@ -124,8 +178,8 @@ def finetune(agent: Agent, *, min_rating: str | None = None,
     lines: list[str] = []
     left_out = {"reverted": 0, "no reply": 0, "all rated bad": 0, "invalid memory": 0}
     for session_events in sessions.values():
-        if skip_reverted and any(e.get("kind") == "memory_edit" and e.get("version") in reverted
-                                 for e in session_events):
+        if reverted and any(e.get("kind") == "memory_edit" and
+                            _edit_commit(e, by_number) in reverted for e in session_events):
             left_out["reverted"] += 1
             continue
         messages = conversation(session_events, ratings, min_rating)
