@@ -162,7 +162,7 @@ def finetune(agent: Agent, *, min_rating: str | None = None,
     by_number: dict[int, list[Version]] = {}
     if skip_reverted and versions:
         reverted = reverted_commits(agent.history, versions)
-        made = _made_as(agent.history, versions[-1].commit)
+        made = _made_as(agent.history, versions[-1].commit) if reverted else {}
         for made_version in versions:
             by_number.setdefault(made.get(made_version.commit, made_version.number),
                                  []).append(made_version)
