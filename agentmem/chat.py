@@ -300,6 +300,8 @@ class ChatSession:
                 self._log({"kind": "memory_edit", "command": outcome.command,
                            "path": outcome.path, "ok": outcome.ok, "reason": outcome.reason,
                            "version": outcome.version.number if outcome.version else None,
+                           # the exact version, for a number two synced machines may share
+                           **({"commit": outcome.version.commit} if outcome.version else {}),
                            **({"after_untrusted": True, "untrusted_tools": list(self._untrusted)}
                               if source else {}),
                            **({} if outcome.ok else {"error": outcome.output})})
@@ -356,5 +358,6 @@ class ChatSession:
         target = self.agent_versions.pop()
         version = self.agent.revert(target.commit)
         self._log({"kind": "memory_edit", "command": "undo", "ok": True,
-                   "version": version.number, "reason": f"user undid version {target.number}"})
+                   "version": version.number, "commit": version.commit,
+                   "reason": f"user undid version {target.number}"})
         return version

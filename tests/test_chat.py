@@ -55,6 +55,7 @@ def test_agent_adds_a_lesson_then_diff_and_revert(cli, agent: Agent, model):
     assert f"<!-- id: L13; evidence: {user_event}; helpful: 0; harmful: 0 -->" in text
     edits = [e for e in log_events(agent) if e["kind"] == "memory_edit"]
     assert edits[-1]["ok"] is True and edits[-1]["version"] == latest.number
+    assert edits[-1]["commit"] == latest.commit     # exact, where synced numbers may clash
     # diff shows it, revert undoes it
     shown = cli("diff", agent.folder)
     assert "+## Use pathlib, not os.path" in shown.stdout

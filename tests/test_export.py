@@ -493,3 +493,16 @@ def test_imported_samples_export_to_agents_md_and_finetune(cli, tmp_path: Path):
     assert "tools" not in line                   # Letta's tools are not agentmem's
     calls = [c["function"]["name"] for m in line["messages"] for c in m.get("tool_calls", [])]
     assert "core_memory_replace" in calls
+
+
+def test_an_edit_event_that_records_its_commit_is_matched_by_it_not_by_number():
+    """Two synced machines' versions can share a number: the commit an event records wins."""
+    from datetime import UTC, datetime
+
+    from agentmem.history import Version
+    from agentmem.portable.finetune import _edit_commit
+
+    other = Version(3, "f" * 40, datetime.now(UTC), "agent", "other machine's edit", "", None)
+    event = {"kind": "memory_edit", "version": 3, "commit": "a" * 40, "id": "e9"}
+    assert _edit_commit(event, {3: [other]}) == "a" * 40
+    assert _edit_commit({**event, "commit": None}, {3: [other]}) == "f" * 40

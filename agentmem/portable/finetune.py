@@ -82,7 +82,10 @@ def _made_as(history: History, head: str) -> dict[str, int]:
 
 
 def _edit_commit(event: dict[str, Any], by_number: dict[int, list[Version]]) -> str | None:
-    """The commit of the version a memory_edit event names (see the module's text)."""
+    """The commit of the version a memory_edit event names (see the module's text): the commit
+    the event records (since it does), else found by its number."""
+    if isinstance(event.get("commit"), str) and event["commit"]:
+        return str(event["commit"])
     number = event.get("version")
     found = by_number.get(number, []) if isinstance(number, int) else []
     if len(found) > 1:
