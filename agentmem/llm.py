@@ -58,8 +58,17 @@ def litellm() -> Any:
             import gc
 
             gc.freeze()
+            # and young objects are collected every GC_YOUNG allocations instead of 700: a
+            # pass allocates a few objects per lesson per parse, and at the default rate the
+            # full passes those collections trigger (walking every live object, the parse
+            # memos' lessons among them) made a pass over 4,000 lessons 2.1-3.1x one over
+            # 2,000 from run to run; at 10,000, 1.98x (benchmarks/sleep_scale.py)
+            young, middle, old = gc.get_threshold()
+            gc.set_threshold(max(young, GC_YOUNG), middle, old)
     return _module
 
+
+GC_YOUNG = 10_000
 
 _CALLBACK_LISTS = ("callbacks", "success_callback", "failure_callback", "input_callback",
                    "service_callback", "_async_success_callback", "_async_failure_callback",

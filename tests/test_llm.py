@@ -143,3 +143,15 @@ def test_litellm_logging_runs_only_when_someone_listens(model, monkeypatch, stre
     reply = llm.complete(spec, [{"role": "user", "content": "second"}], on_text=on_text)
     assert reply.text == "heard"
     assert logged.wait(5), "whoever listens must still get litellm's logging"
+
+
+def test_a_process_that_loaded_litellm_collects_young_objects_less_often():
+    """litellm's objects are frozen out of the collector's sight, and young objects are
+    collected every GC_YOUNG allocations (benchmarks/sleep_scale.py says why)."""
+    import gc
+
+    from agentmem import llm
+
+    llm.litellm()
+    assert gc.get_threshold()[0] >= llm.GC_YOUNG
+    assert gc.get_freeze_count() > 100_000
