@@ -261,7 +261,11 @@ def test_memory_changed_after_submission(cli, tmp_path, fleet, server):
 def test_a_live_pass_meanwhile_makes_the_answer_stale(cli, tmp_path, fleet, server, model):
     submit(cli, tmp_path / "fleet")
     model.push(json.dumps({"operations": [], "summary": "nothing"}))
-    assert cli("sleep", fleet[0].folder, "--yes", "--model", "scripted/x").exit_code == 0
+    live = cli("sleep", fleet[0].folder, "--yes", "--model", "scripted/x")
+    assert live.exit_code == 0
+    batch_id = state(fleet[0])["batch"]["id"]
+    assert f"batch {batch_id} holds a pass over these events, not yet collected: a pass now " \
+        "makes its answer stale" in live.stderr                 # said before the pass runs
     cli("sleep", tmp_path / "fleet", "--collect", "--yes")
     result = cli("sleep", tmp_path / "fleet", "--collect", "--yes", "--json")
     results = by_name(json.loads(result.stdout))

@@ -181,6 +181,8 @@ def test_an_improvement_is_applied_with_its_score_in_the_version_and_json(cli, b
     message = blank.history.versions()[0].message
     assert "Check: 1 win(s), 0 loss(es), 2 tie(s) over 3 replayed request(s) (judge " \
         "scripted/sleep)" in message
+    [logged] = [e for e in blank.journal.read(None).events if e["kind"] == "sleep"]
+    assert (logged["check"]["wins"], logged["check"]["losses"]) == (1, 0)   # the log says too
 
 
 def test_a_tie_is_applied(cli, blank: Agent, model):
@@ -315,6 +317,13 @@ def test_verify_refuses_before_replaying_when_the_pass_has_spent_the_cap(blank: 
 def test_judge_model_goes_with_check(cli, blank: Agent):
     result = cli("sleep", blank.folder, "--judge-model", "scripted/j")
     assert result.exit_code == 2 and "add --check" in result.stderr
+    persona = (blank.folder / "persona.md").read_text()       # or with persona.md's check
+    blank.write({"persona.md": persona.replace("---\n", "---\nsleep:\n  check: true\n", 1)},
+                "human", "turn the check on")
+    result = cli("sleep", blank.folder, "--judge-model", "scripted/j", "--dry-run", "--model",
+                 "scripted/sleep")
+    assert result.exit_code == 0, result.stderr
+    assert "check judge: scripted/j (from --judge-model)" in result.stderr
 
 
 def test_many_agents_are_checked_each_on_its_own(cli, tmp_path: Path, model):

@@ -46,9 +46,12 @@ def sleep(
     """
     from agentmem.errors import UsageError
 
-    if judge_model and not check:
-        raise UsageError("--judge-model is the regression check's judge", "add --check")
     found = open_agents(agents)
+    if judge_model and not check:       # fine where persona.md turns the check on
+        from agentmem.sleep import check as checking
+
+        if all(checking.setting(a.load().persona.settings) is None for a in found):
+            raise UsageError("--judge-model is the regression check's judge", "add --check")
     if batch or collect:
         from agentmem.commands import batches
 
@@ -109,9 +112,15 @@ def _one(agent: Agent, yes: bool, dry_run: bool, json_: bool, model: str | None,
     from agentmem import console
     from agentmem import sleep as core
     from agentmem.sleep import check as checking
+    from agentmem.sleep.batch import PENDING
 
     spec = core.prepare(agent, model)
     console.info(spec.describe("sleep model"))
+    waiting = agent.read_state().get("batch")
+    if isinstance(waiting, dict) and waiting.get("status") == PENDING:
+        console.warn(f"batch {waiting.get('id')} holds a pass over these events, not yet "
+                     "collected: a pass now makes its answer stale (refused at --collect, "
+                     "though paid for); collect it with: agentmem sleep AGENT --collect")
     settings = checking.settings(agent, spec, enabled=check, judge_model=judge_model)
     _say_check(settings)
     with agent.sleep_lock():

@@ -449,7 +449,9 @@ def apply(proposal: Proposal, selected: list[int] | None = None, *,
                               "operations": [describe(op) for op in operations],
                               "events": proposal.events, "consumed": moved,
                               "model": proposal.spec.model,
-                              "usage": proposal.usage})
+                              "usage": proposal.usage,
+                              **({"check": proposal.check.to_json()}
+                                 if proposal.check is not None else {})})
     return version
 
 
