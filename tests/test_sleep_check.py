@@ -435,3 +435,39 @@ def test_the_checks_cost_is_counted_in_json_and_in_the_pass_usage(cli, blank: Ag
     assert len(judged) == 1 and data["check"]["calls"] == 7
     assert data["check"]["cost"] > 0
     assert data["usage"]["cost"] > data["check"]["cost"]      # the pass's own call, and the check
+
+
+def test_review_with_the_check_in_a_real_terminal_over_http(blank: Agent, tmp_path: Path):
+    """`agentmem sleep AGENT --check` in a pseudo-terminal against the OpenAI stand-in over
+    HTTP: the models and the judge are named, the proposal and the score are shown, and the
+    operation picked one by one is applied."""
+    import os
+
+    import wire
+    from ptychat import Terminal
+    from wire import openai
+
+    with_log(blank, RUFF)
+    with wire.serve() as server:
+        wire.persona(blank, model="openai/x", api_base=server.url + "/v1")
+        server.push(openai.reply(ADD_UNRELATED),              # the pass
+                    *[openai.reply("Run ruff.") for _ in range(6)])   # alike: no verdicts
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR", "AGENTMEM_MODEL")}
+        env.update(OPENAI_API_KEY="dummy-key-for-the-stand-in", TERM="xterm-256color",
+                   LITELLM_LOCAL_MODEL_COST_MAP="True", AGENTMEM_RETRIES="0")
+        term = Terminal(["sleep", str(blank.folder), "--check"], env, tmp_path, columns=100)
+        try:
+            shown = term.expect("or discard [d]? ")
+            assert "check judge: openai/x" in shown
+            assert "Keep summaries short" in shown
+            assert "Check: 0 win(s), 0 loss(es), 3 tie(s)" in shown
+            term.send("r\r")
+            term.expect("apply this one? [y/N] ")
+            term.send("y\r")
+            assert term.wait() == 0
+        finally:
+            term.close()
+    assert "## Keep summaries short" in (blank.folder / "lessons.md").read_text()
+    latest = blank.history.versions()[0]
+    assert latest.author == "sleep" and "Check: 0 win(s), 0 loss(es), 3 tie(s)" in latest.message
