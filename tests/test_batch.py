@@ -790,3 +790,31 @@ def test_a_reviewed_answer_shows_its_check_score_before_the_question(cli, tmp_pa
     assert result.exit_code == 0, result.stderr
     assert "Check: 1 win(s), 0 loss(es), 2 tie(s) over 3 replayed request(s)" in result.stderr
     assert state(agent)["batch"]["status"] == "applied"
+
+
+def test_collect_reviewed_in_a_real_terminal(cli, tmp_path, server):
+    """`sleep AGENT --collect` in a pseudo-terminal, against the batch stand-in over HTTP: the
+    answer is shown as a live proposal and asked about; picked one by one, it is applied."""
+    import os
+
+    from ptychat import Terminal
+
+    [agent] = make_fleet(tmp_path / "fleet", 1)
+    submit(cli, agent.folder)
+    cli("sleep", agent.folder, "--collect")                   # in progress
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR")}
+    env.update(OPENAI_API_KEY="dummy-key-for-the-stand-in", TERM="xterm-256color",
+               LITELLM_LOCAL_MODEL_COST_MAP="True")
+    term = Terminal(["sleep", str(agent.folder), "--collect"], env, tmp_path, columns=100)
+    try:
+        shown = term.expect("or discard [d]? ")
+        assert "Lint with ruff, not flake8" in shown
+        term.send("r\r")
+        term.expect("apply this one? [y/N] ")
+        term.send("y\r")
+        assert term.wait() == 0
+    finally:
+        term.close()
+    assert "## Lint with ruff, not flake8" in (agent.folder / "lessons.md").read_text()
+    assert state(agent)["batch"]["status"] == "applied"
