@@ -108,6 +108,16 @@ def test_table_output_names_every_condition(cli, offline):
      "contains must be text"),
     ("name: x\npersona: p\nprobes: [{user: q, expect: {contains: a}, marker: m, "
      "learned_reply: null, unlearned_reply: u}]\n", "probe 1: learned_reply must be non-empty"),
+    (f"{OK}sleep_check: {{turns: 0}}\n", "sleep_check: turns must be a whole number >= 1"),
+    (f"{OK}sleep_check: {{must_refuse: maybe}}\n", "sleep_check: must_refuse is true or false"),
+    (f"{OK}sleep_check: {{marker: m}}\n",
+     "sleep_check: marker, learned_reply, unlearned_reply go together"),
+    (f"{OK}sleep_check: {{judge: x}}\n", "'sleep_check': unknown key(s) judge"),
+    (f"{OK}sleep_repair: {{first_answer: ''}}\n",
+     "sleep_repair: first_answer must be non-empty text"),
+    (f"{OK}sleep_repair: {{must_repair: maybe}}\n", "sleep_repair: must_repair is true or false"),
+    (f"{OK}sleep_repair: {{answers: [x]}}\n", "'sleep_repair': unknown key(s) answers"),
+    (f"{OK}sleep_repair: [x]\n", "'sleep_repair' must be a mapping"),
 ])
 def test_bad_scenarios_get_a_clear_error(tmp_path: Path, body: str, message: str):
     from agentmem.errors import UsageError
@@ -311,22 +321,6 @@ def test_a_check_scenario_fails_when_its_pass_is_not_refused_or_is_refused_unask
     assert "regression check found the proposed memory worse" in result.stderr.replace("\n", " ")
 
 
-@pytest.mark.parametrize("check,message", [
-    ("{turns: 0}", "sleep_check: turns must be a whole number >= 1"),
-    ("{must_refuse: maybe}", "sleep_check: must_refuse is true or false"),
-    ("{marker: m}", "sleep_check: marker, learned_reply, unlearned_reply go together"),
-    ("{judge: x}", "'sleep_check': unknown key(s) judge"),
-])
-def test_a_bad_sleep_check_gets_a_clear_error(tmp_path: Path, check: str, message: str):
-    from agentmem.errors import UsageError
-
-    path = tmp_path / "s.yaml"
-    path.write_text(f"{OK}sleep_check: {check}\n")
-    with pytest.raises(UsageError) as err:
-        load_scenario(path)
-    assert message in str(err.value)
-
-
 def test_the_repair_scenario_is_saved_by_its_repair_round(cli, offline):
     result = cli("eval", EVALS / "repair-saves-pass.yaml", "--offline", "--json")
     assert result.exit_code == 0, result.stderr
@@ -357,22 +351,6 @@ def test_without_sleep_repair_the_broken_answer_would_refuse_the_pass(cli, offli
     assert scenario["repaired"] == [] and {
         "check": "a repair round saved a sleep pass", "ok": False,
         "detail": "no pass needed one"} in scenario["memory_checks"]
-
-
-@pytest.mark.parametrize("repair,message", [
-    ("{first_answer: ''}", "sleep_repair: first_answer must be non-empty text"),
-    ("{must_repair: maybe}", "sleep_repair: must_repair is true or false"),
-    ("{answers: [x]}", "'sleep_repair': unknown key(s) answers"),
-    ("[x]", "'sleep_repair' must be a mapping"),
-])
-def test_a_bad_sleep_repair_gets_a_clear_error(tmp_path: Path, repair: str, message: str):
-    from agentmem.errors import UsageError
-
-    path = tmp_path / "s.yaml"
-    path.write_text(f"{OK}sleep_repair: {repair}\n")
-    with pytest.raises(UsageError) as err:
-        load_scenario(path)
-    assert message in str(err.value)
 
 
 def test_offline_needs_the_first_answer_of_a_repair_scenario(cli, offline, tmp_path: Path):
