@@ -37,6 +37,17 @@ BOOT = ("import fcntl, runpy, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         "runpy.run_module('agentmem', run_name='__main__', alter_sys=True)")
 
 
+def terminal_env() -> dict[str, str]:
+    """The environment of a command run in a Terminal: this process's, without what would fix
+    the window size, the colours or the model, with a dummy key for the stand-ins, litellm's
+    local price list, and no retries."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR", "AGENTMEM_MODEL")}
+    env.update(OPENAI_API_KEY="dummy-key-for-the-stand-in", LITELLM_LOCAL_MODEL_COST_MAP="True",
+               TERM="xterm-256color", AGENTMEM_RETRIES="0")
+    return env
+
+
 def screen_text(raw: bytes) -> str:
     """What was written, as text, without escape sequences or carriage returns."""
     return ANSI.sub("", raw.decode("utf-8", "replace")).replace("\r", "")

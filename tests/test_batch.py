@@ -795,17 +795,13 @@ def test_a_reviewed_answer_shows_its_check_score_before_the_question(cli, tmp_pa
 def test_collect_reviewed_in_a_real_terminal(cli, tmp_path, server):
     """`sleep AGENT --collect` in a pseudo-terminal, against the batch stand-in over HTTP: the
     answer is shown as a live proposal and asked about; picked one by one, it is applied."""
-    import os
 
-    from ptychat import Terminal
+    from ptychat import Terminal, terminal_env
 
     [agent] = make_fleet(tmp_path / "fleet", 1)
     submit(cli, agent.folder)
     cli("sleep", agent.folder, "--collect")                   # in progress
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR")}
-    env.update(OPENAI_API_KEY="dummy-key-for-the-stand-in", TERM="xterm-256color",
-               LITELLM_LOCAL_MODEL_COST_MAP="True")
+    env = terminal_env()
     term = Terminal(["sleep", str(agent.folder), "--collect"], env, tmp_path, columns=100)
     try:
         shown = term.expect("or discard [d]? ")

@@ -403,19 +403,15 @@ def test_show_lists_nothing_without_ratings(cli, rated: Agent):
 # -- the real terminal --------------------------------------------------------------------------
 def test_good_in_a_terminal_session(rated: Agent, tmp_path):
     """The REPL in a pseudo-terminal against an OpenAI-compatible stand-in (ptychat.py)."""
-    import os
 
-    from ptychat import ChatStandIn, Reply, Terminal
+    from ptychat import ChatStandIn, Reply, Terminal, terminal_env
 
     stand_in = ChatStandIn()
     stand_in.push(Reply([RUFF_A]))
     persona = rated.folder / "persona.md"
     persona.write_text(persona.read_text().replace(
         "---\n", f"---\nmodel: openai/fake\napi_base: {stand_in.url}\n", 1))
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR", "AGENTMEM_MODEL")}
-    env.update(OPENAI_API_KEY="dummy-key-for-the-stand-in", LITELLM_LOCAL_MODEL_COST_MAP="True",
-               TERM="xterm-256color", AGENTMEM_RETRIES="0")
+    env = terminal_env()
     term = Terminal(["chat", str(rated.folder)], env, tmp_path, columns=100)
     try:
         term.expect("you> ")

@@ -441,10 +441,9 @@ def test_review_with_the_check_in_a_real_terminal_over_http(blank: Agent, tmp_pa
     """`agentmem sleep AGENT --check` in a pseudo-terminal against the OpenAI stand-in over
     HTTP: the models and the judge are named, the proposal and the score are shown, and the
     operation picked one by one is applied."""
-    import os
 
     import wire
-    from ptychat import Terminal
+    from ptychat import Terminal, terminal_env
     from wire import openai
 
     with_log(blank, RUFF)
@@ -452,10 +451,7 @@ def test_review_with_the_check_in_a_real_terminal_over_http(blank: Agent, tmp_pa
         wire.persona(blank, model="openai/x", api_base=server.url + "/v1")
         server.push(openai.reply(ADD_UNRELATED),              # the pass
                     *[openai.reply("Run ruff.") for _ in range(6)])   # alike: no verdicts
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR", "AGENTMEM_MODEL")}
-        env.update(OPENAI_API_KEY="dummy-key-for-the-stand-in", TERM="xterm-256color",
-                   LITELLM_LOCAL_MODEL_COST_MAP="True", AGENTMEM_RETRIES="0")
+        env = terminal_env()
         term = Terminal(["sleep", str(blank.folder), "--check"], env, tmp_path, columns=100)
         try:
             shown = term.expect("or discard [d]? ")

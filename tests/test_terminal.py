@@ -278,9 +278,8 @@ def test_the_repl_banner_is_literal_text(agent: Agent, model, monkeypatch, capsy
 
 # -- the real REPL in a pseudo-terminal ------------------------------------------------------
 def test_repl_in_a_terminal_shows_every_word_asks_literally_and_survives_ctrl_c(tmp_path: Path):
-    import os
 
-    from ptychat import ChatStandIn, Gate, Reply, Terminal
+    from ptychat import ChatStandIn, Gate, Reply, Terminal, terminal_env
 
     paragraph = " ".join(f"review{n:02d}" + ("," if n % 9 == 8 else "") for n in range(45))
     assert len(paragraph) >= 400
@@ -303,10 +302,7 @@ def test_repl_in_a_terminal_shows_every_word_asks_literally_and_survives_ctrl_c(
     persona = agent.folder / "persona.md"
     persona.write_text(persona.read_text().replace(
         "model: openai/gpt-4.1-mini", f"model: openai/fake\napi_base: {stand_in.url}"))
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR", "AGENTMEM_MODEL")}
-    env.update(OPENAI_API_KEY="dummy-key-for-the-stand-in", LITELLM_LOCAL_MODEL_COST_MAP="True",
-               TERM="xterm-256color", AGENTMEM_RETRIES="0")
+    env = terminal_env()
     term = Terminal(["chat", str(agent.folder)], env, tmp_path, columns=80)
     try:
         term.expect("/help for commands, Ctrl-D to exit")
