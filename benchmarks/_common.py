@@ -79,3 +79,23 @@ def sleep_answer(messages: list[dict[str, Any]], learn: bool, salt: str = "") ->
             "rationale": "the user corrected the review", "evidence": ids[-1:]})
     summary = "learned one rule" if learn else "nothing to learn"
     return json.dumps({"operations": operations, "summary": summary})
+
+
+def timed_pass(agent: Any, spec: Any) -> tuple[float, Any]:
+    """The wall time of one sleep.run_pass, and its result; then the sleep cursor and the log
+    are put back as they were (the pass's own "sleep" event goes), so that the next run reads
+    the same new events."""
+    import time
+
+    from agentmem import sleep as core
+
+    cursor = agent.read_state().get("sleep_cursor")
+    size = agent.journal.path.stat().st_size
+    try:
+        start = time.perf_counter()
+        done = core.run_pass(agent, spec)
+        return time.perf_counter() - start, done
+    finally:
+        with open(agent.journal.path, "r+b") as log:
+            log.truncate(size)
+        agent.update_state(sleep_cursor=cursor)

@@ -22,7 +22,7 @@ from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SMOKE, isolate, median, ms, result, section  # noqa: E402
+from _common import SMOKE, isolate, median, ms, result, section, timed_pass  # noqa: E402
 
 OLD_SMALL = 1_000
 OLD_LARGE = 2_000 if SMOKE else 100_000
@@ -126,23 +126,14 @@ def main() -> None:
 
 
 def whole_pass(agent: Any, spec: Any, learn: list[bool]) -> float:
-    """The wall time of sleep.run_pass with a model that adds a lesson; then the cursor and the
-    log are put back as they were, so the next run reads the same new events."""
-    from agentmem import sleep as core
-
-    cursor = agent.read_state().get("sleep_cursor")
-    size = agent.journal.path.stat().st_size
+    """The wall time of sleep.run_pass with a model that adds a lesson (the cursor and the log
+    put back after it: _common.timed_pass)."""
     learn[0] = True
     try:
-        t0 = time.perf_counter()
-        done = core.run_pass(agent, spec)
-        took = time.perf_counter() - t0
+        took, done = timed_pass(agent, spec)
     finally:
         learn[0] = False
     assert done.ok and done.version is not None, done.message
-    with open(agent.journal.path, "r+b") as log:       # the pass's own "sleep" event goes
-        log.truncate(size)
-    agent.update_state(sleep_cursor=cursor)
     return took
 
 

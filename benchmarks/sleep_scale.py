@@ -21,7 +21,7 @@ from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SMOKE, isolate, median, ms, result, section  # noqa: E402
+from _common import SMOKE, isolate, median, ms, result, section, timed_pass  # noqa: E402
 
 SMALL = 20 if SMOKE else 2_000
 LARGE = 2 * SMALL
@@ -95,20 +95,11 @@ def main() -> None:
 
 
 def whole_pass(agent: Any, spec: Any) -> float:
-    """The wall time of one sleep.run_pass that writes a version; then the cursor and the log
-    are put back, so that the next run reads the same new events."""
-    from agentmem import sleep as core
-
-    cursor = agent.read_state().get("sleep_cursor")
-    size = agent.journal.path.stat().st_size
-    start = time.perf_counter()
-    done = core.run_pass(agent, spec)
-    took = time.perf_counter() - start
+    """The wall time of one sleep.run_pass that writes a version (the cursor and the log put
+    back after it: _common.timed_pass)."""
+    took, done = timed_pass(agent, spec)
     if not done.ok or done.version is None:
         print(f"  run failed: {done.message}")
-    with open(agent.journal.path, "r+b") as log:       # the pass's own "sleep" event goes
-        log.truncate(size)
-    agent.update_state(sleep_cursor=cursor)
     return took
 
 
