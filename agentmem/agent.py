@@ -407,7 +407,7 @@ class Agent:
             (self.state_dir / INTENT).unlink(missing_ok=True)
             return None, False
         version = self.history.commit(author, text, self.journal.last_event_number(),
-                                      contents=on_disk, merge=merge)
+                                      contents=on_disk, merge=merge, redacted=True)
         values = self._lesson_ids_to_remember(before, after)
         if state is not None:
             values.update(state(version), last_intent=intent["id"])

@@ -158,19 +158,22 @@ class History:
     def commit(self, author: str, message: str, log_position: int | None,
                paths: list[str] | None = None,
                contents: dict[str, bytes | None] | None = None,
-               merge: str | None = None) -> Version | None:
+               merge: str | None = None, redacted: bool = False) -> Version | None:
         """Record the memory files (or only `paths`) as a version. None when nothing changed.
 
         `contents` records exactly those bytes (None: the file is gone) for those files and
         the rest as the latest version has them, whatever the files on disk hold by now: a
         writer records what it wrote, and a save that landed since is a later version.
         `merge` (a commit) makes the version a merge of the latest one and that commit
-        (agentmem sync); it is recorded even when the files are the latest version's."""
+        (agentmem sync); it is recorded even when the files are the latest version's.
+        `redacted`: the caller passed the message through redact_message already."""
         assert author in AUTHORS, author
         trailers = f"\n\n{AUTHOR_TRAILER}: {author}"
         if log_position is not None:
             trailers += f"\n{LOG_TRAILER}: {log_position}"
-        text = gitstore.clean_message(self.redact_message(message).strip() + trailers)
+        if not redacted:
+            message = self.redact_message(message)
+        text = gitstore.clean_message(message.strip() + trailers)
         with self._writing():
             try:
                 return self._commit_in_process(author, text, paths, contents, merge)

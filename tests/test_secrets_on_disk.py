@@ -80,6 +80,23 @@ def test_the_write_intent_holds_the_message_redacted(agent: Agent, monkeypatch):
     assert seen and STRIPE not in seen[0] and "rotated [REDACTED]" in seen[0]
 
 
+def test_a_write_redacts_its_message_once(agent: Agent, monkeypatch):
+    """The intent and the version take the same redacted message: it is redacted once a write."""
+    from agentmem import history
+
+    calls = []
+
+    def counted(text: str, env: list[str] | None = None) -> str:
+        calls.append(text)
+        return real(text, env)
+
+    real = history.redact
+    monkeypatch.setattr(history, "redact", counted)
+    edit(agent, "# Code reviewer", "# Code reviewer (1)", f"rotated {STRIPE}")
+    assert [c for c in calls if "rotated" in c] == [f"rotated {STRIPE}"]
+    assert agent.history.latest().subject == "rotated [REDACTED]"
+
+
 def test_a_refused_sleep_output_is_kept_with_its_keys_redacted(blank: Agent, model):
     blank.journal.append({"session": "s1", "kind": "user", "content": "Deploy with the key"})
     outputs = [  # refused for the key it would put in memory; for the key in its op's name
