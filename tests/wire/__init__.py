@@ -59,6 +59,12 @@ def json_response(status: int, data: Any, headers: dict[str, str] | None = None)
                     {"Content-Type": "application/json", **(headers or {})})
 
 
+def pieces(text: str, n: int) -> list[str]:
+    """`text` cut into at most `n` (at least 1) nearly equal parts, as a stream sends it."""
+    size = -(-len(text) // max(1, n))
+    return [text[i:i + size] for i in range(0, len(text), size)]
+
+
 class StandIn:
     """A provider on 127.0.0.1: `url` (no trailing slash), `push(*responses)`, `requests`."""
 

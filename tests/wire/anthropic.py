@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from wire import Response, json_response
+from wire import Response, json_response, pieces
 
 PATH = "/v1/messages"
 MESSAGE_ID = "msg_01XFDUDYJgAACzvnptvVoYEL"
@@ -27,9 +27,7 @@ class ToolUse:
     pieces: int = 7
 
     def split(self) -> list[str]:
-        text, n = json.dumps(self.input), max(1, self.pieces)
-        size = -(-len(text) // n)
-        return [text[i:i + size] for i in range(0, len(text), size)]
+        return pieces(json.dumps(self.input), self.pieces)
 
 
 def reply(text: str | None = None, uses: list[ToolUse] | None = None, *,

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from wire import Response, json_response
+from wire import Response, json_response, pieces
 
 PATH = "/v1/chat/completions"
 CREATED = 1_735_689_600
@@ -32,9 +32,7 @@ class Call:
         return json.dumps(self.arguments)
 
     def split(self) -> list[str]:
-        text, n = self.text, max(1, self.pieces)
-        size = -(-len(text) // n)
-        return [text[i:i + size] for i in range(0, len(text), size)]
+        return pieces(self.text, self.pieces)
 
 
 def _dumps(data: Any) -> str:
