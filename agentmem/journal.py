@@ -35,21 +35,16 @@ EVENT_ID = re.compile(r"e(\d+)(?:-([a-z0-9]{4,16}))?")
 _TAIL_CHUNK = 64 * 1024
 
 
-def _line(event: dict[str, Any]) -> str:
-    """One event as a JSON line. Text that is not valid Unicode (a lone surrogate, from a
-    model or from bytes on a command line) is written \\u-escaped, so the line is still
-    UTF-8 and reads back as it was."""
+def encode_event(event: dict[str, Any]) -> str:
+    """One event as its log line, newline included, exactly as append writes it. Text that is
+    not valid Unicode (a lone surrogate, from a model or from bytes on a command line) is
+    written \\u-escaped, so the line is still UTF-8 and reads back as it was."""
     line = json.dumps(event, ensure_ascii=False)
     try:
         line.encode("utf-8")
     except UnicodeEncodeError:
         line = json.dumps(event)
     return line + "\n"
-
-
-def encode_event(event: dict[str, Any]) -> str:
-    """One event as its log line, newline included, exactly as append writes it."""
-    return _line(event)
 
 
 def now_iso() -> str:
@@ -135,21 +130,24 @@ class Journal:
         self.path = path
         self._lock_path = lock_path
         self._tag: str | None = None        # this copy's machine tag, once read
+        self._machine = str(lock_path.parent / MACHINE_FILE)
 
     # -- the machine tag -------------------------------------------------------------------
     def machine_tag(self, *, create: bool = False) -> str | None:
         """This copy's tag for new event ids (None: it has never synced, ids stay `eN`). A
         tag recorded for another host or folder (the folder was copied) is replaced by a new
         one, so that two copies never mint the same id. Until there is a tag the file is looked
-        at on every append: a sync in another process may create it meanwhile."""
+        at on every append (one stat): a sync in another process may create it meanwhile."""
         if self._tag is not None:
             return self._tag
-        path = self._lock_path.parent / MACHINE_FILE
+        if not create and not os.path.exists(self._machine):
+            return None                   # never synced
+        path = Path(self._machine)
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             if not create:
-                return None               # never synced: one failed open per append
+                return None               # removed since the stat above
             saved = None
         except (OSError, ValueError):
             saved = None
@@ -173,7 +171,7 @@ class Journal:
     def append(self, *events: dict[str, Any]) -> list[dict[str, Any]]:
         """Append events (redacted), assigning ids and times. Durable when this returns."""
         env = env_secrets()      # scanned once per append, not once per string
-        with FileLock(str(self._lock_path), timeout=30):
+        with self.locked():
             last = self.last_event_number()
             tag = self.machine_tag()
             suffix = f"-{tag}" if tag else ""
@@ -182,7 +180,7 @@ class Journal:
                 record = {"id": f"e{last + offset}{suffix}", "time": now_iso()}
                 record.update({k: v for k, v in event.items() if k not in ("id",)})
                 stored.append(redact_obj(record, env))
-            data = "".join(_line(e) for e in stored)
+            data = "".join(encode_event(e) for e in stored)
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 if not self._ends_with_newline(fd):
