@@ -43,6 +43,8 @@ needs never next none nothing only other others over please really same should s
 something still such sure than thank thanks that their them then there these they thing things
 this those though through true very want well were what when where which while will with
 within without would your yours okay instead using used uses into onto than what whether
+rather quite often usually already until upon ever once might shall whose whom less least
+better best almost enough anyway perhaps maybe actually simply mostly mainly
 """.split())
 
 

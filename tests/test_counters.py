@@ -260,6 +260,10 @@ def test_at_most_three_shown_lessons_count_the_most_sharing_first():
 def test_words_ignore_case_stop_words_numbers_and_a_plural_s():
     assert ratings.words("The Tests USE 2024 flake8 and SQL, ok? classes") == \
         {"test", "flake8", "sql", "classe"}
+    # adverbs say nothing of what a lesson is about ("rather" once tied a ruff lesson to a
+    # reply about review comments)
+    assert ratings.words("a concrete fix rather than a worry, usually, perhaps") == \
+        {"concrete", "fix", "worry"}
 
 
 # -- sleep retires what ratings show to do harm -------------------------------------------------
