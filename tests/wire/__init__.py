@@ -65,15 +65,13 @@ def pieces(text: str, n: int) -> list[str]:
     return [text[i:i + size] for i in range(0, len(text), size)]
 
 
-class StandIn:
-    """A provider on 127.0.0.1: `url` (no trailing slash), `push(*responses)`, `requests`."""
+class Loopback:
+    """An HTTP/1.1 server on 127.0.0.1, on a daemon thread, that hands each GET and POST to
+    `_serve`; `url` (no trailing slash). The network guard lets the process reach its port
+    until `close()`."""
 
-    def __init__(self) -> None:
-        self.requests: list[Request] = []
-        self.overdrawn: list[str] = []      # requests that found the queue empty
-        self._queue: deque[Response | Callable[[Request], Response]] = deque()
-        self._lock = threading.Lock()
-        stand_in = self
+    def _listen(self, name: str) -> None:
+        loopback = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -82,10 +80,10 @@ class StandIn:
                 pass
 
             def do_GET(self) -> None:
-                stand_in._serve(self)
+                loopback._serve(self)
 
             def do_POST(self) -> None:
-                stand_in._serve(self)
+                loopback._serve(self)
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True
@@ -97,9 +95,29 @@ class StandIn:
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         _guard.allowed.add(self.port)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="stand-in",
+        self._thread = threading.Thread(target=self._server.serve_forever, name=name,
                                         kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
+
+    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+        _guard.allowed.discard(self.port)
+
+
+class StandIn(Loopback):
+    """A provider on 127.0.0.1: `url` (no trailing slash), `push(*responses)`, `requests`."""
+
+    def __init__(self) -> None:
+        self.requests: list[Request] = []
+        self.overdrawn: list[str] = []      # requests that found the queue empty
+        self._queue: deque[Response | Callable[[Request], Response]] = deque()
+        self._lock = threading.Lock()
+        self._listen("stand-in")
 
     def push(self, *responses: Response | Callable[[Request], Response]) -> StandIn:
         """Queue answers, in order; a callable is called with the request it answers."""
@@ -110,12 +128,6 @@ class StandIn:
     @property
     def paths(self) -> list[str]:
         return [r.path for r in self.requests]
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-        _guard.allowed.discard(self.port)
 
     def assert_done(self) -> None:
         assert not self.overdrawn, "the stand-in was asked for more responses than queued: " + \

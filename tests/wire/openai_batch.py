@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import wire
@@ -55,7 +55,7 @@ def completion(text: str, *, model: str = "x", usage: tuple[int, int] = (210, 40
             "usage": _usage(*usage), "service_tier": "default"}
 
 
-class BatchStandIn:
+class BatchStandIn(wire.Loopback):
     """`url` (no trailing slash); `answer`, `statuses`, `answered`, `fail_validation` control
     what the next batches do; `files`, `batches`, `requests` ((method, path) pairs) and
     `inputs` (the request lines of each batch) say what happened."""
@@ -76,36 +76,7 @@ class BatchStandIn:
         self._partial: dict[str, int | None] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                stand_in._serve(self)
-
-            def do_POST(self) -> None:
-                stand_in._serve(self)
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self.port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        wire._guard.allowed.add(self.port)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="batch-stand-in",
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-        wire._guard.allowed.discard(self.port)
+        self._listen("batch-stand-in")
 
     def _id(self, prefix: str) -> str:
         return f"{prefix}{next(self._ids):06d}"
