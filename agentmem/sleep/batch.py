@@ -169,15 +169,15 @@ class Submitted:
     estimate: float | None = 0.0          # USD at batch prices, None when no price is known
 
 
-def submit(agents: Iterable[Agent], spec: ModelSpec, *, max_cost: float | None = None,
-           refresh: Callable[[ModelSpec, str], dict[str, Any]] | None = None) -> Submitted:
+def submit(agents: Iterable[Agent], spec: ModelSpec, *, max_cost: float | None = None
+           ) -> Submitted:
     """Plan every agent's pass and submit one batch of their requests (see the module's doc).
     Agents with nothing new, a pending batch, or a pass over --max-cost (at batch prices) are
     skipped, each with its reason. One submission at a time: another waits for it (see
     _submitting)."""
     llm.batch_model_name(spec)                       # refuses a provider without batches first
     with _submitting():
-        return _submit(agents, spec, max_cost=max_cost, refresh=refresh)
+        return _submit(agents, spec, max_cost=max_cost)
 
 
 def _submitting(timeout: float = -1) -> FileLock:
@@ -190,14 +190,12 @@ def _submitting(timeout: float = -1) -> FileLock:
     return FileLock(folder / "submit.lock", timeout=timeout)
 
 
-def _submit(agents: Iterable[Agent], spec: ModelSpec, *, max_cost: float | None,
-            refresh: Callable[[ModelSpec, str], dict[str, Any]] | None) -> Submitted:
+def _submit(agents: Iterable[Agent], spec: ModelSpec, *, max_cost: float | None) -> Submitted:
     model_name = llm.batch_model_name(spec)
     prices = llm.batch_price(spec.model)
     if max_cost is not None and prices is None:
         raise Refused(f"no price is known for {spec.model}, so --max-cost cannot be checked",
                       "drop --max-cost")
-    refresh = refresh or _retrieve
     recover_submissions()        # a submission killed half-way: its agents are not sent again
     statuses: dict[str, str] = {}
     result = Submitted(None, estimate=0.0 if prices else None)
@@ -206,7 +204,7 @@ def _submit(agents: Iterable[Agent], spec: ModelSpec, *, max_cost: float | None,
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             for agent in agents:
-                why = _pending(agent, spec, statuses, refresh)
+                why = _pending(agent, spec, statuses)
                 if why:
                     result.skipped.append((str(agent.folder), why))
                     continue
@@ -320,12 +318,7 @@ def _recover_unless_submitting() -> None:
         lock.release()
 
 
-def _retrieve(spec: ModelSpec, batch_id: str) -> dict[str, Any]:
-    return llm.batch_retrieve(spec, batch_id)
-
-
-def _pending(agent: Agent, spec: ModelSpec, statuses: dict[str, str],
-             refresh: Callable[[ModelSpec, str], dict[str, Any]]) -> str | None:
+def _pending(agent: Agent, spec: ModelSpec, statuses: dict[str, str]) -> str | None:
     """Why `agent` is not submitted again: its batch is still running, or has answers not yet
     collected (completed, or expired or cancelled after answering some), or its provider could
     not be asked. None when it has no batch, or one whose answers are in (applied or refused),
@@ -340,7 +333,7 @@ def _pending(agent: Agent, spec: ModelSpec, statuses: dict[str, str],
         status, counts = record.get("status"), record.get("request_counts")
         if status not in DONE:
             try:
-                batch = refresh(_spec_of(entry, spec), batch_id)
+                batch = llm.batch_retrieve(_spec_of(entry, spec), batch_id)
             except AgentmemError as exc:     # not known to be over: never sent twice
                 statuses[batch_id] = f"?could not ask for batch {batch_id}: {exc.message}"
                 return statuses[batch_id][1:]
@@ -442,11 +435,9 @@ class Batch:
         return self.status in DONE and bool(self.output_file_id or self.error_file_id)
 
 
-def survey(agents: Iterable[Agent], *, refresh: Callable[[ModelSpec, str], dict[str, Any]]
-           | None = None) -> list[Batch]:
+def survey(agents: Iterable[Agent]) -> list[Batch]:
     """The batches the agents' pending entries name, each retrieved once (nothing written but
     the fleet record's status)."""
-    refresh = refresh or _retrieve
     _recover_unless_submitting()     # a submission killed half-way names its batch first
     found: dict[str, Batch] = {}
     for agent in agents:
@@ -457,7 +448,7 @@ def survey(agents: Iterable[Agent], *, refresh: Callable[[ModelSpec, str], dict[
         if batch_id not in found:
             spec = _spec_of(entry, ModelSpec(str(entry.get("model")), None, "batch"))
             try:
-                data = refresh(spec, batch_id)
+                data = llm.batch_retrieve(spec, batch_id)
             except AgentmemError as exc:    # one provider gone or keyless: the others go on
                 found[batch_id] = Batch(batch_id, spec, "?", None, None, None, {}, exc.message)
                 found[batch_id].agents[str(entry.get("custom_id"))] = agent
@@ -770,13 +761,11 @@ def check_usable(spec: ModelSpec) -> None:
 
 
 # -- listing ---------------------------------------------------------------------------------
-def listing(under: Path | None = None, *, refresh: Callable[[ModelSpec, str], dict[str, Any]]
-            | None = None) -> list[dict[str, Any]]:
+def listing(under: Path | None = None) -> list[dict[str, Any]]:
     """The batch records (newest first), those with an agent under `under` when given; a batch
     not yet in a final state is asked for its status first, and its record updated. One whose
     provider cannot be asked (unreachable, no key) is listed as last seen, with `unreachable`:
     why."""
-    refresh = refresh or _retrieve
     root = under.resolve() if under else None
     out = []
     for record in records():
@@ -786,7 +775,7 @@ def listing(under: Path | None = None, *, refresh: Callable[[ModelSpec, str], di
         if record.get("status") not in DONE:
             spec = ModelSpec(str(record.get("model")), record.get("api_base"), "batch")
             try:
-                data = refresh(spec, str(record["id"]))
+                data = llm.batch_retrieve(spec, str(record["id"]))
             except AgentmemError as exc:
                 out.append({k: v for k, v in record.items() if k != "agents"}
                            | {"agents": len(folders), "unreachable": exc.message})
