@@ -314,8 +314,7 @@ class Agent:
         edits. Returns the version recorded (if any) and the files as read and recorded, the
         ground every write computes its change on. Call it holding the write lock."""
         recovery.settle_forget(self)     # first: it may still have memory files to replace
-        recovery.clear_debris(self)
-        reclaim_saves(self.state_dir, self.folder)
+        reclaim_saves(self.state_dir, self.folder, entries=recovery.clear_debris(self))
         version = recovery.settle_intent(self) if (self.state_dir / INTENT).exists() else None
         raw = self.read_raw()
         dirty = self.history.unrecorded(raw)

@@ -294,13 +294,16 @@ def _swap_in(temp: _Temp, done: list[_Temp]) -> None:
         done.append(temp)
 
 
-def reclaim_saves(keep: Path, folder: Path, max_age: float = 5.0) -> list[str]:
+def reclaim_saves(keep: Path, folder: Path, max_age: float = 5.0,
+                  entries: list[os.DirEntry[str]] | None = None) -> list[str]:
     """Bring back saves an editor wrote into an old file that replace_files had already
     swapped out (kept in `keep`): when one changed since it was moved there, and is newer
     than the file now in its place, it is swapped back in (what it replaces was recorded
-    already). Files left unchanged for `max_age` seconds go. Returns the names brought back."""
+    already). Files left unchanged for `max_age` seconds go. Returns the names brought back.
+    `entries`: `keep` as the caller listed it just now (no second listing)."""
     try:
-        kept = sorted((e for e in os.scandir(keep) if e.name.startswith(DISPLACED + "~")),
+        listed = os.scandir(keep) if entries is None else entries
+        kept = sorted((e for e in listed if e.name.startswith(DISPLACED + "~")),
                       key=lambda e: e.name)
     except FileNotFoundError:
         return []

@@ -100,16 +100,19 @@ def put_back(agent: Agent, written: dict[str, str | None]) -> None:
             atomic_write(agent.folder / name, data)
 
 
-def clear_debris(agent: Agent) -> None:
+def clear_debris(agent: Agent) -> list[os.DirEntry[str]] | None:
     """What a killed write left: git's locks and half-written objects (History.recover),
     and temp files in the agent folder. Under the write lock no live write owns them (a
-    temp file in the state folder may be a lock-free writer's: only old ones go)."""
+    temp file in the state folder may be a lock-free writer's: only old ones go). Returns the
+    state folder's entries as listed (for reclaim_saves), None when it could not be listed."""
     agent.history.recover()
     now = time.time()
+    entries: list[os.DirEntry[str]] | None = None
     for folder, min_age in ((agent.folder, 0.0), (agent.state_dir, 60.0)):
         try:
             entries = list(os.scandir(folder))
         except OSError:
+            entries = None
             continue
         for entry in entries:
             if entry.name.startswith(".") and entry.name.endswith(TMP_SUFFIX):
@@ -118,6 +121,7 @@ def clear_debris(agent: Agent) -> None:
                         os.unlink(entry.path)
                 except OSError:
                     pass
+    return entries
 
 
 def settle_forget(agent: Agent) -> bool:

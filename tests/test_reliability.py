@@ -384,3 +384,30 @@ def test_a_permission_error_on_a_memory_file_is_one_line(cli, blank: Agent, monk
     assert result.exit_code == 1 and "Traceback" not in result.stderr
     assert "permission denied" in result.stderr and "lessons.md" in result.stderr
     assert len(result.stderr.strip().splitlines()) <= 2, result.stderr
+
+
+def test_a_late_save_into_a_replaced_file_is_brought_back_by_the_next_write(blank: Agent):
+    """An editor that saves into the old file a write swapped out: the save is brought back
+    and recorded as the person's before the next write computes its change."""
+    blank.update(add("Agent"), "agent", "Agent edit")
+    kept = [p for p in blank.state_dir.iterdir() if p.name.startswith(fsutil.DISPLACED + "~")]
+    assert len(kept) == 1
+    time.sleep(0.01)
+    save_in_place(kept[0], "# Lessons\n\n## Late\nsaved into the old file\n")
+    blank.update(add("Next"), "agent", "Next edit")
+    text = (blank.folder / "lessons.md").read_text()
+    assert "## Late" in text and "## Next" in text and "## Agent" not in text
+    assert [v.author for v in blank.history.versions()[:2]] == ["agent", "human"]
+
+
+def test_a_write_lists_the_state_folder_once_before_and_once_after(blank: Agent, monkeypatch):
+    listed: list[str] = []
+    real = os.scandir
+
+    def scandir(path="."):
+        listed.append(os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    blank.update(add("Agent"), "agent", "Agent edit")
+    assert listed.count(os.fspath(blank.state_dir)) == 2
