@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import wire
 from conftest import snapshot
-from wire.openai_batch import BatchStandIn
+from wire.openai_batch import BatchStandIn, serve
 
 from agentmem.agent import Agent
 
@@ -42,13 +42,8 @@ RETIRE = json.dumps({"summary": "Python 2 is gone.", "operations": [
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[BatchStandIn]:
     monkeypatch.setenv("AGENTMEM_BATCHES", str(tmp_path / "batches"))
     monkeypatch.setenv("AGENTMEM_RETRIES", "0")
-    with wire.offline():
-        stand_in = BatchStandIn(lambda line: ADD)
-        try:
-            wire.config(api_base=stand_in.url + "/v1")
-            yield stand_in
-        finally:
-            stand_in.close()
+    with serve(lambda line: ADD) as stand_in:
+        yield stand_in
 
 
 def make_fleet(root: Path, count: int) -> list[Agent]:

@@ -516,8 +516,7 @@ def test_learnable_skips_only_what_a_sleep_event_says_it_consumed():
 
 def test_batch_sleep_skips_what_the_other_machines_sleep_consumed(machines, model, cli,
                                                                  tmp_path, monkeypatch):
-    import wire
-    from wire.openai_batch import BatchStandIn
+    from wire import openai_batch
 
     a, b, remote = machines
     a.journal.append({"session": "s1", "kind": "user", "content": "Use ruff, not flake8."},
@@ -534,20 +533,15 @@ def test_batch_sleep_skips_what_the_other_machines_sleep_consumed(machines, mode
          "rationale": "asked", "evidence": [noted]}]})
     monkeypatch.setenv("AGENTMEM_BATCHES", str(tmp_path / "batches"))
     monkeypatch.setenv("AGENTMEM_RETRIES", "0")
-    with wire.offline():
-        server = BatchStandIn(lambda line: answer)
-        try:
-            wire.config(api_base=server.url + "/v1")
-            result = cli("sleep", b.folder, "--batch", "--model", "openai/gpt-4o-mini")
-            assert result.exit_code == 0, result.stderr
-            [(_, lines)] = server.inputs.items()
-            sent = json.dumps(lines[0]["body"]["messages"])
-            assert "Answer in French." in sent and "Noted." not in sent and "ruff" not in sent
-            assert Agent.open(b.folder).read_state()["batch"]["events"] == 1
-            cli("sleep", b.folder, "--collect")
-            result = cli("sleep", b.folder, "--collect", "--yes", "--json")
-        finally:
-            server.close()
+    with openai_batch.serve(lambda line: answer) as server:
+        result = cli("sleep", b.folder, "--batch", "--model", "openai/gpt-4o-mini")
+        assert result.exit_code == 0, result.stderr
+        [(_, lines)] = server.inputs.items()
+        sent = json.dumps(lines[0]["body"]["messages"])
+        assert "Answer in French." in sent and "Noted." not in sent and "ruff" not in sent
+        assert Agent.open(b.folder).read_state()["batch"]["events"] == 1
+        cli("sleep", b.folder, "--collect")
+        result = cli("sleep", b.folder, "--collect", "--yes", "--json")
     [outcome] = json.loads(result.stdout)
     assert outcome["status"] == "refused" and noted in outcome["message"]
 

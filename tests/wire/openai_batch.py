@@ -27,11 +27,12 @@ a dict {"status_code": 4xx, "message": ...} (an HTTP error for that line) or {"c
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler
@@ -53,6 +54,19 @@ def completion(text: str, *, model: str = "x", usage: tuple[int, int] = (210, 40
                                                  "refusal": None, "annotations": []},
                          "logprobs": None, "finish_reason": finish}],
             "usage": _usage(*usage), "service_tier": "default"}
+
+
+@contextlib.contextmanager
+def serve(answer: Answer | None = None) -> Iterator[BatchStandIn]:
+    """A batch stand-in for the length of a `with` block, named as the user config's
+    api_base, with the process kept off the network meanwhile (see `wire.offline`)."""
+    with wire.offline():
+        stand_in = BatchStandIn(answer)
+        try:
+            wire.config(api_base=stand_in.url + "/v1")
+            yield stand_in
+        finally:
+            stand_in.close()
 
 
 class BatchStandIn(wire.Loopback):
