@@ -100,3 +100,13 @@ def test_a_lone_surrogate_is_logged_escaped_and_reads_back(tmp_path):
     raw = (tmp_path / "log.jsonl").read_bytes()
     raw.decode("utf-8")                        # still valid UTF-8 on disk
     assert journal.read().events[0]["content"] == "bad \ud800 text, caf\u00e9"
+
+
+def test_a_tag_another_process_creates_is_used_by_the_next_append(tmp_path: Path):
+    """Until this copy has synced, every append looks for the machine tag again: a sync in
+    another process (here: another Journal on the same files) may create it meanwhile."""
+    j = make(tmp_path)
+    assert j.append({"kind": "user", "content": "before"})[0]["id"] == "e1"
+    tag = make(tmp_path).machine_tag(create=True)
+    assert tag
+    assert j.append({"kind": "user", "content": "after"})[0]["id"] == f"e2-{tag}"
