@@ -305,21 +305,26 @@ def test_a_failed_batch_leaves_its_agents_free_to_resubmit(cli, tmp_path, fleet,
     assert "nothing to submit" in result.stderr and result.stderr.count("is still") == 3
 
 
+def kill_state_write(patch: pytest.MonkeyPatch, name: str, key: str) -> None:
+    """Ctrl-C when agent `name` is about to write `key` to its state.json."""
+    real = Agent.update_state
+
+    def killed(self: Agent, **values: Any) -> None:
+        if key in values and self.folder.name == name:
+            raise KeyboardInterrupt(f"killed before {name}'s {key} state write")
+        return real(self, **values)
+
+    patch.setattr(Agent, "update_state", killed)
+
+
 def test_a_killed_collect_applies_the_rest_next_time_and_none_twice(cli, tmp_path, fleet, server,
                                                                     monkeypatch):
     """Killed (Ctrl-C) after a1's version was recorded, before its state.json write."""
     root = tmp_path / "fleet"
     submit(cli, root)
     cli("sleep", root, "--collect", "--yes")
-    real = Agent.update_state
-
-    def killed(self: Agent, **values: Any) -> None:
-        if "sleep_cursor" in values and self.folder.name == "a1":
-            raise KeyboardInterrupt("killed after the version, before the state write")
-        return real(self, **values)
-
     with monkeypatch.context() as patch:
-        patch.setattr(Agent, "update_state", killed)
+        kill_state_write(patch, "a1", "sleep_cursor")
         result = cli("sleep", root, "--collect", "--yes", "--jobs", "1")   # one at a time
     assert result.exit_code == 130
     assert state(fleet[0])["batch"]["status"] == "applied"
@@ -532,15 +537,8 @@ def test_a_submission_killed_after_the_batch_was_created_is_adopted_not_sent_twi
     next --batch finds the batch by the token in its metadata and records it for every agent,
     so nothing is submitted (or paid for) twice, and --collect applies all three."""
     root = tmp_path / "fleet"
-    real = Agent.update_state
-
-    def killed(self: Agent, **values: Any) -> None:
-        if "batch" in values and self.folder.name == "a1":
-            raise KeyboardInterrupt("killed before a1's state write")
-        return real(self, **values)
-
     with monkeypatch.context() as patch:
-        patch.setattr(Agent, "update_state", killed)
+        kill_state_write(patch, "a1", "batch")
         result = cli("sleep", root, "--batch", "--model", MODEL)
     assert result.exit_code == 130
     [batch_id] = server.batches
