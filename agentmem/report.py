@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from agentmem import ratings
 from agentmem.agent import Agent
 from agentmem.errors import NotFound, UsageError
 from agentmem.history import Version
@@ -15,6 +14,9 @@ from agentmem.tokens import estimate
 
 
 def summarize(spec: str) -> dict[str, Any]:
+    # here, not at the top: diff and history need no lesson parser
+    from agentmem import ratings
+
     agent = Agent.open(spec)
     memory = agent.load()
     settings = memory.persona.settings

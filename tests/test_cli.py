@@ -762,6 +762,21 @@ def test_commands_without_a_model_never_import_litellm(agent: Agent, command: st
     assert proc.stdout.strip().splitlines()[-1] == "False"
 
 
+PARSERS_LOADED = ("print(sorted(m for m in ('agentmem.lessons', 'agentmem.tooldefs', 'yaml') "
+                  "if m in sys.modules))")
+
+
+@pytest.mark.parametrize("command", ["history", "diff"])
+def test_history_and_diff_never_load_the_memory_parsers(agent: Agent, command: str):
+    """They read versions only: the lesson and tool parsers (and yaml) stay unloaded."""
+    probe = LITELLM_PROBE.replace("print('litellm' in sys.modules)", PARSERS_LOADED)
+    proc = subprocess.run([sys.executable, "-c", probe.format(args=[command, str(agent.folder)])],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert PROBE_EXPECT[command] in proc.stdout      # the command really ran
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_new_without_a_name_is_a_usage_error(cli):
     result = cli("new")
     assert result.exit_code == 2 and "give the new agent's NAME" in result.stderr
