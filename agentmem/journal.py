@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -151,11 +149,17 @@ class Journal:
             saved = None
         except (OSError, ValueError):
             saved = None
+        # imported here, not with the module (the start-up of every command): only a copy
+        # that syncs gets this far
+        import socket
+
         here = {"host": socket.gethostname(), "folder": str(self.path.parent.resolve())}
         if isinstance(saved, dict) and isinstance(saved.get("tag"), str) and \
                 {k: saved.get(k) for k in here} == here and EVENT_ID.fullmatch(f"e1-{saved['tag']}"):
             self._tag = saved["tag"]
         elif saved is not None or create:
+            import secrets
+
             from agentmem.fsutil import atomic_write
 
             alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
