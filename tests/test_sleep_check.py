@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
+import wire
 
 from agentmem import prompts
 from agentmem import sleep as core
@@ -241,9 +242,7 @@ def test_a_tie_both_ways_is_a_tie_and_an_unreadable_verdict_refuses(blank: Agent
 
 def test_the_margin_lets_a_small_loss_through_and_persona_turns_the_check_on(cli, blank, model):
     with_log(blank, RUFF)
-    text = (blank.folder / "persona.md").read_text()
-    blank.write({"persona.md": text.replace("---\n", "---\nsleep: {check: {margin: 1}}\n", 1)},
-                "human", "check with a margin")
+    wire.persona(blank, sleep={"check": {"margin": 1}})
     model.push(RETIRE_RUFF)
     model.responder = answers
     result = cli("sleep", blank.folder, "--yes", "--model", "scripted/sleep")   # no --check
@@ -317,9 +316,7 @@ def test_verify_refuses_before_replaying_when_the_pass_has_spent_the_cap(blank: 
 def test_judge_model_goes_with_check(cli, blank: Agent):
     result = cli("sleep", blank.folder, "--judge-model", "scripted/j")
     assert result.exit_code == 2 and "add --check" in result.stderr
-    persona = (blank.folder / "persona.md").read_text()       # or with persona.md's check
-    blank.write({"persona.md": persona.replace("---\n", "---\nsleep:\n  check: true\n", 1)},
-                "human", "turn the check on")
+    wire.persona(blank, sleep={"check": True})                  # or with persona.md's check
     result = cli("sleep", blank.folder, "--judge-model", "scripted/j", "--dry-run", "--model",
                  "scripted/sleep")
     assert result.exit_code == 0, result.stderr
@@ -361,9 +358,7 @@ def test_sleep_in_a_chat_runs_the_check_when_the_persona_turns_it_on(cli, blank:
 
     monkeypatch.setattr(console, "stdin_is_tty", lambda: True)
     blank.write({"lessons.md": RUFF}, "human", "Seed lessons")
-    text = (blank.folder / "persona.md").read_text()
-    blank.write({"persona.md": text.replace("---\n", "---\nsleep: {check: true}\n", 1)},
-                "human", "check every pass")
+    wire.persona(blank, sleep={"check": True})
     model.push("Run ruff.", RETIRE_RUFF)          # the chat's reply, then the pass's answer
     model.responder = answers
     lessons = (blank.folder / "lessons.md").read_text()
@@ -399,9 +394,7 @@ def test_watch_runs_the_check_persona_md_turns_on(blank: Agent, model):
     from agentmem.watcher import Watcher
 
     with_log(blank, RUFF)
-    persona = (blank.folder / "persona.md").read_text()
-    blank.write({"persona.md": persona.replace("---\n", "---\nsleep:\n  check: true\n", 1)},
-                "human", "turn the check on")
+    wire.persona(blank, sleep={"check": True})
     model.push(RETIRE_RUFF)
     model.responder = answers
     before = snapshot(blank)

@@ -285,7 +285,7 @@ def persona(agent: Any, **settings: Any) -> None:
     data.update(settings)
     data = {k: v for k, v in data.items() if v is not None}
     text = "---\n" + yaml.safe_dump(data, sort_keys=False) + "---\n" + body
-    agent.write({"persona.md": text}, "human", "point the agent at a stand-in")
+    agent.write({"persona.md": text}, "human", "set " + ", ".join(settings) + " in persona.md")
 
 
 def events(agent: Any, kind: str | None = None) -> list[dict[str, Any]]:
