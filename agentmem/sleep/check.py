@@ -87,19 +87,19 @@ def settings(agent: Agent, sleep_spec: ModelSpec, *, enabled: bool = False,
     if not enabled and configured is None:
         return None
     configured = configured or {}
+    sleep_model = ModelSpec(sleep_spec.model, sleep_spec.api_base,
+                            f"the sleep model, {sleep_spec.source}", sleep_spec.api_base_source)
     if judge_model:
         judge = models.resolve(judge_model, persona, flag_name="--judge-model")
     elif configured.get("judge"):
         judge = models.resolve(configured["judge"], persona,
                                flag_name="persona.md 'sleep: check: judge:'")
     else:
-        judge = ModelSpec(sleep_spec.model, sleep_spec.api_base,
-                          f"the sleep model, {sleep_spec.source}", sleep_spec.api_base_source)
+        judge = sleep_model
     try:
         replay = models.resolve(None, persona)
     except ModelError:          # no chat model configured: the agent is run on the sleep model
-        replay = ModelSpec(sleep_spec.model, sleep_spec.api_base,
-                           f"the sleep model, {sleep_spec.source}", sleep_spec.api_base_source)
+        replay = sleep_model
     models.check_key(judge)
     models.check_key(replay)
     load_checks(agent)          # a bad checks.yaml is refused before any call
