@@ -11,6 +11,14 @@ os.environ.setdefault("LITELLM_MODE", "PRODUCTION")
 os.environ.setdefault("NO_COLOR", "1")
 
 
+# e1-e3 of a log where the user corrected the agent: the lesson a sleep pass should learn
+FLAKE8_CORRECTED = (
+    {"session": "s1", "kind": "user", "content": "Review my PR"},                     # e1
+    {"session": "s1", "kind": "assistant", "content": "Please run flake8 first."},    # e2
+    {"session": "s1", "kind": "user", "content": "No: we use ruff, not flake8."},     # e3
+)
+
+
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test gets its own agent home and config; no real keys or models leak in."""

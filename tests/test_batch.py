@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import wire
-from conftest import snapshot
+from conftest import FLAKE8_CORRECTED, snapshot
 from wire.openai_batch import BatchStandIn, serve
 
 from agentmem.agent import Agent
@@ -51,11 +51,7 @@ def make_fleet(root: Path, count: int) -> list[Agent]:
     for n in range(count):
         agent = Agent.create(str(root / f"a{n}"))
         agent.write({"lessons.md": LESSONS}, "human", "Seed lessons")
-        agent.journal.append(
-            {"session": "s1", "kind": "user", "content": "Review my PR"},                   # e1
-            {"session": "s1", "kind": "assistant", "content": "Please run flake8 first."},  # e2
-            {"session": "s1", "kind": "user", "content": "No: we use ruff, not flake8."},   # e3
-        )
+        agent.journal.append(*FLAKE8_CORRECTED)
         agents.append(agent)
     return agents
 

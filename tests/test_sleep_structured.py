@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 import wire
+from conftest import FLAKE8_CORRECTED
 from wire import anthropic, ollama, openai
 
 from agentmem import llm
@@ -27,11 +28,7 @@ SCHEMA_FORMAT = {"type": "json_schema", "json_schema": {
 
 @pytest.fixture
 def learner(blank: Agent) -> Agent:
-    blank.journal.append(
-        {"session": "s1", "kind": "user", "content": "Review my PR"},                     # e1
-        {"session": "s1", "kind": "assistant", "content": "Please run flake8 first."},    # e2
-        {"session": "s1", "kind": "user", "content": "No: we use ruff, not flake8."},     # e3
-    )
+    blank.journal.append(*FLAKE8_CORRECTED)
     return blank
 
 

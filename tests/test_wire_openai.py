@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 import wire
+from conftest import FLAKE8_CORRECTED
 from wire import openai
 
 from agentmem.agent import Agent
@@ -24,11 +25,7 @@ def server() -> Iterator[wire.StandIn]:
 
 @pytest.fixture
 def learner(blank: Agent) -> Agent:
-    blank.journal.append(
-        {"session": "s1", "kind": "user", "content": "Review my PR"},                     # e1
-        {"session": "s1", "kind": "assistant", "content": "Please run flake8 first."},    # e2
-        {"session": "s1", "kind": "user", "content": "No: we use ruff, not flake8."},     # e3
-    )
+    blank.journal.append(*FLAKE8_CORRECTED)
     return blank
 
 
