@@ -92,32 +92,26 @@ def test_chat_sends_only_to_its_model_flag(cli, agent: Agent, server: wire.Stand
     assert sent_models(server) == ["x"]
 
 
-def test_repl_sleep_uses_the_sessions_model_and_says_so(cli, blank: Agent, server: wire.StandIn,
-                                                        monkeypatch):
-    """The persona names a model (as the samples do); the session runs on --model. /sleep
-    must not send the session's log to the persona's provider."""
+@pytest.mark.parametrize("setting,sent,said", [
+    # the persona names a model (as the samples do); the session runs on --model: /sleep must
+    # not send the session's log to the persona's provider
+    ({"model": "openai/persona-model"}, ["x", "x"],
+     "sleep model: openai/x (from the chat session's --model)"),
+    ({"sleep_model": "openai/x-sleep"}, ["x", "x-sleep"],
+     "sleep model: openai/x-sleep (from persona.md 'sleep_model:')"),
+])
+def test_repl_sleep_picks_its_model_and_says_so(cli, blank: Agent, server: wire.StandIn,
+                                                monkeypatch, setting: dict[str, str],
+                                                sent: list[str], said: str):
     from agentmem import console
 
     monkeypatch.setattr(console, "stdin_is_tty", lambda: True)
-    wire.persona(blank, model="openai/persona-model")
+    wire.persona(blank, **setting)
     server.push(openai.stream(["Noted."]), openai.reply(json.dumps(NOTHING)))
     result = cli("chat", blank.folder, "--model", "openai/x", input="We use ruff.\n/sleep\nd\n/exit\n")
     assert result.exit_code == 0, result.stderr
-    assert sent_models(server) == ["x", "x"]
-    assert "sleep model: openai/x (from the chat session's --model)" in result.stderr
-
-
-def test_repl_sleep_with_a_sleep_model_set_uses_it_and_says_so(cli, blank: Agent,
-                                                               server: wire.StandIn, monkeypatch):
-    from agentmem import console
-
-    monkeypatch.setattr(console, "stdin_is_tty", lambda: True)
-    wire.persona(blank, sleep_model="openai/x-sleep")
-    server.push(openai.stream(["Noted."]), openai.reply(json.dumps(NOTHING)))
-    result = cli("chat", blank.folder, "--model", "openai/x", input="We use ruff.\n/sleep\nd\n/exit\n")
-    assert result.exit_code == 0, result.stderr
-    assert sent_models(server) == ["x", "x-sleep"]
-    assert "sleep model: openai/x-sleep (from persona.md 'sleep_model:')" in result.stderr
+    assert sent_models(server) == sent
+    assert said in result.stderr
 
 
 def test_sleep_says_which_model_before_sending(cli, blank: Agent, server: wire.StandIn):
