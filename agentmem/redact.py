@@ -38,37 +38,61 @@ def _has_bare_key(text: str) -> bool:
 # as cheap. A plain `in` is ~100x cheaper than a regex scan starting with \b, and most text holds
 # no secret at all.
 _Gate = tuple[str, ...] | Callable[[str], bool]
-_PATTERNS: list[tuple[re.Pattern[str], _Gate]] = [
-    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)",
-                re.S), ("-----BEGIN",)),
-    (re.compile(r"\bsk-(?:ant-|proj-|or-v1-)?[A-Za-z0-9_\-]{16,}"), ("sk-",)),  # OpenAI, Anthropic
-    (re.compile(r"\bsess-[A-Za-z0-9]{32,}"), ("sess-",)),                          # OpenAI session
-    (re.compile(r"\bxai-[A-Za-z0-9]{60,}"), ("xai-",)),                           # xAI
-    (re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"), ("AIza",)),                        # Google
-    (re.compile(r"\bya29\.[0-9A-Za-z_\-]{20,}"), ("ya29.",)),                     # Google OAuth
-    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), ("AKIA", "ASIA")),             # AWS key id
-    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}"), ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
-    (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{40,}"), ("github_pat_",)),            # GitHub
-    (re.compile(r"\bgl(?:pat|dt|rt)-[A-Za-z0-9_\-]{20,}"), ("glpat-", "gldt-", "glrt-")),  # GitLab
-    (re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}"), ("xox",)),                   # Slack
-    (re.compile(r"(hooks\.slack\.com/(?:services|workflows|triggers)/)[A-Za-z0-9_/\-]{20,}"),
-     ("hooks.slack.com/",)),                                                     # Slack webhook
-    (re.compile(r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{20,}"), ("k_live_", "k_test_")),  # Stripe
-    (re.compile(r"\bwhsec_[A-Za-z0-9+/=]{24,}"), ("whsec_",)),                     # Stripe webhook
-    (re.compile(r"\bnpm_[A-Za-z0-9]{36,}"), ("npm_",)),                            # npm
-    (re.compile(r"\bpypi-AgE[A-Za-z0-9_\-]{50,}"), ("pypi-AgE",)),                 # PyPI
-    (re.compile(r"\bhf_[A-Za-z0-9]{30,}"), ("hf_",)),                              # Hugging Face
-    (re.compile(r"\bgsk_[A-Za-z0-9]{30,}"), ("gsk_",)),                            # Groq
-    (re.compile(r"\br8_[A-Za-z0-9]{30,}"), ("r8_",)),                              # Replicate
+
+
+class _Lazy:
+    """A regex compiled the first time its gate lets text through: most runs of agentmem
+    (history, diff) redact nothing, and most texts pass few gates, while compiling every
+    pattern costs more than the rest of importing this module."""
+
+    __slots__ = ("pattern", "flags", "_compiled")
+
+    def __init__(self, pattern: str, flags: int = 0) -> None:
+        self.pattern, self.flags = pattern, flags
+        self._compiled: re.Pattern[str] | None = None
+
+    @property
+    def folded(self) -> bool:
+        """Case-insensitive: its needles are looked for in the lower-cased text."""
+        return bool(self.flags & re.I) or self.pattern.startswith("(?i)")
+
+    def compiled(self) -> re.Pattern[str]:
+        if self._compiled is None:
+            self._compiled = re.compile(self.pattern, self.flags)
+        return self._compiled
+
+
+_PATTERNS: list[tuple[_Lazy, _Gate]] = [
+    (_Lazy(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)",
+           re.S), ("-----BEGIN",)),
+    (_Lazy(r"\bsk-(?:ant-|proj-|or-v1-)?[A-Za-z0-9_\-]{16,}"), ("sk-",)),  # OpenAI, Anthropic
+    (_Lazy(r"\bsess-[A-Za-z0-9]{32,}"), ("sess-",)),                          # OpenAI session
+    (_Lazy(r"\bxai-[A-Za-z0-9]{60,}"), ("xai-",)),                           # xAI
+    (_Lazy(r"\bAIza[0-9A-Za-z_\-]{30,}"), ("AIza",)),                        # Google
+    (_Lazy(r"\bya29\.[0-9A-Za-z_\-]{20,}"), ("ya29.",)),                     # Google OAuth
+    (_Lazy(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), ("AKIA", "ASIA")),             # AWS key id
+    (_Lazy(r"\bgh[pousr]_[A-Za-z0-9]{30,}"), ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
+    (_Lazy(r"\bgithub_pat_[A-Za-z0-9_]{40,}"), ("github_pat_",)),            # GitHub
+    (_Lazy(r"\bgl(?:pat|dt|rt)-[A-Za-z0-9_\-]{20,}"), ("glpat-", "gldt-", "glrt-")),  # GitLab
+    (_Lazy(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}"), ("xox",)),                   # Slack
+    (_Lazy(r"(hooks\.slack\.com/(?:services|workflows|triggers)/)[A-Za-z0-9_/\-]{20,}"),
+     ("hooks.slack.com/",)),                                                # Slack webhook
+    (_Lazy(r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{20,}"), ("k_live_", "k_test_")),  # Stripe
+    (_Lazy(r"\bwhsec_[A-Za-z0-9+/=]{24,}"), ("whsec_",)),                     # Stripe webhook
+    (_Lazy(r"\bnpm_[A-Za-z0-9]{36,}"), ("npm_",)),                            # npm
+    (_Lazy(r"\bpypi-AgE[A-Za-z0-9_\-]{50,}"), ("pypi-AgE",)),                 # PyPI
+    (_Lazy(r"\bhf_[A-Za-z0-9]{30,}"), ("hf_",)),                              # Hugging Face
+    (_Lazy(r"\bgsk_[A-Za-z0-9]{30,}"), ("gsk_",)),                            # Groq
+    (_Lazy(r"\br8_[A-Za-z0-9]{30,}"), ("r8_",)),                              # Replicate
     # a JSON Web Token: base64url header (`{"` is "eyJ"), payload and signature
-    (re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*"
-                r"(?:\.[A-Za-z0-9_\-]+){0,2}"), ("eyJ",)),
-    (re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9_\-\.=/+]{16,}"), ("bearer",)),
-    (re.compile(r"(?i)((?:api[_-]?key|secret|token|password|passwd)\s*[=:]\s*[\"']?)"
-                r"[^\s\"',;]{8,}"), ("api", "secret", "token", "passw")),
+    (_Lazy(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*"
+           r"(?:\.[A-Za-z0-9_\-]+){0,2}"), ("eyJ",)),
+    (_Lazy(r"(?i)(\bbearer\s+)[A-Za-z0-9_\-\.=/+]{16,}"), ("bearer",)),
+    (_Lazy(r"(?i)((?:api[_-]?key|secret|token|password|passwd)\s*[=:]\s*[\"']?)"
+           r"[^\s\"',;]{8,}"), ("api", "secret", "token", "passw")),
     # a bare AWS secret access key, last: a key of a known shape is redacted whole first
-    (re.compile(rf"(?<![{_KEY_CHARS}])(?=[{_KEY_CHARS}]{{0,39}}[A-Z])(?=[{_KEY_CHARS}]{{0,39}}[a-z])"
-                rf"(?=[{_KEY_CHARS}]{{0,39}}[0-9])[{_KEY_CHARS}]{{40}}(?![{_KEY_CHARS}=])"),
+    (_Lazy(rf"(?<![{_KEY_CHARS}])(?=[{_KEY_CHARS}]{{0,39}}[A-Z])(?=[{_KEY_CHARS}]{{0,39}}[a-z])"
+           rf"(?=[{_KEY_CHARS}]{{0,39}}[0-9])[{_KEY_CHARS}]{{40}}(?![{_KEY_CHARS}=])"),
      _has_bare_key),
 ]
 
@@ -76,7 +100,7 @@ _PATTERNS: list[tuple[re.Pattern[str], _Gate]] = [
 # per call. The mark is a character every needle holds: when the text lacks it, no needle is
 # looked for (one character is found ~10x faster than a word, and prose has no _ or -).
 _MARKS = "_-."
-_CHECKS = [(p, gate, bool(p.flags & re.I),
+_CHECKS = [(p, gate, p.folded,
             next((m for m in _MARKS if isinstance(gate, tuple) and all(m in n for n in gate)), ""))
            for p, gate in _PATTERNS]
 
@@ -117,7 +141,7 @@ def redact(text: str, env: list[str] | None = None) -> str:
     lower = text.lower()
     marked = {mark: mark in text for mark in _MARKS}
     marked[""] = True
-    for pattern, gate, folded, mark in _CHECKS:
+    for lazy, gate, folded, mark in _CHECKS:
         if isinstance(gate, tuple):
             if not marked[mark]:
                 continue
@@ -129,6 +153,7 @@ def redact(text: str, env: list[str] | None = None) -> str:
                 continue
         elif not gate(text):
             continue
+        pattern = lazy.compiled()
         if pattern.groups:
             text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
         else:

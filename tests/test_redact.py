@@ -143,3 +143,19 @@ def test_environment_scan_survives_another_thread_setting_variables(monkeypatch)
         del os.environ[name]
     assert scans, "no scan ran while the other thread was setting variables"
     assert all("steady-secret-value" in found for found in scans)
+
+
+def test_a_pattern_is_compiled_only_once_text_passes_its_gate():
+    """`agentmem history` and `diff` redact nothing, so importing compiles no secret pattern;
+    plain prose compiles none either, and a key compiles the pattern that redacts it."""
+    import subprocess
+    import sys
+
+    probe = ("from agentmem import redact as r\n"
+             "def n(): return sum(p._compiled is not None for p, _ in r._PATTERNS)\n"
+             "a = n(); r.redact('plain words, nothing to hide here'); b = n()\n"
+             "out = r.redact('key hf_abcdefghijklmnopqrstuvwxyz0123456789')\n"
+             "print(a, b, n(), out)\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0", "0", "1", "key", "[REDACTED]"]
