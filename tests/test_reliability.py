@@ -154,8 +154,10 @@ def test_without_an_exchange_the_check_before_the_rename_still_keeps_the_save(bl
 
     monkeypatch.setattr(fsutil, "_content", save_first)
     blank.update(add("Agent"), "agent", "Agent edit")
+    assert saved == ["yes"]                  # the save did land during the write
     final = path.read_text()
     assert "## Person" in final and "## Agent" in final
+    assert [v.author for v in blank.history.versions()[:2]] == ["agent", "human"]
 
 
 def test_fixed_changes_are_refused_not_written_over_a_new_save(blank: Agent, monkeypatch):
