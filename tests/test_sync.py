@@ -245,8 +245,11 @@ def test_remote_from_persona_and_its_validation(machines, cli, tmp_path):
 
 
 def test_an_agent_with_no_remote_is_told_how_to_set_one(blank: Agent, cli):
+    before = snapshot(blank)
     result = cli("sync", blank.folder)
-    assert result.exit_code == 2 and "remote:" in result.stderr
+    assert result.exit_code == 2 and "has no remote to sync with" in result.stderr
+    assert "agentmem sync AGENT PATH-OR-URL) or set 'remote:' in persona.md" in result.stderr
+    assert snapshot(blank) == before
 
 
 def test_old_plain_ids_keep_resolving_and_new_ids_never_collide(machines):
