@@ -170,7 +170,9 @@ def test_no_git_log_over_every_commit_for_history_n(long: Agent, monkeypatch, cl
         return real(git_dir, folder, args, env, **kw)
 
     monkeypatch.setattr(gitcmd, "run", run)
-    assert cli("history", str(long.folder), "-n", "2").exit_code == 0
+    result = cli("history", str(long.folder), "-n", "2")
+    assert result.exit_code == 0, result.output
+    assert [line.split()[0] for line in result.stdout.splitlines()] == ["12", "11"]
     logs = [c for c in calls if c[0] in ("log", "rev-list")]
     assert logs and all("-n2" in c for c in logs), logs
     assert os.path.exists(long.folder / "lessons.md")
