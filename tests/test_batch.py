@@ -211,6 +211,7 @@ def test_a_line_refused_for_the_answers_form_says_how_to_ask_without_it(cli, tmp
     assert result.exit_code == 1
     assert "resubmit with sleep --batch (with `sleep: {output: prompt}` in persona.md)" \
         in result.stdout
+    assert [len(versions(a)) for a in fleet] == [2, 2, 2]     # new, seed: nothing applied
 
 
 def test_a_non_http_line_error_is_reported(cli, tmp_path, fleet, server):
@@ -221,6 +222,7 @@ def test_a_non_http_line_error_is_reported(cli, tmp_path, fleet, server):
     result = cli("sleep", tmp_path / "fleet", "--collect", "--yes")
     assert result.exit_code == 1
     assert "batch_expired: This request could not be executed" in result.stdout
+    assert [len(versions(a)) for a in fleet] == [2, 2, 2]     # new, seed: nothing applied
 
 
 def test_memory_changed_after_submission(cli, tmp_path, fleet, server):
