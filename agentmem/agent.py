@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agentmem import baton, config, recovery
 from agentmem.errors import (
@@ -39,9 +39,6 @@ from agentmem.locks import AgentLock, FileLock, LockTimeout
 from agentmem.memory import ARCHIVE, MEMORY_FILES, Memory, validate
 from agentmem.recovery import FORGET_INTENT, INTENT
 from agentmem.samples import find_sample
-
-if TYPE_CHECKING:   # the parsers (and yaml) load only when a command reads memory
-    pass
 
 STATE_DIR = ".agentmem"
 # The largest memory file agentmem reads: budgets keep persona.md and lessons.md to a few
