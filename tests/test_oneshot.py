@@ -49,11 +49,8 @@ def run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], P
 
 def test_one_shot_chat_ends_without_teardown_with_its_log_and_version_on_disk(
         tmp_path: Path, agent: Agent, server: wire.StandIn):
-    lessons = (agent.folder / "lessons.md").read_text()
-    insert = {"command": "insert", "path": "/memories/lessons.md",
-              "insert_line": len(lessons.splitlines()),
-              "insert_text": "\n## Use pathlib, not os.path\nThe team prefers pathlib.\n",
-              "reason": "user corrected me about os.path"}
+    insert = wire.insert_lesson(agent, "\n## Use pathlib, not os.path\nThe team prefers pathlib.\n",
+                                "user corrected me about os.path")
     server.push(openai.stream(["Noting it."], [openai.Call("memory", insert, pieces=3)]),
                 openai.stream(["Noted: ", "pathlib."]))
     proc, marker = run(tmp_path, "chat", str(agent.folder), "-m", "We use pathlib.",

@@ -47,11 +47,8 @@ def test_chat_streams_text_deltas(cli, agent: Agent, server: wire.StandIn):
 
 def test_memory_tool_use_arrives_in_pieces_and_lands_as_a_version(
         cli, agent: Agent, server: wire.StandIn):
-    lessons = (agent.folder / "lessons.md").read_text()
-    insert = {"command": "insert", "path": "/memories/lessons.md",
-              "insert_line": len(lessons.splitlines()),
-              "insert_text": "\n## Prefer pathlib\nThe team uses pathlib, not os.path.\n",
-              "reason": "the user prefers pathlib"}
+    insert = wire.insert_lesson(agent, "\n## Prefer pathlib\nThe team uses pathlib, not os.path.\n",
+                                "the user prefers pathlib")
     use = anthropic.ToolUse("memory", insert, pieces=11)
     assert any(piece[-1].isalnum() for piece in use.split()[:-1])     # split mid-token
     server.push(anthropic.stream(["I will remember that."], [use]),

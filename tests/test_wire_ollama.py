@@ -40,11 +40,8 @@ def test_chat_streams_ndjson(cli, agent: Agent, server: wire.StandIn):
 
 
 def test_memory_tool_call_lands_as_a_version(cli, agent: Agent, server: wire.StandIn):
-    lessons = (agent.folder / "lessons.md").read_text()
-    insert = {"command": "insert", "path": "/memories/lessons.md",
-              "insert_line": len(lessons.splitlines()),
-              "insert_text": "\n## Prefer pathlib\nThe team uses pathlib.\n",
-              "reason": "the user prefers pathlib"}
+    insert = wire.insert_lesson(agent, "\n## Prefer pathlib\nThe team uses pathlib.\n",
+                                "the user prefers pathlib")
     server.push(ollama.stream([], [ollama.Call("memory", insert)]), ollama.stream(["Noted."]))
     result = cli("chat", agent.folder, "-m", "We use pathlib.", "--model", MODEL)
     assert result.exit_code == 0, result.stderr

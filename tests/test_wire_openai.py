@@ -69,11 +69,8 @@ def test_chat_json_asks_without_streaming(cli, agent: Agent, server: wire.StandI
 def test_memory_edits_arrive_as_tool_call_deltas_and_land_as_versions(
         cli, agent: Agent, server: wire.StandIn):
     """Two tool calls in one turn, each name in one chunk and its arguments in many."""
-    lessons = (agent.folder / "lessons.md").read_text()
-    insert = {"command": "insert", "path": "/memories/lessons.md",
-              "insert_line": len(lessons.splitlines()),
-              "insert_text": "\n## Use pathlib, not os.path\nThe team prefers pathlib.\n",
-              "reason": "user corrected me about os.path"}
+    insert = wire.insert_lesson(agent, "\n## Use pathlib, not os.path\nThe team prefers pathlib.\n",
+                                "user corrected me about os.path")
     view = {"command": "view", "path": "/memories/lessons.md", "view_range": [1, 2]}
     server.push(openai.stream(["Let me note that."], [
                     openai.Call("memory", view, id="call_view", pieces=4),

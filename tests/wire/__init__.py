@@ -288,6 +288,13 @@ def persona(agent: Any, **settings: Any) -> None:
     agent.write({"persona.md": text}, "human", "set " + ", ".join(settings) + " in persona.md")
 
 
+def insert_lesson(agent: Any, text: str, reason: str) -> dict[str, Any]:
+    """The memory tool's arguments that insert `text` after the last line of lessons.md."""
+    lessons = (agent.folder / "lessons.md").read_text(encoding="utf-8")
+    return {"command": "insert", "path": "/memories/lessons.md",
+            "insert_line": len(lessons.splitlines()), "insert_text": text, "reason": reason}
+
+
 def events(agent: Any, kind: str | None = None) -> list[dict[str, Any]]:
     found = agent.journal.read().events
     return [e for e in found if kind is None or e["kind"] == kind]
